@@ -1,0 +1,842 @@
+//! Walks the TOML document field by field. Unlike a derived serde struct, which
+//! stops at the first problem, the walk records every problem (wrong type,
+//! out-of-range value, unknown field) with its line and keeps going, so an
+//! operator fixes a broken file in one pass.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::diag::{ConfigErrors, Diags};
+use crate::model::{Config, HostPattern, Protocol, ServerAddress};
+use crate::units::{parse_duration, parse_size};
+use crate::validate::{self, parse_host, parse_host_pattern, parse_server_address};
+
+/// Reads and validates a configuration file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors::io(path, &e))?;
+    load_str(&text, path)
+}
+
+/// Validates configuration text; `source` names it in messages.
+pub fn load_str(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
+    let mut d = Diags::new(source, text);
+    let root = match DeTable::parse(text) {
+        Ok(t) => t,
+        Err(e) => {
+            let at = e.span().map(|s| s.start);
+            d.error(at, "file", None, format!("not valid TOML: {}", e.message().trim()));
+            return Err(d.into_errors());
+        }
+    };
+    let mut raw = RawConfig::default();
+    for (key, value) in root.get_ref().iter() {
+        let at = key.span().start;
+        match key.get_ref().as_ref() {
+            "gateway" => match value.get_ref() {
+                DeValue::Table(t) => raw.gateway = Some(read_gateway(&mut d, t, at)),
+                _ => d.error(Some(at), "[gateway]", None, "must be a table: write `[gateway]`".into()),
+            },
+            section @ ("listener" | "backend_pool" | "backend_http_settings" | "probe" | "rule") => {
+                let DeValue::Array(items) = value.get_ref() else {
+                    d.error(
+                        Some(at),
+                        &format!("[{section}]"),
+                        None,
+                        format!("must be an array of tables: write `[[{section}]]` for each entry"),
+                    );
+                    continue;
+                };
+                for (n, item) in items.iter().enumerate() {
+                    let DeValue::Table(t) = item.get_ref() else {
+                        d.error(
+                            Some(item.span().start),
+                            &format!("[[{section}]] #{}", n + 1),
+                            None,
+                            "must be a table".into(),
+                        );
+                        continue;
+                    };
+                    let at = item.span().start;
+                    match section {
+                        "listener" => raw.listeners.push(read_listener(&mut d, t, at, n)),
+                        "backend_pool" => raw.pools.push(read_pool(&mut d, t, at, n)),
+                        "backend_http_settings" => raw.settings.push(read_settings(&mut d, t, at, n)),
+                        "probe" => raw.probes.push(read_probe(&mut d, t, at, n)),
+                        _ => raw.rules.push(read_rule(&mut d, t, at, n)),
+                    }
+                }
+            }
+            other => {
+                let hint = suggest(other, TOP_LEVEL).map_or(String::new(), |s| format!("; did you mean `{s}`?"));
+                d.error(
+                    Some(at),
+                    "file",
+                    Some(other),
+                    format!("unknown section (expected one of: {}){hint}", TOP_LEVEL.join(", ")),
+                );
+            }
+        }
+    }
+    let cfg = validate::resolve(raw, &mut d, source);
+    match cfg {
+        Some(cfg) if d.errors.is_empty() => Ok(cfg),
+        _ => Err(d.into_errors()),
+    }
+}
+
+const TOP_LEVEL: &[&str] = &["gateway", "listener", "backend_pool", "backend_http_settings", "probe", "rule"];
+
+/// The file's entries after field-level checks, before names are resolved.
+/// A field that failed its check is `None` (its error is already recorded).
+#[derive(Debug, Default)]
+pub(crate) struct RawConfig {
+    pub gateway: Option<RawGateway>,
+    pub listeners: Vec<RawListener>,
+    pub pools: Vec<RawPool>,
+    pub settings: Vec<RawSettings>,
+    pub probes: Vec<RawProbe>,
+    pub rules: Vec<RawRule>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawGateway {
+    pub workers: Option<usize>,
+    pub worker_cpus: Vec<usize>,
+    pub prober_cpu: Option<usize>,
+    /// `Some(None)`: explicitly disabled.
+    pub admin_listen: Option<Option<SocketAddr>>,
+    pub admin_at: usize,
+    pub drain_timeout: Option<Duration>,
+    pub dns_refresh: Option<Duration>,
+    pub access_log: Option<String>,
+    pub max_request_head: Option<u64>,
+    pub max_headers: Option<u64>,
+    pub max_uri: Option<u64>,
+    pub max_request_body: Option<u64>,
+    pub max_connections_per_worker: Option<u64>,
+    pub client_keepalive_timeout: Option<Duration>,
+    pub header_read_timeout: Option<Duration>,
+    pub io_uring_entries: Option<u64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawListener {
+    pub at: usize,
+    pub label: String,
+    pub name: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub host_names: Vec<(HostPattern, usize)>,
+    pub protocol: Option<Protocol>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawPool {
+    pub at: usize,
+    pub addresses_at: Option<usize>,
+    pub label: String,
+    pub name: Option<String>,
+    pub servers: Vec<(ServerAddress, usize)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawSettings {
+    pub at: usize,
+    pub label: String,
+    pub name: Option<String>,
+    pub port: Option<u16>,
+    pub protocol: Option<Protocol>,
+    pub cookie_based_affinity: Option<bool>,
+    pub affinity_cookie_name: Option<String>,
+    pub request_timeout: Option<Duration>,
+    pub connect_timeout: Option<Duration>,
+    pub probe: Option<(String, usize)>,
+    pub host_name: Option<String>,
+    pub max_idle_connections: Option<u64>,
+    pub idle_timeout: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawProbe {
+    pub at: usize,
+    pub label: String,
+    pub name: Option<String>,
+    pub protocol: Option<Protocol>,
+    pub host: Option<String>,
+    pub pick_host: Option<bool>,
+    pub path: Option<String>,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub timeout_at: usize,
+    pub unhealthy_threshold: Option<u32>,
+    pub healthy_threshold: Option<u32>,
+    pub status_codes: Option<Vec<std::ops::RangeInclusive<u16>>>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawRule {
+    pub at: usize,
+    pub label: String,
+    pub name: Option<String>,
+    pub listener: Option<(String, usize)>,
+    pub pool: Option<(String, usize)>,
+    pub settings: Option<(String, usize)>,
+}
+
+/// Probe and request time-outs: 1 s to 1 day as integers, down to 10 ms as strings.
+const TIME_MIN: Duration = Duration::from_millis(10);
+const TIME_MAX: Duration = Duration::from_secs(86_400);
+
+/// Reads the fields of one table entry, recording problems against it.
+struct Fields<'a, 'i> {
+    d: &'a mut Diags,
+    table: &'a DeTable<'i>,
+    label: String,
+    at: usize,
+    known: &'static [&'static str],
+}
+
+type Val<'a, 'i> = &'a Spanned<DeValue<'i>>;
+
+fn type_name(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+impl<'a, 'i> Fields<'a, 'i> {
+    fn new(d: &'a mut Diags, table: &'a DeTable<'i>, label: String, at: usize, known: &'static [&'static str]) -> Self {
+        Fields { d, table, label, at, known }
+    }
+
+    fn get(&self, key: &str) -> Option<Val<'a, 'i>> {
+        debug_assert!(self.known.contains(&key), "{key} missing from the known list");
+        self.table.get(key)
+    }
+
+    fn err(&mut self, at: usize, field: &str, msg: String) {
+        self.d.error(Some(at), &self.label, Some(field), msg);
+    }
+
+    fn wrong_type(&mut self, field: &str, v: Val<'_, '_>, want: &str) {
+        self.err(v.span().start, field, format!("expected {want}, found {}", type_name(v.get_ref())));
+    }
+
+    fn string(&mut self, key: &str) -> Option<String> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            _ => {
+                self.wrong_type(key, v, "a string");
+                None
+            }
+        }
+    }
+
+    fn string_at(&mut self, key: &str) -> Option<(String, usize)> {
+        let at = self.get(key)?.span().start;
+        self.string(key).map(|s| (s, at))
+    }
+
+    fn bool(&mut self, key: &str) -> Option<bool> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(key, v, "true or false");
+                None
+            }
+        }
+    }
+
+    fn int_of(&mut self, key: &str, v: Val<'_, '_>) -> Option<i64> {
+        match v.get_ref() {
+            DeValue::Integer(i) => match i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    self.err(v.span().start, key, "integer out of range".into());
+                    None
+                }
+            },
+            _ => {
+                self.wrong_type(key, v, "an integer");
+                None
+            }
+        }
+    }
+
+    /// An integer in `min..=max`.
+    fn int(&mut self, key: &str, min: i64, max: i64) -> Option<i64> {
+        let v = self.get(key)?;
+        let n = self.int_of(key, v)?;
+        if n < min || n > max {
+            self.err(v.span().start, key, format!("{n} is out of range (allowed: {min} to {max})"));
+            return None;
+        }
+        Some(n)
+    }
+
+    /// Seconds as an integer, or a string such as "250ms", within `min..=max`.
+    fn duration(&mut self, key: &str, min: Duration, max: Duration) -> Option<Duration> {
+        let v = self.get(key)?;
+        let at = v.span().start;
+        let d = match v.get_ref() {
+            DeValue::Integer(_) => {
+                let n = self.int_of(key, v)?;
+                let lo = min.as_secs().max(1) as i64;
+                if n < lo || n > max.as_secs() as i64 {
+                    self.err(
+                        at,
+                        key,
+                        format!(
+                            "{n} s is out of range (allowed: {lo} to {} seconds, or a string down to \"{}ms\")",
+                            max.as_secs(),
+                            min.as_millis()
+                        ),
+                    );
+                    return None;
+                }
+                Duration::from_secs(n as u64)
+            }
+            DeValue::String(s) => match parse_duration(s) {
+                Ok(d) if d < min || d > max => {
+                    self.err(
+                        at,
+                        key,
+                        format!("\"{s}\" is out of range (allowed: {}ms to {} s)", min.as_millis(), max.as_secs()),
+                    );
+                    return None;
+                }
+                Ok(d) => d,
+                Err(e) => {
+                    self.err(at, key, e);
+                    return None;
+                }
+            },
+            _ => {
+                self.wrong_type(key, v, "seconds as an integer or a string such as \"250ms\"");
+                return None;
+            }
+        };
+        Some(d)
+    }
+
+    /// Bytes as an integer, or a string such as "16KiB", within `min..=max`.
+    fn size(&mut self, key: &str, min: u64, max: u64) -> Option<u64> {
+        let v = self.get(key)?;
+        let at = v.span().start;
+        let n = match v.get_ref() {
+            DeValue::Integer(_) => {
+                let n = self.int_of(key, v)?;
+                if n < 0 {
+                    self.err(at, key, format!("{n} is negative"));
+                    return None;
+                }
+                n as u64
+            }
+            DeValue::String(s) => match parse_size(s) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.err(at, key, e);
+                    return None;
+                }
+            },
+            _ => {
+                self.wrong_type(key, v, "bytes as an integer or a string such as \"16KiB\"");
+                return None;
+            }
+        };
+        if n < min || n > max {
+            self.err(at, key, format!("{n} bytes is out of range (allowed: {min} to {max})"));
+            return None;
+        }
+        Some(n)
+    }
+
+    /// An array of strings, each with its offset.
+    fn strings(&mut self, key: &str) -> Option<Vec<(String, usize)>> {
+        let v = self.get(key)?;
+        let DeValue::Array(items) = v.get_ref() else {
+            self.wrong_type(key, v, "an array of strings");
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            match item.get_ref() {
+                DeValue::String(s) => out.push((s.to_string(), item.span().start)),
+                other => {
+                    let msg = format!("expected a string, found {}", type_name(other));
+                    self.err(item.span().start, &format!("{key}[{i}]"), msg);
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn protocol(&mut self, key: &str) -> Option<Protocol> {
+        let (s, at) = self.string_at(key)?;
+        match s.to_ascii_lowercase().as_str() {
+            "http" => Some(Protocol::Http),
+            "https" => Some(Protocol::Https),
+            _ => {
+                self.err(at, key, format!("\"{s}\" is not a protocol (use \"http\" or \"https\")"));
+                None
+            }
+        }
+    }
+
+    /// The entry's `name`, which also labels its messages from here on.
+    fn name(&mut self, section: &str, n: usize) -> Option<String> {
+        let name = match self.get("name") {
+            None => {
+                self.label = format!("[[{section}]] #{}", n + 1);
+                let at = self.at;
+                self.err(at, "name", "missing: every entry needs a name".into());
+                return None;
+            }
+            Some(_) => self.string("name"),
+        };
+        match &name {
+            Some(s) if s.trim().is_empty() => {
+                self.label = format!("[[{section}]] #{}", n + 1);
+                let at = self.at;
+                self.err(at, "name", "must not be empty".into());
+                None
+            }
+            Some(s) => {
+                self.label = format!("[[{section}]] \"{s}\"");
+                // From here on the entry is located by its name's line.
+                self.at = self.get("name").map_or(self.at, |v| v.span().start);
+                name
+            }
+            None => {
+                self.label = format!("[[{section}]] #{}", n + 1);
+                None
+            }
+        }
+    }
+
+    fn required<T>(&mut self, key: &str, v: Option<T>) -> Option<T> {
+        if v.is_none() && self.table.get(key).is_none() {
+            let at = self.at;
+            self.err(at, key, "missing (required)".into());
+        }
+        v
+    }
+
+    /// Reports every key the entry has that is not a known field.
+    fn finish(self) {
+        for (k, v) in self.table.iter() {
+            let key: &str = k.get_ref().as_ref();
+            if !self.known.contains(&key) {
+                let hint = suggest(key, self.known).map_or(String::new(), |s| format!("; did you mean `{s}`?"));
+                let msg = format!("unknown field (known fields: {}){hint}", self.known.join(", "));
+                let at = v.span().start.min(k.span().start);
+                self.d.error(Some(at), &self.label, Some(key), msg);
+            }
+        }
+    }
+}
+
+const GATEWAY_FIELDS: &[&str] = &[
+    "workers",
+    "worker_cpus",
+    "prober_cpu",
+    "admin_listen",
+    "drain_timeout",
+    "dns_refresh",
+    "access_log",
+    "limits",
+    "io_uring",
+];
+const LIMIT_FIELDS: &[&str] = &[
+    "max_request_head",
+    "max_headers",
+    "max_uri",
+    "max_request_body",
+    "max_connections_per_worker",
+    "client_keepalive_timeout",
+    "header_read_timeout",
+];
+const IO_URING_FIELDS: &[&str] = &["entries"];
+
+fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
+    let mut f = Fields::new(d, t, "[gateway]".into(), at, GATEWAY_FIELDS);
+    let workers = f.int("workers", 0, 1024).map(|n| n as usize);
+    let worker_cpus = f
+        .get("worker_cpus")
+        .and_then(|v| match v.get_ref() {
+            DeValue::Array(items) => Some(
+                items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, it)| {
+                        let key = format!("worker_cpus[{i}]");
+                        let n = f.int_of(&key, it)?;
+                        if !(0..=4095).contains(&n) {
+                            f.err(it.span().start, &key, format!("{n} is not a CPU number (0 to 4095)"));
+                            return None;
+                        }
+                        Some(n as usize)
+                    })
+                    .collect(),
+            ),
+            _ => {
+                f.wrong_type("worker_cpus", v, "an array of CPU numbers");
+                None
+            }
+        })
+        .unwrap_or_default();
+    let prober_cpu = f.int("prober_cpu", 0, 4095).map(|n| n as usize);
+    let admin_at = f.get("admin_listen").map_or(at, |v| v.span().start);
+    let admin_listen = f.string_at("admin_listen").and_then(|(s, at)| {
+        if s.is_empty() || s == "off" {
+            return Some(None);
+        }
+        match s.parse::<SocketAddr>() {
+            Ok(a) => Some(Some(a)),
+            Err(_) => {
+                f.err(at, "admin_listen", format!("\"{s}\" is not an IP:port address (or \"off\")"));
+                None
+            }
+        }
+    });
+    let drain_timeout = f.duration("drain_timeout", Duration::ZERO, TIME_MAX);
+    let dns_refresh = f.duration("dns_refresh", Duration::from_secs(1), TIME_MAX);
+    let access_log = f.string_at("access_log").and_then(|(s, at)| {
+        if s.trim().is_empty() {
+            f.err(at, "access_log", "must be \"off\", \"stdout\" or a file path".into());
+            None
+        } else {
+            Some(s)
+        }
+    });
+    let mut g = RawGateway {
+        workers,
+        worker_cpus,
+        prober_cpu,
+        admin_listen,
+        admin_at,
+        drain_timeout,
+        dns_refresh,
+        access_log,
+        max_request_head: None,
+        max_headers: None,
+        max_uri: None,
+        max_request_body: None,
+        max_connections_per_worker: None,
+        client_keepalive_timeout: None,
+        header_read_timeout: None,
+        io_uring_entries: None,
+    };
+    if let Some(v) = f.get("limits") {
+        match v.get_ref() {
+            DeValue::Table(lt) => {
+                let at = v.span().start;
+                let mut l = Fields::new(f.d, lt, "[gateway.limits]".into(), at, LIMIT_FIELDS);
+                g.max_request_head = l.size("max_request_head", 1024, 1 << 20);
+                g.max_headers = l.int("max_headers", 8, 1024).map(|n| n as u64);
+                g.max_uri = l.size("max_uri", 64, 1 << 20);
+                g.max_request_body = l.size("max_request_body", 0, u64::MAX / 2);
+                g.max_connections_per_worker = l.int("max_connections_per_worker", 1, 10_000_000).map(|n| n as u64);
+                g.client_keepalive_timeout = l.duration("client_keepalive_timeout", TIME_MIN, TIME_MAX);
+                g.header_read_timeout = l.duration("header_read_timeout", TIME_MIN, TIME_MAX);
+                l.finish();
+            }
+            _ => f.wrong_type("limits", v, "a table: write `[gateway.limits]`"),
+        }
+    }
+    if let Some(v) = f.get("io_uring") {
+        match v.get_ref() {
+            DeValue::Table(it) => {
+                let at = v.span().start;
+                let mut u = Fields::new(f.d, it, "[gateway.io_uring]".into(), at, IO_URING_FIELDS);
+                g.io_uring_entries = u.int("entries", 64, 32768).map(|n| n as u64);
+                if let Some(n) = g.io_uring_entries
+                    && !n.is_power_of_two()
+                {
+                    let at = u.get("entries").map_or(at, |v| v.span().start);
+                    u.err(at, "entries", format!("{n} is not a power of two"));
+                    g.io_uring_entries = None;
+                }
+                u.finish();
+            }
+            _ => f.wrong_type("io_uring", v, "a table: write `[gateway.io_uring]`"),
+        }
+    }
+    f.finish();
+    g
+}
+
+const LISTENER_FIELDS: &[&str] = &["name", "listen", "host_names", "protocol"];
+
+fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawListener {
+    let mut f = Fields::new(d, t, String::new(), at, LISTENER_FIELDS);
+    let name = f.name("listener", n);
+    let listen = f.string_at("listen").and_then(|(s, at)| match s.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            f.err(at, "listen", format!("\"{s}\" is not an IP:port address (e.g. \"0.0.0.0:8080\" or \"[::]:8080\")"));
+            None
+        }
+    });
+    let listen = f.required("listen", listen);
+    let mut host_names = Vec::new();
+    for (i, (h, at)) in f.strings("host_names").unwrap_or_default().into_iter().enumerate() {
+        match parse_host_pattern(&h) {
+            Ok(p) => host_names.push((p, at)),
+            Err(e) => f.err(at, &format!("host_names[{i}]"), e),
+        }
+    }
+    let protocol = if f.get("protocol").is_some() { f.protocol("protocol") } else { Some(Protocol::Http) };
+    if protocol == Some(Protocol::Https) {
+        let at = f.get("protocol").map_or(at, |v| v.span().start);
+        f.err(
+            at,
+            "protocol",
+            "HTTPS listeners need TLS certificates, which this build does not support yet; use \"http\"".into(),
+        );
+    }
+    let (label, at) = (f.label.clone(), f.at);
+    f.finish();
+    RawListener { at, label, name, listen, host_names, protocol }
+}
+
+const POOL_FIELDS: &[&str] = &["name", "addresses"];
+
+fn read_pool(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawPool {
+    let mut f = Fields::new(d, t, String::new(), at, POOL_FIELDS);
+    let name = f.name("backend_pool", n);
+    let addresses_at = f.get("addresses").map(|v| v.span().start);
+    let mut servers = Vec::new();
+    for (i, (a, at)) in f.strings("addresses").unwrap_or_default().into_iter().enumerate() {
+        match parse_server_address(&a) {
+            Ok(s) => servers.push((s, at)),
+            Err(e) => f.err(at, &format!("addresses[{i}]"), e),
+        }
+    }
+    let (label, at) = (f.label.clone(), f.at);
+    f.finish();
+    RawPool { at, addresses_at, label, name, servers }
+}
+
+const SETTINGS_FIELDS: &[&str] = &[
+    "name",
+    "port",
+    "protocol",
+    "cookie_based_affinity",
+    "affinity_cookie_name",
+    "request_timeout",
+    "connect_timeout",
+    "probe",
+    "host_name",
+    "max_idle_connections",
+    "idle_timeout",
+];
+
+fn read_settings(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawSettings {
+    let mut f = Fields::new(d, t, String::new(), at, SETTINGS_FIELDS);
+    let name = f.name("backend_http_settings", n);
+    let port = f.int("port", 1, 65535).map(|p| p as u16);
+    let protocol = f.protocol("protocol");
+    if protocol == Some(Protocol::Https) {
+        let at = f.get("protocol").map_or(at, |v| v.span().start);
+        f.err(
+            at,
+            "protocol",
+            "HTTPS to backends needs trusted root certificates, which this build does not support yet; use \"http\""
+                .into(),
+        );
+    }
+    let cookie_based_affinity = f.bool("cookie_based_affinity");
+    let affinity_cookie_name = f.string_at("affinity_cookie_name").and_then(|(s, at)| {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+            f.err(
+                at,
+                "affinity_cookie_name",
+                format!("\"{s}\" is not a valid cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
+            );
+            None
+        } else {
+            Some(s)
+        }
+    });
+    let request_timeout = f.duration("request_timeout", TIME_MIN, TIME_MAX);
+    let connect_timeout = f.duration("connect_timeout", TIME_MIN, TIME_MAX);
+    let probe = f.string_at("probe");
+    let host_name = f.string_at("host_name").and_then(|(s, at)| match parse_host(&s) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            f.err(at, "host_name", e);
+            None
+        }
+    });
+    let max_idle_connections = f.int("max_idle_connections", 0, 100_000).map(|n| n as u64);
+    let idle_timeout = f.duration("idle_timeout", TIME_MIN, TIME_MAX);
+    let (label, at) = (f.label.clone(), f.at);
+    f.finish();
+    RawSettings {
+        at,
+        label,
+        name,
+        port,
+        protocol,
+        cookie_based_affinity,
+        affinity_cookie_name,
+        request_timeout,
+        connect_timeout,
+        probe,
+        host_name,
+        max_idle_connections,
+        idle_timeout,
+    }
+}
+
+const PROBE_FIELDS: &[&str] = &[
+    "name",
+    "protocol",
+    "host",
+    "pick_host_name_from_backend_http_settings",
+    "path",
+    "interval",
+    "timeout",
+    "unhealthy_threshold",
+    "healthy_threshold",
+    "match",
+];
+const MATCH_FIELDS: &[&str] = &["status_codes", "body"];
+
+fn read_probe(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawProbe {
+    let mut f = Fields::new(d, t, String::new(), at, PROBE_FIELDS);
+    let name = f.name("probe", n);
+    let protocol = f.protocol("protocol");
+    if protocol == Some(Protocol::Https) {
+        let at = f.get("protocol").map_or(at, |v| v.span().start);
+        f.err(at, "protocol", "HTTPS probes are not supported by this build yet; use \"http\"".into());
+    }
+    let host = f.string_at("host").and_then(|(s, at)| match parse_host(&s) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            f.err(at, "host", e);
+            None
+        }
+    });
+    let pick_host = f.bool("pick_host_name_from_backend_http_settings");
+    let path = f.string_at("path").and_then(|(s, at)| {
+        if !s.starts_with('/') {
+            f.err(
+                at,
+                "path",
+                format!("must start with '/' (got \"{s}\"); the probe is sent to <protocol>://<host>:<port><path>"),
+            );
+            None
+        } else if s.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            f.err(at, "path", format!("\"{}\" contains spaces or control characters", s.escape_debug()));
+            None
+        } else {
+            Some(s)
+        }
+    });
+    let interval = f.duration("interval", TIME_MIN, TIME_MAX);
+    let timeout_at = f.get("timeout").map_or(at, |v| v.span().start);
+    let timeout = f.duration("timeout", TIME_MIN, TIME_MAX);
+    let unhealthy_threshold = f.int("unhealthy_threshold", 1, 20).map(|n| n as u32);
+    let healthy_threshold = f.int("healthy_threshold", 1, 20).map(|n| n as u32);
+    let mut status_codes = None;
+    let mut body = None;
+    if let Some(v) = f.get("match") {
+        match v.get_ref() {
+            DeValue::Table(mt) => {
+                let label = format!("{} match", f.label);
+                let mut m = Fields::new(f.d, mt, label, v.span().start, MATCH_FIELDS);
+                if let Some(codes) = m.strings("status_codes") {
+                    let mut ranges = Vec::new();
+                    for (i, (c, at)) in codes.into_iter().enumerate() {
+                        match validate::parse_status_range(&c) {
+                            Ok(r) => ranges.push(r),
+                            Err(e) => m.err(at, &format!("status_codes[{i}]"), e),
+                        }
+                    }
+                    if ranges.is_empty() {
+                        let at = m.get("status_codes").map_or(at, |v| v.span().start);
+                        m.err(at, "status_codes", "must list at least one code or range, e.g. [\"200-399\"]".into());
+                    } else {
+                        status_codes = Some(ranges);
+                    }
+                }
+                body = m.string("body");
+                m.finish();
+            }
+            _ => f.wrong_type("match", v, "a table: write `match = { status_codes = [\"200-399\"] }`"),
+        }
+    }
+    let (label, at) = (f.label.clone(), f.at);
+    f.finish();
+    RawProbe {
+        at,
+        label,
+        name,
+        protocol,
+        host,
+        pick_host,
+        path,
+        interval,
+        timeout,
+        timeout_at,
+        unhealthy_threshold,
+        healthy_threshold,
+        status_codes,
+        body,
+    }
+}
+
+const RULE_FIELDS: &[&str] = &["name", "listener", "backend_pool", "backend_http_settings"];
+
+fn read_rule(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawRule {
+    let mut f = Fields::new(d, t, String::new(), at, RULE_FIELDS);
+    let name = f.name("rule", n);
+    let listener = f.string_at("listener");
+    let listener = f.required("listener", listener);
+    let pool = f.string_at("backend_pool");
+    let pool = f.required("backend_pool", pool);
+    let settings = f.string_at("backend_http_settings");
+    let settings = f.required("backend_http_settings", settings);
+    let (label, at) = (f.label.clone(), f.at);
+    f.finish();
+    RawRule { at, label, name, listener, pool, settings }
+}
+
+/// The known word closest to a misspelt one, if close enough to be a typo.
+pub(crate) fn suggest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1; b.len() + 1];
+            for (j, cb) in b.iter().enumerate() {
+                cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    known
+        .iter()
+        .map(|k| (distance(word, k), *k))
+        .filter(|(dist, k)| *dist <= 2.max(k.len() / 4))
+        .min_by_key(|(dist, _)| *dist)
+        .map(|(_, k)| k)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,248 @@
+//! Loading whole files: the shipped example, defaults, and every kind of error
+//! reported at once with its file, line, entry and field.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::*;
+
+fn load(text: &str) -> Result<Config, ConfigErrors> {
+    load_str(text, Path::new("gw.toml"))
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match load(text) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const MINIMAL: &str = r#"
+[[listener]]
+name = "public"
+listen = "127.0.0.1:8080"
+
+[[backend_pool]]
+name = "pool01"
+addresses = ["127.0.0.1:9000"]
+
+[[backend_http_settings]]
+name = "setting01"
+
+[[rule]]
+name = "rule01"
+listener = "public"
+backend_pool = "pool01"
+backend_http_settings = "setting01"
+"#;
+
+#[test]
+fn shipped_example_is_valid_and_means_what_it_says() {
+    let text = include_str!("../../../../examples/ringgate.toml");
+    let cfg = load(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.listeners.len(), 3);
+    assert_eq!(cfg.rules.len(), 3);
+    assert_eq!(cfg.pools[0].servers.len(), 3);
+    assert_eq!(cfg.pools[0].servers[2].host, ServerHost::Name("app.internal".into()));
+    assert_eq!(cfg.pools[0].servers[2].port, Some(8081));
+    assert_eq!(cfg.settings[1].request_timeout, Duration::from_millis(2500));
+    assert!(cfg.settings[1].cookie_based_affinity);
+    let p = &cfg.probes[0];
+    assert_eq!(p.path, "/health");
+    assert_eq!(p.body.as_deref(), Some("ok"));
+    assert_eq!(p.status_codes, vec![200..=399]);
+    let groups = cfg.socket_groups();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[1].listeners, vec![ListenerId(1), ListenerId(2)]);
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+}
+
+#[test]
+fn defaults_follow_the_reference() {
+    let cfg = load(MINIMAL).unwrap();
+    let s = &cfg.settings[0];
+    assert_eq!(s.port, 80);
+    assert_eq!(s.protocol, Protocol::Http);
+    assert_eq!(s.request_timeout, Duration::from_secs(30));
+    assert!(!s.cookie_based_affinity);
+    assert_eq!(s.probe, None);
+    let p = cfg.probe_for(SettingsId(0));
+    assert_eq!((p.interval, p.timeout, p.unhealthy_threshold), (Duration::from_secs(30), Duration::from_secs(30), 3));
+    assert_eq!(cfg.probe_host(SettingsId(0)), "127.0.0.1");
+    assert_eq!(cfg.gateway.admin_listen, Some("127.0.0.1:9901".parse::<SocketAddr>().unwrap()));
+    assert_eq!(cfg.gateway.limits.max_request_head, 16 * 1024);
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_its_location() {
+    let text = r#"
+[gateway]
+workerz = 2
+
+[[listener]]
+name = "public"
+listen = "127.0.0.1:8080"
+
+[[backend_pool]]
+name = "pool01"
+addresses = ["10.0.0.300", "app.internal:99999"]
+
+[[backend_pool]]
+name = "pool01"
+addresses = []
+
+[[backend_http_settings]]
+name = "setting01"
+protocol = "ftp"
+probe = "prob01"
+request_timeout = 0
+
+[[probe]]
+name = "probe01"
+path = "health"
+interval = 90000
+unhealthy_threshold = 21
+
+[[rule]]
+name = "rule01"
+listener = "public"
+backend_pool = "pool02"
+backend_http_settings = "setting01"
+"#;
+    let errs = errors(text);
+    let expect = [
+        "gw.toml:3: [gateway], field `workerz`: unknown field (known fields: workers, worker_cpus, prober_cpu, admin_listen, drain_timeout, dns_refresh, access_log, limits, io_uring); did you mean `workers`?",
+        "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[0]`: \"10.0.0.300\" is neither an IP address nor a valid host name",
+        "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[1]`: \"app.internal:99999\": port \"99999\" is not a number from 1 to 65535",
+        "gw.toml:19: [[backend_http_settings]] \"setting01\", field `protocol`: \"ftp\" is not a protocol (use \"http\" or \"https\")",
+        "gw.toml:21: [[backend_http_settings]] \"setting01\", field `request_timeout`: 0 s is out of range (allowed: 1 to 86400 seconds, or a string down to \"10ms\")",
+        "gw.toml:25: [[probe]] \"probe01\", field `path`: must start with '/' (got \"health\"); the probe is sent to <protocol>://<host>:<port><path>",
+        "gw.toml:26: [[probe]] \"probe01\", field `interval`: 90000 s is out of range (allowed: 1 to 86400 seconds, or a string down to \"10ms\")",
+        "gw.toml:27: [[probe]] \"probe01\", field `unhealthy_threshold`: 21 is out of range (allowed: 1 to 20)",
+        "gw.toml:14: [[backend_pool]] \"pool01\", field `name`: duplicate name: another [[backend_pool]] \"pool01\" is defined on line 10",
+        "gw.toml:20: [[backend_http_settings]] \"setting01\", field `probe`: refers to [[probe]] \"prob01\", which does not exist (defined: probe01); did you mean \"probe01\"?",
+        "gw.toml:32: [[rule]] \"rule01\", field `backend_pool`: refers to [[backend_pool]] \"pool02\", which does not exist (defined: pool01); did you mean \"pool01\"?",
+    ];
+    for e in &expect {
+        assert!(errs.contains(&e.to_string()), "missing:\n  {e}\ngot:\n  {}", errs.join("\n  "));
+    }
+    assert_eq!(errs.len(), expect.len(), "got:\n  {}", errs.join("\n  "));
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let errs = errors("[gateway]\nworkers = \n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("gw.toml:2: file: not valid TOML"), "{}", errs[0]);
+}
+
+#[test]
+fn wrong_types_and_shapes() {
+    let text =
+        MINIMAL.replace("name = \"setting01\"", "name = \"setting01\"\nport = \"80\"\ncookie_based_affinity = \"yes\"");
+    let errs = errors(&text);
+    assert!(errs.iter().any(|e| e.contains("field `port`: expected an integer, found a string")), "{errs:?}");
+    assert!(errs.iter().any(|e| e.contains("field `cookie_based_affinity`: expected true or false, found a string")));
+    let errs = errors("[listener]\nname = \"x\"\n");
+    assert_eq!(errs, vec!["gw.toml:1: [listener]: must be an array of tables: write `[[listener]]` for each entry"]);
+    let errs = errors("[[listners]]\nname = \"x\"\n");
+    assert!(errs[0].contains("unknown section") && errs[0].contains("did you mean `listener`?"), "{errs:?}");
+}
+
+#[test]
+fn durations_accept_strings_down_to_10ms() {
+    let ok = MINIMAL.replace("name = \"setting01\"", "name = \"setting01\"\nrequest_timeout = \"250ms\"");
+    assert_eq!(load(&ok).unwrap().settings[0].request_timeout, Duration::from_millis(250));
+    let low = MINIMAL.replace("name = \"setting01\"", "name = \"setting01\"\nrequest_timeout = \"5ms\"");
+    let errs = errors(&low);
+    assert!(errs[0].contains("\"5ms\" is out of range (allowed: 10ms to 86400 s)"), "{errs:?}");
+}
+
+#[test]
+fn empty_pool_is_a_warning_not_an_error() {
+    let cfg = load(&MINIMAL.replace("addresses = [\"127.0.0.1:9000\"]", "addresses = []")).unwrap();
+    assert!(cfg.pools[0].servers.is_empty());
+    let w: Vec<String> = cfg.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        w.contains(&"gw.toml:8: [[backend_pool]] \"pool01\", field `addresses`: the pool is empty: every request routed to it is answered 502 POOL_EMPTY".to_string()),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn multi_site_listeners_must_not_overlap() {
+    let text = format!(
+        "{MINIMAL}\n[[listener]]\nname = \"other\"\nlisten = \"127.0.0.1:8080\"\n\n[[rule]]\nname = \"rule02\"\nlistener = \"other\"\nbackend_pool = \"pool01\"\nbackend_http_settings = \"setting01\"\n"
+    );
+    let errs = errors(&text);
+    assert!(
+        errs.iter().any(|e| e.contains("listener \"public\" already answers every host on 127.0.0.1:8080")),
+        "{errs:?}"
+    );
+
+    let text = format!(
+        "{MINIMAL}\n[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:8080\"\nhost_names = [\"a.example.com\"]\n[[listener]]\nname = \"b\"\nlisten = \"127.0.0.1:8080\"\nhost_names = [\"A.example.com\"]\n[[rule]]\nname = \"ra\"\nlistener = \"a\"\nbackend_pool = \"pool01\"\nbackend_http_settings = \"setting01\"\n[[rule]]\nname = \"rb\"\nlistener = \"b\"\nbackend_pool = \"pool01\"\nbackend_http_settings = \"setting01\"\n"
+    );
+    let errs = errors(&text);
+    assert!(
+        errs.iter().any(|e| e.contains("\"a.example.com\" on 127.0.0.1:8080 is already answered by listener \"a\"")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_listener_takes_exactly_one_rule() {
+    let twice = format!(
+        "{MINIMAL}\n[[rule]]\nname = \"rule02\"\nlistener = \"public\"\nbackend_pool = \"pool01\"\nbackend_http_settings = \"setting01\"\n"
+    );
+    let errs = errors(&twice);
+    assert!(errs[0].contains("listener \"public\" is already used by rule \"rule01\""), "{errs:?}");
+    let none = format!("{MINIMAL}\n[[listener]]\nname = \"spare\"\nlisten = \"127.0.0.1:8081\"\n");
+    let errs = errors(&none);
+    assert!(errs[0].contains("[[listener]] \"spare\": no [[rule]] uses this listener"), "{errs:?}");
+}
+
+#[test]
+fn missing_names_and_required_fields() {
+    let errs = errors("[[listener]]\nlisten = \"127.0.0.1:1\"\n[[rule]]\nname = \"r\"\n");
+    assert!(
+        errs.contains(&"gw.toml:1: [[listener]] #1, field `name`: missing: every entry needs a name".to_string()),
+        "{errs:?}"
+    );
+    assert!(errs.iter().any(|e| e.contains("[[rule]] \"r\", field `listener`: missing (required)")), "{errs:?}");
+    assert!(errs.iter().any(|e| e.contains("[[rule]] \"r\", field `backend_pool`: missing (required)")));
+}
+
+#[test]
+fn probe_host_choices() {
+    let text = format!(
+        "{}\n[[probe]]\nname = \"p\"\npick_host_name_from_backend_http_settings = true\n",
+        MINIMAL.replace("name = \"setting01\"", "name = \"setting01\"\nprobe = \"p\"\nhost_name = \"App.Example.com\"")
+    );
+    let cfg = load(&text).unwrap();
+    assert_eq!(cfg.probe_host(SettingsId(0)), "app.example.com");
+    let missing = text.replace("host_name = \"App.Example.com\"\n", "");
+    let errs = errors(&missing);
+    assert!(
+        errs[0].contains("probe \"p\" picks its host name from these settings, but `host_name` is not set"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn timeout_longer_than_interval_is_a_warning() {
+    let text = format!(
+        "{}\n[[probe]]\nname = \"p\"\ninterval = 5\ntimeout = 10\n",
+        MINIMAL.replace("name = \"setting01\"", "name = \"setting01\"\nprobe = \"p\"")
+    );
+    let cfg = load(&text).unwrap();
+    assert!(cfg.warnings.iter().any(|w| w.message.contains("longer than the interval")), "{:?}", cfg.warnings);
+}
+
+#[test]
+fn unreadable_file_is_one_clear_error() {
+    let e = load_file(Path::new("/nonexistent/ringgate.toml")).unwrap_err();
+    assert_eq!(e.errors.len(), 1);
+    assert!(e.to_string().contains("/nonexistent/ringgate.toml: file: cannot read the configuration"), "{e}");
+}

@@ -1,0 +1,508 @@
+//! The validated configuration: typed, checked values. Every cross-reference is
+//! an index, every time a `Duration`, every address a `SocketAddr` or a parsed
+//! host, so the data plane never looks at a string from the file.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Diagnostic;
+
+macro_rules! id {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub usize);
+    };
+}
+id!(/// Index into [`Config::listeners`].
+    ListenerId);
+id!(/// Index into [`Config::pools`].
+    PoolId);
+id!(/// Index into [`Config::settings`].
+    SettingsId);
+id!(/// Index into [`Config::probes`].
+    ProbeId);
+id!(/// Index into [`Config::rules`].
+    RuleId);
+
+/// A whole, valid configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages and reloads).
+    pub source: PathBuf,
+    pub gateway: Gateway,
+    pub listeners: Vec<Listener>,
+    pub pools: Vec<BackendPool>,
+    pub settings: Vec<BackendHttpSettings>,
+    pub probes: Vec<Probe>,
+    pub rules: Vec<Rule>,
+    /// Things that are valid but probably not what the operator wants
+    /// (an empty pool, an unused probe, ...).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// `[gateway]`: process-wide settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gateway {
+    /// Worker threads; 0 means one per available core.
+    pub workers: usize,
+    /// CPUs the workers are pinned to, in order (empty: no pinning).
+    pub worker_cpus: Vec<usize>,
+    /// CPU the prober thread is pinned to.
+    pub prober_cpu: Option<usize>,
+    /// Admin API address (`None`: disabled).
+    pub admin_listen: Option<SocketAddr>,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub drain_timeout: Duration,
+    /// How often host names in backend pools are resolved again.
+    pub dns_refresh: Duration,
+    pub access_log: AccessLog,
+    pub limits: Limits,
+    pub io_uring: IoUringTuning,
+}
+
+impl Gateway {
+    /// The number of worker threads to start on a machine with `cores` cores.
+    pub fn effective_workers(&self, cores: usize) -> usize {
+        if self.workers == 0 { cores.max(1) } else { self.workers }
+    }
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+/// Limits on what clients may send; each has a default a production gateway
+/// would pick (close to nginx's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head (request line and headers), answered with 431.
+    pub max_request_head: usize,
+    /// Most header fields in a request, answered with 431.
+    pub max_headers: usize,
+    /// Longest request target, answered with 414.
+    pub max_uri: usize,
+    /// Largest request body, answered with 413 (0: unlimited).
+    pub max_request_body: u64,
+    /// Open client connections per worker beyond which new ones are refused.
+    pub max_connections_per_worker: usize,
+    /// How long an idle keep-alive client connection is kept.
+    pub client_keepalive_timeout: Duration,
+    /// How long a client may take to send a whole request head (408 after).
+    pub header_read_timeout: Duration,
+}
+
+/// io_uring knobs for the worker runtimes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoUringTuning {
+    /// Submission queue entries per worker ring.
+    pub entries: u32,
+}
+
+/// `http` or `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Http,
+    Https,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Https => "https",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[[listener]]`: an address and, for multi-site listeners, the host names it
+/// answers. Listeners with the same address share one socket; the request's
+/// Host then picks among them (exact names, then wildcards, then the basic
+/// listener without host names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub host_names: Vec<HostPattern>,
+    pub protocol: Protocol,
+}
+
+impl Listener {
+    /// A basic (single-site) listener answers any Host.
+    pub fn is_basic(&self) -> bool {
+        self.host_names.is_empty()
+    }
+}
+
+/// A host name a multi-site listener answers: exact, or `*.suffix`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// Lower-case host name.
+    Exact(String),
+    /// `*.example.com`, stored as the lower-case suffix `.example.com`.
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// Does `host` (already lower-case, without port) match?
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Exact(h) => f.write_str(h),
+            HostPattern::Wildcard(s) => write!(f, "*{s}"),
+        }
+    }
+}
+
+/// `[[backend_pool]]`: the servers requests are balanced across.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendPool {
+    pub name: String,
+    pub servers: Vec<ServerAddress>,
+}
+
+/// One address of a pool, as written: an IP or a host name, with an optional
+/// port that overrides the backend HTTP settings' port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerAddress {
+    pub host: ServerHost,
+    pub port: Option<u16>,
+}
+
+impl ServerAddress {
+    /// The port used with settings whose port is `settings_port`.
+    pub fn port_or(&self, settings_port: u16) -> u16 {
+        self.port.unwrap_or(settings_port)
+    }
+
+    /// `host:port` as shown to operators.
+    pub fn display_with(&self, settings_port: u16) -> String {
+        let port = self.port_or(settings_port);
+        match &self.host {
+            ServerHost::Ip(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+            ServerHost::Ip(ip) => format!("{ip}:{port}"),
+            ServerHost::Name(n) => format!("{n}:{port}"),
+        }
+    }
+}
+
+impl fmt::Display for ServerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.host, self.port) {
+            (ServerHost::Ip(IpAddr::V6(ip)), Some(p)) => write!(f, "[{ip}]:{p}"),
+            (h, Some(p)) => write!(f, "{h}:{p}"),
+            (h, None) => write!(f, "{h}"),
+        }
+    }
+}
+
+/// An IP address, or a host name resolved by the prober.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServerHost {
+    Ip(IpAddr),
+    /// A fully qualified domain name (lower-case).
+    Name(String),
+}
+
+impl fmt::Display for ServerHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerHost::Ip(ip) => write!(f, "{ip}"),
+            ServerHost::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// `[[backend_http_settings]]`: how requests and probes reach a pool's servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendHttpSettings {
+    pub name: String,
+    /// Port used for servers whose address has none.
+    pub port: u16,
+    pub protocol: Protocol,
+    pub cookie_based_affinity: bool,
+    /// Name of the affinity cookie.
+    pub affinity_cookie_name: String,
+    /// How long the backend may take to answer (the reference's request time-out).
+    pub request_timeout: Duration,
+    /// How long a connection to a server may take to open (never more than
+    /// `request_timeout`).
+    pub connect_timeout: Duration,
+    /// The custom probe; `None` means the default probe.
+    pub probe: Option<ProbeId>,
+    /// Host header sent to the backend instead of the client's.
+    pub host_name: Option<String>,
+    /// Idle keep-alive connections kept per server and worker.
+    pub max_idle_connections: usize,
+    /// How long an idle pooled connection is kept.
+    pub idle_timeout: Duration,
+}
+
+/// `[[probe]]`: a custom health probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub name: String,
+    pub protocol: Protocol,
+    /// Host header of the probe; `None` means `127.0.0.1`, as the default probe.
+    pub host: Option<String>,
+    /// Send the backend HTTP settings' `host_name` instead of `host`.
+    pub pick_host_name_from_backend_http_settings: bool,
+    /// Always starts with `/`.
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+    /// Status codes that count as healthy.
+    pub status_codes: Vec<RangeInclusive<u16>>,
+    /// Substring the response body must contain.
+    pub body: Option<String>,
+}
+
+/// Host header the default probe sends (the reference's `http://127.0.0.1/`).
+pub const DEFAULT_PROBE_HOST: &str = "127.0.0.1";
+
+impl Probe {
+    /// The reference's default probe: `GET http://127.0.0.1:<port>/`, every
+    /// 30 s, 30 s time-out, down after 3 failures.
+    pub fn default_probe() -> Probe {
+        Probe {
+            name: "default".into(),
+            protocol: Protocol::Http,
+            host: None,
+            pick_host_name_from_backend_http_settings: false,
+            path: "/".into(),
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(30),
+            unhealthy_threshold: 3,
+            healthy_threshold: 1,
+            status_codes: vec![200..=399],
+            body: None,
+        }
+    }
+
+    /// Does a response status count as healthy?
+    pub fn status_ok(&self, status: u16) -> bool {
+        self.status_codes.iter().any(|r| r.contains(&status))
+    }
+}
+
+/// `[[rule]]`: binds a listener to a backend pool through backend HTTP settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub name: String,
+    pub listener: ListenerId,
+    pub pool: PoolId,
+    pub settings: SettingsId,
+}
+
+/// Listeners sharing one address, served by one socket per worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketGroup {
+    pub addr: SocketAddr,
+    pub protocol: Protocol,
+    pub listeners: Vec<ListenerId>,
+}
+
+impl Config {
+    /// The probe that watches servers reached through `settings`: its custom
+    /// probe, or the default probe.
+    pub fn probe_for(&self, settings: SettingsId) -> Probe {
+        match self.settings[settings.0].probe {
+            Some(p) => self.probes[p.0].clone(),
+            None => Probe::default_probe(),
+        }
+    }
+
+    /// The Host header a probe sends for `settings`.
+    pub fn probe_host(&self, settings: SettingsId) -> String {
+        let s = &self.settings[settings.0];
+        match s.probe.map(|p| &self.probes[p.0]) {
+            Some(p) if p.pick_host_name_from_backend_http_settings => {
+                s.host_name.clone().unwrap_or_else(|| DEFAULT_PROBE_HOST.into())
+            }
+            Some(p) => p.host.clone().unwrap_or_else(|| DEFAULT_PROBE_HOST.into()),
+            None => DEFAULT_PROBE_HOST.into(),
+        }
+    }
+
+    /// The rule bound to a listener (validation guarantees exactly one).
+    pub fn rule_for(&self, listener: ListenerId) -> Option<RuleId> {
+        self.rules.iter().position(|r| r.listener == listener).map(RuleId)
+    }
+
+    /// Listeners grouped by address, in file order of first appearance.
+    pub fn socket_groups(&self) -> Vec<SocketGroup> {
+        let mut groups: Vec<SocketGroup> = Vec::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            match groups.iter_mut().find(|g| g.addr == l.listen) {
+                Some(g) => g.listeners.push(ListenerId(i)),
+                None => {
+                    groups.push(SocketGroup { addr: l.listen, protocol: l.protocol, listeners: vec![ListenerId(i)] })
+                }
+            }
+        }
+        groups
+    }
+
+    /// Renders the effective configuration for `ringgate check`, with every
+    /// default filled in.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let fd = crate::units::fmt_duration;
+        let mut o = String::new();
+        let g = &self.gateway;
+        let _ = writeln!(o, "[gateway]");
+        let workers = if g.workers == 0 { "0 (one per core)".to_string() } else { g.workers.to_string() };
+        let _ = writeln!(o, "  workers = {workers}");
+        let admin = g.admin_listen.map_or("off".to_string(), |a| a.to_string());
+        let _ = writeln!(o, "  admin_listen = {admin}");
+        let log = match &g.access_log {
+            AccessLog::Off => "off".to_string(),
+            AccessLog::Stdout => "stdout".to_string(),
+            AccessLog::File(p) => p.display().to_string(),
+        };
+        let _ = writeln!(o, "  access_log = {log}");
+        let _ = writeln!(o, "  drain_timeout = {}, dns_refresh = {}", fd(g.drain_timeout), fd(g.dns_refresh));
+        let l = &g.limits;
+        let _ = writeln!(
+            o,
+            "  limits: request head {} B, {} headers, URI {} B, body {}, {} connections/worker, keep-alive {}, header read {}",
+            l.max_request_head,
+            l.max_headers,
+            l.max_uri,
+            if l.max_request_body == 0 { "unlimited".into() } else { format!("{} B", l.max_request_body) },
+            l.max_connections_per_worker,
+            fd(l.client_keepalive_timeout),
+            fd(l.header_read_timeout)
+        );
+        for (i, lst) in self.listeners.iter().enumerate() {
+            let hosts = if lst.is_basic() {
+                "basic (any host)".to_string()
+            } else {
+                format!("multi-site: {}", lst.host_names.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", "))
+            };
+            let rule = self.rule_for(ListenerId(i)).map_or("-".into(), |r| self.rules[r.0].name.clone());
+            let _ = writeln!(o, "[[listener]] {}: {}://{} {hosts}; rule {rule}", lst.name, lst.protocol, lst.listen);
+        }
+        for p in &self.pools {
+            let state = if p.servers.is_empty() {
+                "Empty: rules using it answer 502 POOL_EMPTY".to_string()
+            } else {
+                format!("Succeeded, {} server{}", p.servers.len(), if p.servers.len() == 1 { "" } else { "s" })
+            };
+            let addrs = p.servers.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+            let _ = writeln!(o, "[[backend_pool]] {}: provisioning state {state} [{addrs}]", p.name);
+        }
+        for (i, s) in self.settings.iter().enumerate() {
+            let probe = match s.probe {
+                Some(p) => format!("custom probe {}", self.probes[p.0].name),
+                None => "default probe".into(),
+            };
+            let _ = writeln!(
+                o,
+                "[[backend_http_settings]] {}: {}, port {}, request_timeout {}, connect_timeout {}, affinity {}, host {}, {probe} (Host: {})",
+                s.name,
+                s.protocol,
+                s.port,
+                fd(s.request_timeout),
+                fd(s.connect_timeout),
+                if s.cookie_based_affinity { format!("cookie {}", s.affinity_cookie_name) } else { "off".into() },
+                s.host_name.as_deref().unwrap_or("(client's)"),
+                self.probe_host(SettingsId(i)),
+            );
+        }
+        for p in &self.probes {
+            let codes = p
+                .status_codes
+                .iter()
+                .map(
+                    |r| if r.start() == r.end() { r.start().to_string() } else { format!("{}-{}", r.start(), r.end()) },
+                )
+                .collect::<Vec<_>>()
+                .join(",");
+            let _ = writeln!(
+                o,
+                "[[probe]] {}: {}://{}{} every {}, time-out {}, unhealthy after {}, healthy after {}, status {codes}{}",
+                p.name,
+                p.protocol,
+                if p.pick_host_name_from_backend_http_settings {
+                    "<settings host_name>"
+                } else {
+                    p.host.as_deref().unwrap_or(DEFAULT_PROBE_HOST)
+                },
+                p.path,
+                fd(p.interval),
+                fd(p.timeout),
+                p.unhealthy_threshold,
+                p.healthy_threshold,
+                p.body.as_ref().map_or(String::new(), |b| format!(", body contains {b:?}"))
+            );
+        }
+        for r in &self.rules {
+            let _ = writeln!(
+                o,
+                "[[rule]] {}: listener {} -> pool {} with settings {}",
+                r.name, self.listeners[r.listener.0].name, self.pools[r.pool.0].name, self.settings[r.settings.0].name
+            );
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_needs_a_label_before_the_suffix() {
+        let w = HostPattern::Wildcard(".example.com".into());
+        assert!(w.matches("a.example.com"));
+        assert!(w.matches("a.b.example.com"));
+        assert!(!w.matches("example.com"));
+        assert!(!w.matches(".example.com"));
+        assert!(!w.matches("aexample.com"));
+    }
+
+    #[test]
+    fn default_probe_is_the_references_table() {
+        let p = Probe::default_probe();
+        assert_eq!(p.path, "/");
+        assert_eq!(p.host, None);
+        assert_eq!(p.interval, Duration::from_secs(30));
+        assert_eq!(p.timeout, Duration::from_secs(30));
+        assert_eq!(p.unhealthy_threshold, 3);
+        assert!(p.status_ok(200) && p.status_ok(399) && !p.status_ok(404));
+    }
+
+    #[test]
+    fn server_address_display() {
+        let v6 = ServerAddress { host: ServerHost::Ip("::1".parse().unwrap()), port: Some(8080) };
+        assert_eq!(v6.to_string(), "[::1]:8080");
+        assert_eq!(v6.display_with(80), "[::1]:8080");
+        let name = ServerAddress { host: ServerHost::Name("app.internal".into()), port: None };
+        assert_eq!(name.to_string(), "app.internal");
+        assert_eq!(name.display_with(81), "app.internal:81");
+    }
+}

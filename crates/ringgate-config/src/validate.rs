@@ -1,0 +1,590 @@
+//! Second pass: names are resolved to indices, cross-entry rules are checked
+//! (unique names, references that exist, one rule per listener, listeners that
+//! share an address without ambiguity) and defaults are filled in.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::diag::Diags;
+use crate::load::{RawConfig, suggest};
+use crate::model::*;
+
+/// Checks a host name (RFC 1123 labels; `_` tolerated as internal DNS uses it).
+pub(crate) fn parse_host_name(s: &str) -> Result<String, String> {
+    let h = s.strip_suffix('.').unwrap_or(s);
+    let bad = || format!("\"{s}\" is neither an IP address nor a valid host name");
+    if h.is_empty() || h.len() > 253 {
+        return Err(bad());
+    }
+    let mut all_numeric = true;
+    for label in h.split('.') {
+        if label.is_empty()
+            || label.len() > 63
+            || label.starts_with('-')
+            || label.ends_with('-')
+            || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(bad());
+        }
+        all_numeric &= label.bytes().all(|b| b.is_ascii_digit());
+    }
+    // "10.0.0.300" looks like a host name label by label but is a mistyped IP.
+    if all_numeric {
+        return Err(bad());
+    }
+    Ok(h.to_ascii_lowercase())
+}
+
+/// A Host header value: an IP address or a host name.
+pub(crate) fn parse_host(s: &str) -> Result<String, String> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    parse_host_name(s)
+}
+
+/// `app.example.com` or `*.example.com`.
+pub(crate) fn parse_host_pattern(s: &str) -> Result<HostPattern, String> {
+    if let Some(rest) = s.strip_prefix("*.") {
+        let h =
+            parse_host_name(rest).map_err(|_| format!("\"{s}\" is not a host name or a \"*.example.com\" wildcard"))?;
+        return Ok(HostPattern::Wildcard(format!(".{h}")));
+    }
+    if s.contains('*') {
+        return Err(format!("\"{s}\": a wildcard may only be a leading \"*.\""));
+    }
+    parse_host_name(s).map(HostPattern::Exact)
+}
+
+/// `10.0.0.10`, `10.0.0.10:8080`, `[::1]:8080`, `::1`, `app.internal`, `app.internal:8081`.
+pub(crate) fn parse_server_address(s: &str) -> Result<ServerAddress, String> {
+    let s = s.trim();
+    let port = |p: &str| -> Result<u16, String> {
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("\"{s}\": port \"{p}\" is not a number from 1 to 65535")),
+        }
+    };
+    if let Some(rest) = s.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']').ok_or_else(|| format!("\"{s}\": missing ']'"))?;
+        let ip: IpAddr = ip.parse().map_err(|_| format!("\"{s}\": \"{ip}\" is not an IPv6 address"))?;
+        let port = match after {
+            "" => None,
+            p => Some(port(p.strip_prefix(':').ok_or_else(|| format!("\"{s}\": expected ':' after ']'"))?)?),
+        };
+        return Ok(ServerAddress { host: ServerHost::Ip(ip), port });
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(ServerAddress { host: ServerHost::Ip(ip), port: None });
+    }
+    let (host, p) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, Some(port(p)?)),
+        Some(_) => {
+            return Err(format!(
+                "\"{s}\" is neither an IP address nor a host name (IPv6 with a port needs brackets: \"[::1]:8080\")"
+            ));
+        }
+        None => (s, None),
+    };
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ServerAddress { host: ServerHost::Ip(ip), port: p });
+    }
+    let name = parse_host_name(host)?;
+    Ok(ServerAddress { host: ServerHost::Name(name), port: p })
+}
+
+/// `"200"` or `"200-399"`.
+pub(crate) fn parse_status_range(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let code = |c: &str| -> Result<u16, String> {
+        match c.trim().parse::<u16>() {
+            Ok(n) if (100..=599).contains(&n) => Ok(n),
+            _ => Err(format!("\"{s}\": \"{c}\" is not a status code from 100 to 599")),
+        }
+    };
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (code(a)?, code(b)?);
+            if a > b {
+                return Err(format!("\"{s}\": the range is empty ({a} > {b})"));
+            }
+            Ok(a..=b)
+        }
+        None => {
+            let c = code(s)?;
+            Ok(c..=c)
+        }
+    }
+}
+
+/// Unique names in one section, with the first definition's offset.
+fn index_names<'a>(
+    d: &mut Diags,
+    section: &str,
+    entries: impl Iterator<Item = (Option<&'a String>, usize, &'a str)>,
+) -> HashMap<String, usize> {
+    let mut map: HashMap<String, usize> = HashMap::new();
+    let mut first_at: HashMap<String, usize> = HashMap::new();
+    for (i, (name, at, label)) in entries.enumerate() {
+        let Some(name) = name else { continue };
+        if let Some(prev) = first_at.get(name) {
+            let line = d.line_of(*prev);
+            d.error(
+                Some(at),
+                label,
+                Some("name"),
+                format!("duplicate name: another [[{section}]] \"{name}\" is defined on line {line}"),
+            );
+        } else {
+            first_at.insert(name.clone(), at);
+            map.insert(name.clone(), i);
+        }
+    }
+    map
+}
+
+fn lookup(
+    d: &mut Diags,
+    map: &HashMap<String, usize>,
+    reference: &Option<(String, usize)>,
+    label: &str,
+    field: &str,
+    section: &str,
+) -> Option<usize> {
+    let (name, at) = reference.as_ref()?;
+    match map.get(name) {
+        Some(i) => Some(*i),
+        None => {
+            let known: Vec<&str> = map.keys().map(String::as_str).collect();
+            let hint = suggest(name, &known).map_or(String::new(), |s| format!("; did you mean \"{s}\"?"));
+            let defined = if known.is_empty() {
+                format!("no [[{section}]] is defined")
+            } else {
+                let mut k = known.clone();
+                k.sort_unstable();
+                format!("defined: {}", k.join(", "))
+            };
+            d.error(
+                Some(*at),
+                label,
+                Some(field),
+                format!("refers to [[{section}]] \"{name}\", which does not exist ({defined}){hint}"),
+            );
+            None
+        }
+    }
+}
+
+/// Resolves names, checks cross-entry rules and fills in defaults. Returns
+/// `None` when something needed to build a [`Config`] is missing (its error is
+/// recorded).
+pub(crate) fn resolve(raw: RawConfig, d: &mut Diags, source: &Path) -> Option<Config> {
+    let gateway = resolve_gateway(raw.gateway, d);
+
+    let listener_ix =
+        index_names(d, "listener", raw.listeners.iter().map(|l| (l.name.as_ref(), l.at, l.label.as_str())));
+    let pool_ix = index_names(d, "backend_pool", raw.pools.iter().map(|p| (p.name.as_ref(), p.at, p.label.as_str())));
+    let settings_ix =
+        index_names(d, "backend_http_settings", raw.settings.iter().map(|s| (s.name.as_ref(), s.at, s.label.as_str())));
+    let probe_ix = index_names(d, "probe", raw.probes.iter().map(|p| (p.name.as_ref(), p.at, p.label.as_str())));
+    let _rule_ix = index_names(d, "rule", raw.rules.iter().map(|r| (r.name.as_ref(), r.at, r.label.as_str())));
+
+    let mut ok = true;
+
+    let mut listeners = Vec::new();
+    for l in &raw.listeners {
+        let (Some(name), Some(listen), Some(protocol)) = (&l.name, l.listen, l.protocol) else {
+            ok = false;
+            continue;
+        };
+        listeners.push(Listener {
+            name: name.clone(),
+            listen,
+            host_names: l.host_names.iter().map(|(h, _)| h.clone()).collect(),
+            protocol,
+        });
+    }
+
+    let mut pools = Vec::new();
+    for p in &raw.pools {
+        let Some(name) = &p.name else {
+            ok = false;
+            continue;
+        };
+        let mut servers: Vec<ServerAddress> = Vec::new();
+        for (s, at) in &p.servers {
+            if servers.contains(s) {
+                d.error(Some(*at), &p.label, Some("addresses"), format!("\"{s}\" is listed twice"));
+            } else {
+                servers.push(s.clone());
+            }
+        }
+        if servers.is_empty() {
+            d.warn(
+                Some(p.addresses_at.unwrap_or(p.at)),
+                &p.label,
+                Some("addresses"),
+                "the pool is empty: every request routed to it is answered 502 POOL_EMPTY".into(),
+            );
+        }
+        pools.push(BackendPool { name: name.clone(), servers });
+    }
+
+    let mut probes = Vec::new();
+    for p in &raw.probes {
+        let Some(name) = &p.name else {
+            ok = false;
+            continue;
+        };
+        let def = Probe::default_probe();
+        let interval = p.interval.unwrap_or(def.interval);
+        let timeout = p.timeout.unwrap_or(def.timeout);
+        if timeout > interval {
+            d.warn(
+                Some(p.timeout_at),
+                &p.label,
+                Some("timeout"),
+                format!(
+                    "the time-out ({}) is longer than the interval ({}): a slow server is probed less often than configured",
+                    crate::units::fmt_duration(timeout),
+                    crate::units::fmt_duration(interval)
+                ),
+            );
+        }
+        if p.host.is_some() && p.pick_host == Some(true) {
+            d.error(
+                Some(p.at),
+                &p.label,
+                Some("host"),
+                "set either `host` or `pick_host_name_from_backend_http_settings = true`, not both".into(),
+            );
+        }
+        probes.push(Probe {
+            name: name.clone(),
+            protocol: p.protocol.unwrap_or(Protocol::Http),
+            host: p.host.clone(),
+            pick_host_name_from_backend_http_settings: p.pick_host.unwrap_or(false),
+            path: p.path.clone().unwrap_or_else(|| "/".into()),
+            interval,
+            timeout,
+            unhealthy_threshold: p.unhealthy_threshold.unwrap_or(def.unhealthy_threshold),
+            healthy_threshold: p.healthy_threshold.unwrap_or(def.healthy_threshold),
+            status_codes: p.status_codes.clone().unwrap_or(def.status_codes),
+            body: p.body.clone(),
+        });
+    }
+
+    let mut settings = Vec::new();
+    for s in &raw.settings {
+        let Some(name) = &s.name else {
+            ok = false;
+            continue;
+        };
+        let probe = lookup(d, &probe_ix, &s.probe, &s.label, "probe", "probe").map(ProbeId);
+        if s.probe.is_some() && probe.is_none() {
+            ok = false;
+        }
+        if let Some(p) = probe.and_then(|p| raw.probes.get(p.0))
+            && p.pick_host == Some(true)
+            && s.host_name.is_none()
+        {
+            let at = s.probe.as_ref().map_or(s.at, |(_, at)| *at);
+            let probe_name = p.name.as_deref().unwrap_or("?");
+            d.error(
+                Some(at),
+                &s.label,
+                Some("host_name"),
+                format!("probe \"{probe_name}\" picks its host name from these settings, but `host_name` is not set"),
+            );
+        }
+        let request_timeout = s.request_timeout.unwrap_or(Duration::from_secs(30));
+        let connect_timeout = s.connect_timeout.unwrap_or(Duration::from_secs(5)).min(request_timeout);
+        settings.push(BackendHttpSettings {
+            name: name.clone(),
+            port: s.port.unwrap_or(80),
+            protocol: s.protocol.unwrap_or(Protocol::Http),
+            cookie_based_affinity: s.cookie_based_affinity.unwrap_or(false),
+            affinity_cookie_name: s.affinity_cookie_name.clone().unwrap_or_else(|| "RinggateAffinity".into()),
+            request_timeout,
+            connect_timeout,
+            probe,
+            host_name: s.host_name.clone(),
+            max_idle_connections: s.max_idle_connections.unwrap_or(64) as usize,
+            idle_timeout: s.idle_timeout.unwrap_or(Duration::from_secs(60)),
+        });
+    }
+
+    let mut rules = Vec::new();
+    let mut listener_rule: HashMap<usize, (String, usize)> = HashMap::new();
+    for r in &raw.rules {
+        let listener = lookup(d, &listener_ix, &r.listener, &r.label, "listener", "listener");
+        let pool = lookup(d, &pool_ix, &r.pool, &r.label, "backend_pool", "backend_pool");
+        let sett = lookup(d, &settings_ix, &r.settings, &r.label, "backend_http_settings", "backend_http_settings");
+        let (Some(name), Some(listener), Some(pool), Some(sett)) = (&r.name, listener, pool, sett) else {
+            ok = false;
+            continue;
+        };
+        if let Some((other, other_at)) = listener_rule.get(&listener) {
+            let line = d.line_of(*other_at);
+            let lname = &raw.listeners[listener].name.clone().unwrap_or_default();
+            d.error(
+                r.listener.as_ref().map(|(_, at)| *at),
+                &r.label,
+                Some("listener"),
+                format!(
+                    "listener \"{lname}\" is already used by rule \"{other}\" (line {line}); a listener takes one rule: add a listener (multi-site listeners may share an address)"
+                ),
+            );
+            continue;
+        }
+        listener_rule.insert(listener, (name.clone(), r.at));
+        rules.push(Rule {
+            name: name.clone(),
+            listener: ListenerId(listener),
+            pool: PoolId(pool),
+            settings: SettingsId(sett),
+        });
+    }
+
+    if !ok {
+        return None;
+    }
+
+    // Listeners without a rule would accept connections and route nothing.
+    for (i, l) in raw.listeners.iter().enumerate() {
+        if !listener_rule.contains_key(&i) {
+            d.error(
+                Some(l.at),
+                &l.label,
+                None,
+                "no [[rule]] uses this listener: add a rule or remove the listener".into(),
+            );
+        }
+    }
+
+    // Listeners sharing an address form one multi-site socket: same protocol,
+    // at most one basic listener, and no host name answered twice.
+    for g in group_by_address(&listeners) {
+        let mut basic: Option<usize> = None;
+        let mut hosts: HashMap<&HostPattern, usize> = HashMap::new();
+        for &i in &g {
+            let l = &listeners[i];
+            let rl = &raw.listeners[i];
+            if l.protocol != listeners[g[0]].protocol {
+                d.error(
+                    Some(rl.at),
+                    &rl.label,
+                    Some("protocol"),
+                    format!("shares {} with listener \"{}\" but uses another protocol", l.listen, listeners[g[0]].name),
+                );
+            }
+            if l.is_basic() {
+                if let Some(b) = basic {
+                    d.error(
+                        Some(rl.at),
+                        &rl.label,
+                        Some("host_names"),
+                        format!(
+                            "listener \"{}\" already answers every host on {}: listeners sharing an address need distinct host_names",
+                            listeners[b].name, l.listen
+                        ),
+                    );
+                } else {
+                    basic = Some(i);
+                }
+            }
+            for (h, at) in &rl.host_names {
+                if let Some(&other) = hosts.get(h) {
+                    let msg = if other == i {
+                        format!("\"{h}\" is listed twice")
+                    } else {
+                        format!("\"{h}\" on {} is already answered by listener \"{}\"", l.listen, listeners[other].name)
+                    };
+                    d.error(Some(*at), &rl.label, Some("host_names"), msg);
+                } else {
+                    hosts.insert(h, i);
+                }
+            }
+        }
+    }
+
+    for (i, p) in raw.pools.iter().enumerate() {
+        if p.name.is_some() && !rules.iter().any(|r| r.pool.0 == i) {
+            d.warn(Some(p.at), &p.label, None, "no [[rule]] uses this pool".into());
+        }
+    }
+    for (i, s) in raw.settings.iter().enumerate() {
+        if s.name.is_some() && !rules.iter().any(|r| r.settings.0 == i) {
+            d.warn(Some(s.at), &s.label, None, "no [[rule]] uses these settings".into());
+        }
+    }
+    for (i, p) in raw.probes.iter().enumerate() {
+        if p.name.is_some() && !settings.iter().any(|s| s.probe == Some(ProbeId(i))) {
+            d.warn(Some(p.at), &p.label, None, "no [[backend_http_settings]] uses this probe".into());
+        }
+    }
+    if raw.rules.is_empty() {
+        d.warn(None, "file", None, "no [[rule]] is defined: the gateway serves nothing".into());
+    }
+
+    let gateway = gateway?;
+    if let Some(a) = gateway.admin_listen
+        && !a.ip().is_loopback()
+    {
+        d.warn(
+            None,
+            "[gateway]",
+            Some("admin_listen"),
+            format!("the admin API on {a} is reachable beyond this host; it can reload the configuration"),
+        );
+    }
+
+    Some(Config {
+        source: source.to_path_buf(),
+        gateway,
+        listeners,
+        pools,
+        settings,
+        probes,
+        rules,
+        warnings: d.warnings.clone(),
+    })
+}
+
+fn group_by_address(listeners: &[Listener]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, l) in listeners.iter().enumerate() {
+        match groups.iter_mut().find(|g| listeners[g[0]].listen == l.listen) {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
+}
+
+fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Option<Gateway> {
+    let defaults = Gateway {
+        workers: 0,
+        worker_cpus: Vec::new(),
+        prober_cpu: None,
+        admin_listen: Some(([127, 0, 0, 1], 9901).into()),
+        drain_timeout: Duration::from_secs(30),
+        dns_refresh: Duration::from_secs(60),
+        access_log: AccessLog::Stdout,
+        limits: Limits {
+            max_request_head: 16 * 1024,
+            max_headers: 100,
+            max_uri: 8 * 1024,
+            max_request_body: 100 << 20,
+            max_connections_per_worker: 65_536,
+            client_keepalive_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+        },
+        io_uring: IoUringTuning { entries: 1024 },
+    };
+    let Some(r) = raw else { return Some(defaults) };
+    let l = &defaults.limits;
+    let limits = Limits {
+        max_request_head: r.max_request_head.map_or(l.max_request_head, |n| n as usize),
+        max_headers: r.max_headers.map_or(l.max_headers, |n| n as usize),
+        max_uri: r.max_uri.map_or(l.max_uri, |n| n as usize),
+        max_request_body: r.max_request_body.unwrap_or(l.max_request_body),
+        max_connections_per_worker: r.max_connections_per_worker.map_or(l.max_connections_per_worker, |n| n as usize),
+        client_keepalive_timeout: r.client_keepalive_timeout.unwrap_or(l.client_keepalive_timeout),
+        header_read_timeout: r.header_read_timeout.unwrap_or(l.header_read_timeout),
+    };
+    if limits.max_uri > limits.max_request_head {
+        d.warn(
+            None,
+            "[gateway.limits]",
+            Some("max_uri"),
+            format!(
+                "max_uri ({}) exceeds max_request_head ({}): long URIs are answered 431, not 414",
+                limits.max_uri, limits.max_request_head
+            ),
+        );
+    }
+    let workers = r.workers.unwrap_or(defaults.workers);
+    if !r.worker_cpus.is_empty() && workers != 0 && r.worker_cpus.len() < workers {
+        d.error(
+            Some(r.admin_at),
+            "[gateway]",
+            Some("worker_cpus"),
+            format!("lists {} CPUs for {workers} workers: give one CPU per worker", r.worker_cpus.len()),
+        );
+    }
+    let access_log = match r.access_log.as_deref() {
+        None => defaults.access_log,
+        Some("off") => AccessLog::Off,
+        Some("stdout") | Some("-") => AccessLog::Stdout,
+        Some(p) => AccessLog::File(p.into()),
+    };
+    Some(Gateway {
+        workers,
+        worker_cpus: r.worker_cpus,
+        prober_cpu: r.prober_cpu,
+        admin_listen: r.admin_listen.unwrap_or(defaults.admin_listen),
+        drain_timeout: r.drain_timeout.unwrap_or(defaults.drain_timeout),
+        dns_refresh: r.dns_refresh.unwrap_or(defaults.dns_refresh),
+        access_log,
+        limits,
+        io_uring: IoUringTuning { entries: r.io_uring_entries.map_or(defaults.io_uring.entries, |n| n as u32) },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_follow_rfc1123() {
+        assert_eq!(parse_host_name("App.Example.com."), Ok("app.example.com".into()));
+        assert!(parse_host_name("my_service.internal").is_ok());
+        assert!(parse_host_name("-bad.example").is_err());
+        assert!(parse_host_name("a..b").is_err());
+        assert!(parse_host_name("10.0.0.300").is_err());
+        assert!(parse_host_name("has space").is_err());
+        assert!(parse_host_name(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn server_addresses_in_every_form() {
+        let a = parse_server_address("10.0.0.10").unwrap();
+        assert_eq!(a.host, ServerHost::Ip("10.0.0.10".parse().unwrap()));
+        assert_eq!(a.port, None);
+        let a = parse_server_address("10.0.0.10:8080").unwrap();
+        assert_eq!(a.port, Some(8080));
+        let a = parse_server_address("[::1]:8080").unwrap();
+        assert_eq!(a.host, ServerHost::Ip("::1".parse().unwrap()));
+        assert_eq!(a.port, Some(8080));
+        let a = parse_server_address("::1").unwrap();
+        assert_eq!(a.port, None);
+        let a = parse_server_address("App.Internal:8081").unwrap();
+        assert_eq!(a.host, ServerHost::Name("app.internal".into()));
+        assert_eq!(a.port, Some(8081));
+        assert!(parse_server_address("10.0.0.10:0").is_err());
+        assert!(parse_server_address("10.0.0.10:99999").is_err());
+        assert!(parse_server_address("not an address").is_err());
+        assert!(parse_server_address("::1:80").is_ok()); // an IPv6 address, no port
+        assert!(parse_server_address("[::1").is_err());
+    }
+
+    #[test]
+    fn host_patterns() {
+        assert_eq!(parse_host_pattern("*.Example.com"), Ok(HostPattern::Wildcard(".example.com".into())));
+        assert_eq!(parse_host_pattern("a.example.com"), Ok(HostPattern::Exact("a.example.com".into())));
+        assert!(parse_host_pattern("a.*.com").is_err());
+        assert!(parse_host_pattern("*").is_err());
+    }
+
+    #[test]
+    fn status_ranges() {
+        assert_eq!(parse_status_range("200-399"), Ok(200..=399));
+        assert_eq!(parse_status_range("204"), Ok(204..=204));
+        assert!(parse_status_range("399-200").is_err());
+        assert!(parse_status_range("99").is_err());
+        assert!(parse_status_range("abc").is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! ringgate's health model, after the troubleshooting reference: every server
+//! of every (backend HTTP settings, pool) pair a rule uses is probed, and marked
+//! down after `unhealthy_threshold` consecutive failures.
+//!
+//! - [`HealthTable`]: one [`HealthEntry`] per (settings, pool, server), shared by
+//!   every worker; the request path reads a server's state with one atomic load.
+//! - [`observe`]: the pure state machine of consecutive results.
+//! - the prober (see `prober`): a dedicated thread that writes the table.
+
+mod dns;
+mod state;
+mod table;
+
+pub use dns::resolve;
+pub use state::{Counters, HealthState, ProbeFailure, observe};
+pub use table::{HealthEntry, HealthTable, ProbeDetail, ServerKey};

@@ -1,0 +1,194 @@
+//! The health state machine: a pure function of consecutive probe results, so
+//! thresholds can be tested without sockets or clocks.
+
+use std::fmt;
+
+/// A server's health as workers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum HealthState {
+    /// Never probed yet: counts as healthy, as in the reference.
+    Unknown = 0,
+    Healthy = 1,
+    Unhealthy = 2,
+    /// Removed by a reload; finishing its in-flight requests, gets no new ones.
+    Draining = 3,
+}
+
+impl HealthState {
+    pub(crate) fn from_u8(v: u8) -> HealthState {
+        match v {
+            1 => HealthState::Healthy,
+            2 => HealthState::Unhealthy,
+            3 => HealthState::Draining,
+            _ => HealthState::Unknown,
+        }
+    }
+
+    /// May new requests be sent to a server in this state?
+    #[inline]
+    pub fn accepts_requests(self) -> bool {
+        matches!(self, HealthState::Unknown | HealthState::Healthy)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Unknown => "Unknown",
+            HealthState::Healthy => "Healthy",
+            HealthState::Unhealthy => "Unhealthy",
+            HealthState::Draining => "Draining",
+        }
+    }
+}
+
+impl fmt::Display for HealthState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a probe (or a live request, for passive health) failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeFailure {
+    /// Nothing listens on the port (RST to the SYN).
+    ConnectionRefused,
+    /// The SYN went unanswered: a firewall or security rule dropping packets,
+    /// or a host that is down.
+    ConnectTimeout,
+    /// Connected, but no complete response within the probe's time-out.
+    ProbeTimeout,
+    /// A response whose status is not in the probe's accepted codes.
+    StatusMismatch(u16),
+    /// A response whose body lacks the probe's expected substring.
+    BodyMismatch,
+    /// The server's host name does not resolve.
+    DnsFailure(String),
+    /// The connection was closed or reset before a complete response.
+    Closed,
+    /// The response is not valid HTTP.
+    InvalidResponse(String),
+    /// Another connect error (unreachable network, ...).
+    ConnectError(String),
+}
+
+impl ProbeFailure {
+    /// A stable identifier, used as a metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProbeFailure::ConnectionRefused => "connection_refused",
+            ProbeFailure::ConnectTimeout => "connect_timeout",
+            ProbeFailure::ProbeTimeout => "probe_timeout",
+            ProbeFailure::StatusMismatch(_) => "status_mismatch",
+            ProbeFailure::BodyMismatch => "body_mismatch",
+            ProbeFailure::DnsFailure(_) => "dns_failure",
+            ProbeFailure::Closed => "closed",
+            ProbeFailure::InvalidResponse(_) => "invalid_response",
+            ProbeFailure::ConnectError(_) => "connect_error",
+        }
+    }
+}
+
+impl fmt::Display for ProbeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeFailure::ConnectionRefused => f.write_str("connection refused"),
+            ProbeFailure::ConnectTimeout => f.write_str("connect time-out"),
+            ProbeFailure::ProbeTimeout => f.write_str("probe time-out"),
+            ProbeFailure::StatusMismatch(c) => write!(f, "status code mismatch: got {c}"),
+            ProbeFailure::BodyMismatch => f.write_str("body mismatch"),
+            ProbeFailure::DnsFailure(e) => write!(f, "DNS failure: {e}"),
+            ProbeFailure::Closed => f.write_str("connection closed before a complete response"),
+            ProbeFailure::InvalidResponse(e) => write!(f, "invalid response: {e}"),
+            ProbeFailure::ConnectError(e) => write!(f, "connect error: {e}"),
+        }
+    }
+}
+
+/// Consecutive results of one server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+}
+
+/// Folds one probe result into the counters and returns the new state when it
+/// flips: down after `unhealthy_threshold` consecutive failures, up after
+/// `healthy_threshold` consecutive successes. A never-probed server becomes
+/// healthy on its first success.
+pub fn observe(
+    state: HealthState,
+    c: &mut Counters,
+    success: bool,
+    unhealthy_threshold: u32,
+    healthy_threshold: u32,
+) -> Option<HealthState> {
+    if success {
+        c.consecutive_failures = 0;
+        c.consecutive_successes = c.consecutive_successes.saturating_add(1);
+    } else {
+        c.consecutive_successes = 0;
+        c.consecutive_failures = c.consecutive_failures.saturating_add(1);
+    }
+    let next = match state {
+        HealthState::Draining => return None,
+        HealthState::Unknown if success => HealthState::Healthy,
+        HealthState::Unknown | HealthState::Healthy if c.consecutive_failures >= unhealthy_threshold => {
+            HealthState::Unhealthy
+        }
+        HealthState::Unhealthy if c.consecutive_successes >= healthy_threshold => HealthState::Healthy,
+        _ => return None,
+    };
+    (next != state).then_some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(results: &[bool], unhealthy: u32, healthy: u32) -> Vec<HealthState> {
+        let mut s = HealthState::Unknown;
+        let mut c = Counters::default();
+        results
+            .iter()
+            .map(|&ok| {
+                if let Some(n) = observe(s, &mut c, ok, unhealthy, healthy) {
+                    s = n;
+                }
+                s
+            })
+            .collect()
+    }
+
+    use HealthState::*;
+
+    #[test]
+    fn down_after_exactly_the_unhealthy_threshold() {
+        assert_eq!(run(&[true, false, false, false], 3, 1), vec![Healthy, Healthy, Healthy, Unhealthy]);
+        assert_eq!(run(&[false, false, false], 3, 1), vec![Unknown, Unknown, Unhealthy]);
+        assert_eq!(run(&[false], 1, 1), vec![Unhealthy]);
+    }
+
+    #[test]
+    fn a_success_resets_the_failure_count() {
+        assert_eq!(run(&[true, false, false, true, false, false], 3, 1), vec![Healthy; 6]);
+    }
+
+    #[test]
+    fn up_after_exactly_the_healthy_threshold() {
+        let r = run(&[false, false, true, false, true, true], 2, 2);
+        assert_eq!(r, vec![Unknown, Unhealthy, Unhealthy, Unhealthy, Unhealthy, Healthy]);
+    }
+
+    #[test]
+    fn draining_never_flips() {
+        let mut c = Counters::default();
+        assert_eq!(observe(Draining, &mut c, true, 1, 1), None);
+        assert_eq!(observe(Draining, &mut c, false, 1, 1), None);
+    }
+
+    #[test]
+    fn only_unknown_and_healthy_take_requests() {
+        assert!(Unknown.accepts_requests() && Healthy.accepts_requests());
+        assert!(!Unhealthy.accepts_requests() && !Draining.accepts_requests());
+    }
+}

@@ -1,0 +1,288 @@
+//! The health table. Workers read a server's state with one relaxed atomic
+//! load per request; only the prober writes. Each entry is its own allocation
+//! with its hot fields on their own cache line, so a prober write to one
+//! server never invalidates the line a worker reads for another.
+//!
+//! Entries are keyed by (backend HTTP settings, pool, server) and outlive a
+//! configuration reload: a server present before and after keeps its state.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use crossbeam_utils::CachePadded;
+use ringgate_config::ServerHost;
+
+use crate::state::{Counters, HealthState, ProbeFailure};
+
+/// Identity of a health entry: the reference's "(backend HTTP settings, pool)
+/// pair", and the server within the pool.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerKey {
+    pub pool: String,
+    pub settings: String,
+    /// The server as `host:port`, with the port the settings give it.
+    pub server: String,
+}
+
+impl fmt::Display for ServerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pool {} / settings {} / server {}", self.pool, self.settings, self.server)
+    }
+}
+
+/// What the prober last saw of a server, for the backend-health view. Only the
+/// prober and the admin API touch it, never the request path.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeDetail {
+    pub last_probe: Option<SystemTime>,
+    pub last_status: Option<u16>,
+    pub last_latency: Option<Duration>,
+    pub counters: Counters,
+    /// Why the last failed probe failed.
+    pub last_failure: Option<ProbeFailure>,
+    /// When the state last changed.
+    pub state_since: Option<SystemTime>,
+    pub probes: u64,
+    pub failures: u64,
+    /// Failed probes by reason kind (`ProbeFailure::kind`).
+    pub failures_by_kind: std::collections::BTreeMap<&'static str, u64>,
+    /// Failures reported by workers on live traffic.
+    pub passive_failures: u64,
+    /// The addresses a host name resolved to, or the resolver's error.
+    pub dns: Option<Result<Vec<SocketAddr>, String>>,
+}
+
+#[derive(Debug)]
+struct Hot {
+    state: AtomicU8,
+    /// Bumped each time `addrs` changes, so workers re-read it only then.
+    addrs_generation: AtomicU64,
+    addrs: ArcSwap<Vec<SocketAddr>>,
+    /// A worker saw a connect failure or reset: probe at once.
+    probe_requested: AtomicBool,
+}
+
+/// One server's health, shared by all workers.
+#[derive(Debug)]
+pub struct HealthEntry {
+    hot: CachePadded<Hot>,
+    key: ServerKey,
+    detail: Mutex<ProbeDetail>,
+}
+
+impl HealthEntry {
+    pub fn new(key: ServerKey, addrs: Vec<SocketAddr>) -> HealthEntry {
+        HealthEntry {
+            hot: CachePadded::new(Hot {
+                state: AtomicU8::new(HealthState::Unknown as u8),
+                addrs_generation: AtomicU64::new(0),
+                addrs: ArcSwap::from_pointee(addrs),
+                probe_requested: AtomicBool::new(false),
+            }),
+            key,
+            detail: Mutex::new(ProbeDetail::default()),
+        }
+    }
+
+    pub fn key(&self) -> &ServerKey {
+        &self.key
+    }
+
+    /// The server's state: one relaxed load, the request path's only cost.
+    #[inline]
+    pub fn state(&self) -> HealthState {
+        HealthState::from_u8(self.hot.state.load(Ordering::Relaxed))
+    }
+
+    /// Sets the state (the prober, or a reload marking a server draining).
+    pub fn set_state(&self, s: HealthState) {
+        let prev = self.hot.state.swap(s as u8, Ordering::Relaxed);
+        if prev != s as u8 {
+            self.detail().state_since = Some(SystemTime::now());
+        }
+    }
+
+    /// Generation of the resolved addresses; compare before calling [`Self::addrs`].
+    #[inline]
+    pub fn addrs_generation(&self) -> u64 {
+        self.hot.addrs_generation.load(Ordering::Acquire)
+    }
+
+    /// Where the server can be reached (empty: its name does not resolve).
+    pub fn addrs(&self) -> Arc<Vec<SocketAddr>> {
+        self.hot.addrs.load_full()
+    }
+
+    pub fn set_addrs(&self, addrs: Vec<SocketAddr>) {
+        if **self.hot.addrs.load() != addrs {
+            self.hot.addrs.store(Arc::new(addrs));
+            self.hot.addrs_generation.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Asks the prober to probe this server now (passive health). Returns
+    /// false when a request is already pending, so a burst of failing
+    /// requests makes one report, not thousands.
+    pub fn request_probe(&self) -> bool {
+        !self.hot.probe_requested.swap(true, Ordering::AcqRel)
+    }
+
+    /// Takes a pending passive-health request.
+    pub fn take_probe_request(&self) -> bool {
+        self.hot.probe_requested.swap(false, Ordering::AcqRel)
+    }
+
+    /// The probe detail (locked: admin API and prober only).
+    pub fn detail(&self) -> MutexGuard<'_, ProbeDetail> {
+        // A panic while holding this lock cannot leave the detail
+        // inconsistent in a way that matters more than losing the view.
+        self.detail.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Every server's entry, by key. The map is locked only when a configuration
+/// is planned or the admin API lists entries; workers hold `Arc`s to entries.
+#[derive(Debug, Default)]
+pub struct HealthTable {
+    entries: Mutex<HashMap<ServerKey, Arc<HealthEntry>>>,
+    draining: Mutex<Vec<Arc<HealthEntry>>>,
+}
+
+impl HealthTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock_entries(&self) -> MutexGuard<'_, HashMap<ServerKey, Arc<HealthEntry>>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_draining(&self) -> MutexGuard<'_, Vec<Arc<HealthEntry>>> {
+        self.draining.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entry for `key`, created (state Unknown) if new.
+    pub fn entry(&self, key: &ServerKey, addrs: impl FnOnce() -> Vec<SocketAddr>) -> Arc<HealthEntry> {
+        let mut map = self.lock_entries();
+        if let Some(e) = map.get(key) {
+            return e.clone();
+        }
+        let e = Arc::new(HealthEntry::new(key.clone(), addrs()));
+        map.insert(key.clone(), e.clone());
+        e
+    }
+
+    /// The entry of a server reached at `host:port`, created and resolved if
+    /// new. A host name that does not resolve leaves the server without
+    /// addresses and marks it unhealthy with the resolver's error.
+    pub fn ensure(&self, key: &ServerKey, host: &ServerHost, port: u16) -> Arc<HealthEntry> {
+        if let Some(e) = self.get(key) {
+            return e;
+        }
+        let resolved = crate::dns::resolve(host, port);
+        let entry = self.entry(key, || resolved.clone().unwrap_or_default());
+        if let ServerHost::Name(_) = host {
+            let failed = resolved.is_err();
+            {
+                let mut d = entry.detail();
+                if let Err(e) = &resolved {
+                    d.last_failure = Some(ProbeFailure::DnsFailure(e.clone()));
+                }
+                d.dns = Some(resolved);
+            }
+            if failed {
+                entry.set_state(HealthState::Unhealthy);
+            }
+        }
+        entry
+    }
+
+    /// Keeps only the entries in `live`; the others are marked draining and
+    /// listed until nothing uses them any more.
+    pub fn retain(&self, live: &[ServerKey]) {
+        let mut map = self.lock_entries();
+        let mut draining = self.lock_draining();
+        let removed: Vec<ServerKey> = map.keys().filter(|k| !live.contains(k)).cloned().collect();
+        for k in removed {
+            if let Some(e) = map.remove(&k) {
+                e.set_state(HealthState::Draining);
+                draining.push(e);
+            }
+        }
+        // A server removed and added back within one reload got a fresh
+        // entry from `entry`; the old one only finishes its requests.
+        draining.retain(|e| Arc::strong_count(e) > 1);
+    }
+
+    /// Current entries, sorted by key, then the draining ones still in use.
+    pub fn list(&self) -> Vec<Arc<HealthEntry>> {
+        let mut v: Vec<Arc<HealthEntry>> = self.lock_entries().values().cloned().collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut draining = self.lock_draining();
+        draining.retain(|e| Arc::strong_count(e) > 1);
+        v.extend(draining.iter().cloned());
+        v
+    }
+
+    pub fn get(&self, key: &ServerKey) -> Option<Arc<HealthEntry>> {
+        self.lock_entries().get(key).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> ServerKey {
+        ServerKey { pool: "pool01".into(), settings: "setting01".into(), server: s.into() }
+    }
+
+    #[test]
+    fn entries_survive_a_reload_and_removed_ones_drain() {
+        let t = HealthTable::new();
+        let a = t.entry(&key("10.0.0.1:80"), Vec::new);
+        let b = t.entry(&key("10.0.0.2:80"), Vec::new);
+        a.set_state(HealthState::Unhealthy);
+        // Planned again: same entry, same state.
+        let a2 = t.entry(&key("10.0.0.1:80"), Vec::new);
+        assert!(Arc::ptr_eq(&a, &a2));
+        assert_eq!(a2.state(), HealthState::Unhealthy);
+
+        t.retain(&[key("10.0.0.1:80")]);
+        assert_eq!(b.state(), HealthState::Draining);
+        assert_eq!(t.list().len(), 2, "b is still used, so still listed");
+        drop(b);
+        assert_eq!(t.list().len(), 1, "b is gone once unused");
+    }
+
+    #[test]
+    fn passive_reports_are_deduplicated() {
+        let e = HealthEntry::new(key("x:1"), Vec::new());
+        assert!(e.request_probe());
+        assert!(!e.request_probe());
+        assert!(e.take_probe_request());
+        assert!(!e.take_probe_request());
+        assert!(e.request_probe());
+    }
+
+    #[test]
+    fn address_changes_bump_the_generation() {
+        let e = HealthEntry::new(key("app.internal:80"), Vec::new());
+        let g = e.addrs_generation();
+        e.set_addrs(vec!["10.0.0.1:80".parse().unwrap()]);
+        assert_eq!(e.addrs_generation(), g + 1);
+        e.set_addrs(vec!["10.0.0.1:80".parse().unwrap()]);
+        assert_eq!(e.addrs_generation(), g + 1, "same addresses: no change");
+        assert_eq!(*e.addrs(), vec!["10.0.0.1:80".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn entries_are_cache_padded() {
+        assert!(std::mem::align_of::<HealthEntry>() >= 64);
+    }
+}

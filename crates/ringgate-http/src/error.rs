@@ -1,0 +1,196 @@
+//! The answers the gateway gives on its own behalf: one [`ErrorCode`] per
+//! cause, carried in the `x-ringgate-error` header, the access log and the
+//! metrics, so a 502 seen by a user can be traced to its cause.
+
+/// Why the gateway answered instead of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorCode {
+    /// 502: the rule's backend pool has no server.
+    PoolEmpty,
+    /// 502: every server of the pool is unhealthy.
+    AllUnhealthy,
+    /// 502: the server did not answer within the request time-out.
+    Timeout,
+    /// 502: no connection could be opened to the server.
+    ConnectFailed,
+    /// 502: the server closed or reset the connection before a response.
+    BackendClosed,
+    /// 502: the server's response could not be parsed or framed.
+    InvalidResponse,
+    /// 502: the TLS handshake with the server failed.
+    TlsHandshakeFailed,
+    /// 400: the request is malformed.
+    BadRequest,
+    /// 431: the request head is too large.
+    HeadTooLarge,
+    /// 414: the request target is too long.
+    UriTooLong,
+    /// 413: the request body is too large.
+    BodyTooLarge,
+    /// 408: the client was too slow to send the request head.
+    RequestTimeout,
+    /// 404: no listener answers the request's host.
+    NoRoute,
+    /// 405: the method is not proxied.
+    MethodNotAllowed,
+    /// 417: an unsupported expectation.
+    ExpectationFailed,
+    /// 505: an HTTP version other than 1.0 or 1.1.
+    VersionNotSupported,
+    /// 503: the gateway is shutting down.
+    ShuttingDown,
+    /// 499 (logged only, nothing is sent): the client went away before the
+    /// response was complete.
+    ClientClosed,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 18] = [
+        ErrorCode::PoolEmpty,
+        ErrorCode::AllUnhealthy,
+        ErrorCode::Timeout,
+        ErrorCode::ConnectFailed,
+        ErrorCode::BackendClosed,
+        ErrorCode::InvalidResponse,
+        ErrorCode::TlsHandshakeFailed,
+        ErrorCode::BadRequest,
+        ErrorCode::HeadTooLarge,
+        ErrorCode::UriTooLong,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::RequestTimeout,
+        ErrorCode::NoRoute,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::ExpectationFailed,
+        ErrorCode::VersionNotSupported,
+        ErrorCode::ShuttingDown,
+        ErrorCode::ClientClosed,
+    ];
+
+    /// The value of the `x-ringgate-error` header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::PoolEmpty => "POOL_EMPTY",
+            ErrorCode::AllUnhealthy => "ALL_UNHEALTHY",
+            ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::ConnectFailed => "CONNECT_FAILED",
+            ErrorCode::BackendClosed => "BACKEND_CLOSED",
+            ErrorCode::InvalidResponse => "INVALID_RESPONSE",
+            ErrorCode::TlsHandshakeFailed => "TLS_HANDSHAKE_FAILED",
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::HeadTooLarge => "HEADERS_TOO_LARGE",
+            ErrorCode::UriTooLong => "URI_TOO_LONG",
+            ErrorCode::BodyTooLarge => "BODY_TOO_LARGE",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
+            ErrorCode::NoRoute => "NO_ROUTE",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::ExpectationFailed => "EXPECTATION_FAILED",
+            ErrorCode::VersionNotSupported => "VERSION_NOT_SUPPORTED",
+            ErrorCode::ShuttingDown => "SHUTTING_DOWN",
+            ErrorCode::ClientClosed => "CLIENT_CLOSED",
+        }
+    }
+
+    /// The status code the gateway answers with.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::PoolEmpty
+            | ErrorCode::AllUnhealthy
+            | ErrorCode::Timeout
+            | ErrorCode::ConnectFailed
+            | ErrorCode::BackendClosed
+            | ErrorCode::InvalidResponse
+            | ErrorCode::TlsHandshakeFailed => 502,
+            ErrorCode::BadRequest => 400,
+            ErrorCode::HeadTooLarge => 431,
+            ErrorCode::UriTooLong => 414,
+            ErrorCode::BodyTooLarge => 413,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::NoRoute => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::ExpectationFailed => 417,
+            ErrorCode::VersionNotSupported => 505,
+            ErrorCode::ShuttingDown => 503,
+            ErrorCode::ClientClosed => 499,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The reason phrase of the statuses the gateway and its admin API produce.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+/// A complete response for `code`, with `body` (one line of plain words, a
+/// newline is added). `close` adds `Connection: close`.
+pub fn error_response(code: ErrorCode, body: &str, close: bool) -> Vec<u8> {
+    let status = code.status();
+    let mut out = Vec::with_capacity(160 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(body.len() + 1).as_bytes());
+    out.extend_from_slice(b"\r\nx-ringgate-error: ");
+    out.extend_from_slice(code.as_str().as_bytes());
+    out.extend_from_slice(b"\r\ncache-control: no-store\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+    out.push(b'\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_map_to_statuses() {
+        for c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(ErrorCode::PoolEmpty.status(), 502);
+        assert_eq!(ErrorCode::HeadTooLarge.status(), 431);
+    }
+
+    #[test]
+    fn error_response_is_well_formed() {
+        let r = error_response(ErrorCode::AllUnhealthy, "every server is down", true);
+        let text = String::from_utf8(r).unwrap();
+        assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n"));
+        assert!(text.contains("\r\nx-ringgate-error: ALL_UNHEALTHY\r\n"));
+        assert!(text.contains("\r\ncontent-length: 21\r\n"));
+        assert!(text.contains("\r\nconnection: close\r\n"));
+        assert!(text.ends_with("\r\n\r\nevery server is down\n"));
+    }
+}

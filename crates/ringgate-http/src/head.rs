@@ -1,0 +1,286 @@
+//! What requests and responses share: spans into the read buffer, header
+//! classification, and the field-value grammars that decide body framing
+//! (Content-Length, Transfer-Encoding, Connection).
+
+/// A byte range of the buffer a head was parsed from. Heads are bounded by the
+/// configured limits, so `u32` is plenty and keeps [`Header`] small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    pub(crate) fn within(base: &[u8], part: &[u8]) -> Span {
+        let start = part.as_ptr() as usize - base.as_ptr() as usize;
+        Span { start: start as u32, end: (start + part.len()) as u32 }
+    }
+
+    /// The bytes this span covers in `buf`.
+    #[inline]
+    pub fn of<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.start as usize..self.end as usize]
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+}
+
+/// The HTTP version of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Version {
+    Http10,
+    #[default]
+    Http11,
+}
+
+/// Header fields the gateway acts on; everything else is [`HeaderKind::Other`]
+/// and passed through untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderKind {
+    Host,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    KeepAlive,
+    ProxyConnection,
+    Te,
+    Trailer,
+    Upgrade,
+    Expect,
+    Cookie,
+    XForwardedFor,
+    XForwardedProto,
+    XForwardedHost,
+    Other,
+}
+
+impl HeaderKind {
+    /// Classifies a field name, case-insensitively. Dispatching on the length
+    /// first keeps this to one or two comparisons per header.
+    pub fn of(name: &[u8]) -> HeaderKind {
+        let eq = |s: &[u8]| name.eq_ignore_ascii_case(s);
+        match name.len() {
+            2 if eq(b"te") => HeaderKind::Te,
+            4 if eq(b"host") => HeaderKind::Host,
+            6 if eq(b"cookie") => HeaderKind::Cookie,
+            6 if eq(b"expect") => HeaderKind::Expect,
+            7 if eq(b"upgrade") => HeaderKind::Upgrade,
+            7 if eq(b"trailer") => HeaderKind::Trailer,
+            10 if eq(b"connection") => HeaderKind::Connection,
+            10 if eq(b"keep-alive") => HeaderKind::KeepAlive,
+            14 if eq(b"content-length") => HeaderKind::ContentLength,
+            15 if eq(b"x-forwarded-for") => HeaderKind::XForwardedFor,
+            16 if eq(b"proxy-connection") => HeaderKind::ProxyConnection,
+            16 if eq(b"x-forwarded-host") => HeaderKind::XForwardedHost,
+            17 if eq(b"transfer-encoding") => HeaderKind::TransferEncoding,
+            17 if eq(b"x-forwarded-proto") => HeaderKind::XForwardedProto,
+            _ => HeaderKind::Other,
+        }
+    }
+
+    /// Connection-specific fields (RFC 9110 §7.6.1) that a proxy must not
+    /// forward. Transfer-Encoding is not listed: bodies are passed through in
+    /// their original framing, so the field travels with them.
+    pub fn is_hop_by_hop(self) -> bool {
+        matches!(
+            self,
+            HeaderKind::Connection
+                | HeaderKind::KeepAlive
+                | HeaderKind::ProxyConnection
+                | HeaderKind::Te
+                | HeaderKind::Trailer
+                | HeaderKind::Upgrade
+        )
+    }
+}
+
+/// One header field of a parsed head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub name: Span,
+    pub value: Span,
+    pub kind: HeaderKind,
+    /// Named by the Connection header, so it must not be forwarded either.
+    pub listed_in_connection: bool,
+}
+
+/// How a message's body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodyKind {
+    /// No body at all.
+    #[default]
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Everything until the connection closes (responses only).
+    UntilClose,
+}
+
+/// Options of the Connection header, and the other field names it lists.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ConnectionOptions {
+    pub close: bool,
+    pub keep_alive: bool,
+    pub upgrade: bool,
+    /// It names fields other than the three options above.
+    pub lists_fields: bool,
+}
+
+pub(crate) fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// Iterates the comma-separated elements of a list-valued field, skipping
+/// empty ones as RFC 9110 §5.6.1 asks.
+pub(crate) fn list_items(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',').map(trim_ows).filter(|i| !i.is_empty())
+}
+
+pub(crate) fn parse_connection(v: &[u8], opts: &mut ConnectionOptions) {
+    for token in list_items(v) {
+        if token.eq_ignore_ascii_case(b"close") {
+            opts.close = true;
+        } else if token.eq_ignore_ascii_case(b"keep-alive") {
+            opts.keep_alive = true;
+        } else if token.eq_ignore_ascii_case(b"upgrade") {
+            opts.upgrade = true;
+        } else {
+            opts.lists_fields = true;
+        }
+    }
+}
+
+/// Marks fields named by the Connection header(s) so they are not forwarded.
+pub(crate) fn mark_connection_listed(buf: &[u8], headers: &mut [Header]) {
+    let mut named: Vec<Span> = Vec::new();
+    for h in headers.iter().filter(|h| h.kind == HeaderKind::Connection) {
+        let v = h.value.of(buf);
+        for token in list_items(v) {
+            if !(token.eq_ignore_ascii_case(b"close")
+                || token.eq_ignore_ascii_case(b"keep-alive")
+                || token.eq_ignore_ascii_case(b"upgrade"))
+            {
+                named.push(Span::within(buf, token));
+            }
+        }
+    }
+    for h in headers.iter_mut() {
+        let name = h.name.of(buf);
+        if named.iter().any(|n| n.of(buf).eq_ignore_ascii_case(name)) {
+            h.listed_in_connection = true;
+        }
+    }
+}
+
+/// Folds one Content-Length field value into `acc`. A list of identical values
+/// is tolerated (RFC 9110 §8.6); different values, signs, spaces inside the
+/// number, or overflow are errors.
+pub(crate) fn fold_content_length(v: &[u8], acc: &mut Option<u64>) -> Result<(), &'static str> {
+    let mut any = false;
+    for item in v.split(|&b| b == b',') {
+        let item = trim_ows(item);
+        if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
+            return Err("invalid Content-Length");
+        }
+        let mut n: u64 = 0;
+        for &d in item {
+            n = n * 10 + u64::from(d - b'0');
+        }
+        match *acc {
+            Some(prev) if prev != n => return Err("conflicting Content-Length values"),
+            _ => *acc = Some(n),
+        }
+        any = true;
+    }
+    if any { Ok(()) } else { Err("empty Content-Length") }
+}
+
+/// Transfer codings seen so far across Transfer-Encoding fields.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Codings {
+    pub present: bool,
+    /// The last coding is `chunked`.
+    pub chunked_last: bool,
+    /// `chunked` appears before the last coding (invalid: it must be final
+    /// and applied once).
+    pub chunked_not_last: bool,
+    pub empty: bool,
+}
+
+pub(crate) fn fold_transfer_encoding(v: &[u8], c: &mut Codings) {
+    c.present = true;
+    let mut any = false;
+    for coding in list_items(v) {
+        any = true;
+        if c.chunked_last {
+            c.chunked_not_last = true;
+        }
+        // A coding may carry parameters ("gzip;q=1" is not valid here, but
+        // compare only the coding name).
+        let name = trim_ows(coding.split(|&b| b == b';').next().unwrap_or(coding));
+        c.chunked_last = name.eq_ignore_ascii_case(b"chunked");
+    }
+    if !any {
+        c.empty = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_ignores_case() {
+        assert_eq!(HeaderKind::of(b"HOST"), HeaderKind::Host);
+        assert_eq!(HeaderKind::of(b"Content-Length"), HeaderKind::ContentLength);
+        assert_eq!(HeaderKind::of(b"transfer-ENCODING"), HeaderKind::TransferEncoding);
+        assert_eq!(HeaderKind::of(b"X-Forwarded-For"), HeaderKind::XForwardedFor);
+        assert_eq!(HeaderKind::of(b"content-type"), HeaderKind::Other);
+        assert_eq!(HeaderKind::of(b"Te"), HeaderKind::Te);
+    }
+
+    #[test]
+    fn content_length_lists() {
+        let mut acc = None;
+        assert_eq!(fold_content_length(b"42", &mut acc), Ok(()));
+        assert_eq!(fold_content_length(b"42, 42", &mut acc), Ok(()));
+        assert_eq!(acc, Some(42));
+        assert!(fold_content_length(b"43", &mut acc).is_err());
+        for bad in [&b"+1"[..], b"-1", b"1 2", b"", b"0x10", b"99999999999999999999", b"1,"] {
+            assert!(fold_content_length(bad, &mut None).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn transfer_codings() {
+        let mut c = Codings::default();
+        fold_transfer_encoding(b"gzip, chunked", &mut c);
+        assert!(c.chunked_last && !c.chunked_not_last);
+        let mut c = Codings::default();
+        fold_transfer_encoding(b"chunked", &mut c);
+        fold_transfer_encoding(b"gzip", &mut c);
+        assert!(!c.chunked_last && c.chunked_not_last);
+        let mut c = Codings::default();
+        fold_transfer_encoding(b"chunked, chunked", &mut c);
+        assert!(c.chunked_not_last);
+        let mut c = Codings::default();
+        fold_transfer_encoding(b" , ", &mut c);
+        assert!(c.empty);
+    }
+}

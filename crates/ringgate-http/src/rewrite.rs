@@ -1,0 +1,226 @@
+//! Rewriting heads for the other side in one pass: connection-specific fields
+//! dropped, forwarding fields added. Kept fields are copied as runs of whole
+//! lines straight from the read buffer, so a typical head costs one or two
+//! memcpys, not one per field.
+
+use crate::head::{Header, HeaderKind};
+use crate::request::RequestHead;
+use crate::response::ResponseHead;
+
+/// What the gateway adds to a forwarded request.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardInfo<'a> {
+    /// The client's IP address as text (appended to X-Forwarded-For).
+    pub client_ip: &'a [u8],
+    /// `http` or `https`: the scheme the client used (X-Forwarded-Proto).
+    pub proto: &'a [u8],
+    /// Host sent instead of the client's (the settings' `host_name`).
+    pub host_override: Option<&'a [u8]>,
+    /// Host sent when the request has none (HTTP/1.0 without Host).
+    pub fallback_host: &'a [u8],
+}
+
+/// Copies the kept header lines of `headers` as contiguous runs.
+fn copy_kept(buf: &[u8], headers: &[Header], fields_end: usize, keep: impl Fn(&Header) -> bool, out: &mut Vec<u8>) {
+    let line_end = |i: usize| headers.get(i + 1).map_or(fields_end, |h| h.name.start as usize);
+    let mut run_start: Option<usize> = None;
+    for (i, h) in headers.iter().enumerate() {
+        if keep(h) {
+            run_start.get_or_insert(h.name.start as usize);
+        } else if let Some(s) = run_start.take() {
+            out.extend_from_slice(&buf[s..h.name.start as usize]);
+        }
+        if i + 1 == headers.len()
+            && let Some(s) = run_start.take()
+        {
+            out.extend_from_slice(&buf[s..line_end(i)]);
+        }
+    }
+}
+
+/// Writes the head to send to the backend for the request in `buf`.
+pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(head.method_span.of(buf));
+    out.push(b' ');
+    let path = head.path.of(buf);
+    out.extend_from_slice(if path.is_empty() { b"/" } else { path });
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    let host = match (info.host_override, head.host) {
+        (Some(h), _) => h,
+        (None, Some(h)) => h.of(buf),
+        (None, None) => info.fallback_host,
+    };
+    out.extend_from_slice(host);
+    out.extend_from_slice(b"\r\n");
+
+    let upgrade = head.upgrade;
+    let keep = |h: &Header| {
+        !h.listed_in_connection
+            && match h.kind {
+                HeaderKind::Upgrade => upgrade,
+                HeaderKind::Host
+                | HeaderKind::XForwardedFor
+                | HeaderKind::XForwardedProto
+                | HeaderKind::XForwardedHost => false,
+                k => !k.is_hop_by_hop(),
+            }
+    };
+    copy_kept(buf, &head.headers, head.head_len - 2, keep, out);
+
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    for h in head.headers.iter().filter(|h| h.kind == HeaderKind::XForwardedFor) {
+        let v = h.value.of(buf);
+        if !v.is_empty() {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(info.client_ip);
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
+    out.extend_from_slice(info.proto);
+    out.extend_from_slice(b"\r\n");
+    if let Some(h) = head.host {
+        out.extend_from_slice(b"X-Forwarded-Host: ");
+        out.extend_from_slice(h.of(buf));
+        out.extend_from_slice(b"\r\n");
+    }
+    if upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How a response head is adapted for the client.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResponseRewrite<'a> {
+    /// The gateway closes the client connection after this response.
+    pub close: bool,
+    /// An HTTP/1.0 client is kept alive: say so, as 1.0 closes by default.
+    pub keep_alive: bool,
+    /// The body is de-chunked (for an HTTP/1.0 client): drop Transfer-Encoding.
+    pub dechunk: bool,
+    /// A 101 to an upgrade request: pass Upgrade and `Connection: upgrade`.
+    pub upgrade: bool,
+    /// A `Set-Cookie` value to add (affinity).
+    pub set_cookie: Option<&'a [u8]>,
+}
+
+/// Writes the head to send to the client for the response in `buf`.
+pub fn write_response_head(buf: &[u8], head: &ResponseHead, rw: &ResponseRewrite<'_>, out: &mut Vec<u8>) {
+    // The gateway speaks its own version (RFC 9110 §6.2), whatever the
+    // backend's; the rest of the status line is the backend's.
+    out.extend_from_slice(b"HTTP/1.1");
+    out.extend_from_slice(&buf[8..head.status_line.end as usize]);
+    out.extend_from_slice(b"\r\n");
+    let keep = |h: &Header| {
+        !h.listed_in_connection
+            && match h.kind {
+                HeaderKind::Upgrade => rw.upgrade,
+                HeaderKind::TransferEncoding => !rw.dechunk,
+                k => !k.is_hop_by_hop(),
+            }
+    };
+    copy_kept(buf, &head.headers, head.head_len - 2, keep, out);
+    if let Some(c) = rw.set_cookie {
+        out.extend_from_slice(b"Set-Cookie: ");
+        out.extend_from_slice(c);
+        out.extend_from_slice(b"\r\n");
+    }
+    if rw.upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    } else if rw.close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if rw.keep_alive {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ParseLimits, Parsed, parse_request, parse_response};
+
+    fn req(raw: &[u8]) -> RequestHead {
+        let mut h = RequestHead::default();
+        assert!(matches!(parse_request(raw, &ParseLimits::default(), &mut h), Ok(Parsed::Complete(_))));
+        h
+    }
+
+    const INFO: ForwardInfo<'static> =
+        ForwardInfo { client_ip: b"10.9.8.7", proto: b"http", host_override: None, fallback_host: b"10.0.0.1:80" };
+
+    fn rewrite(raw: &[u8], info: &ForwardInfo<'_>) -> String {
+        let h = req(raw);
+        let mut out = Vec::new();
+        write_request_head(raw, &h, info, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn request_drops_hop_by_hop_and_adds_forwarding() {
+        let raw = b"GET /a?b=1 HTTP/1.1\r\nHost: shop.example\r\nAccept: */*\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: 5\r\nX-Secret: s\r\nTE: trailers\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Proto: https\r\nUser-Agent: t\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, &INFO),
+            "GET /a?b=1 HTTP/1.1\r\nHost: shop.example\r\nAccept: */*\r\nUser-Agent: t\r\nX-Forwarded-For: 1.1.1.1, 10.9.8.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: shop.example\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn request_host_override_and_absolute_form() {
+        let info = ForwardInfo { host_override: Some(b"app.internal"), ..INFO };
+        let raw = b"GET http://Shop.example:8080 HTTP/1.1\r\nHost: ignored\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, &info),
+            "GET / HTTP/1.1\r\nHost: app.internal\r\nX-Forwarded-For: 10.9.8.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: Shop.example:8080\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn http10_without_host_gets_the_fallback() {
+        let raw = b"GET / HTTP/1.0\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, &INFO),
+            "GET / HTTP/1.1\r\nHost: 10.0.0.1:80\r\nX-Forwarded-For: 10.9.8.7\r\nX-Forwarded-Proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn upgrade_requests_keep_upgrade() {
+        let raw =
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n";
+        let out = rewrite(raw, &INFO);
+        assert!(out.contains("\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n"), "{out}");
+        assert!(out.ends_with("Connection: upgrade\r\n\r\n"), "{out}");
+    }
+
+    fn resp(raw: &[u8], rw: &ResponseRewrite<'_>) -> String {
+        let mut h = ResponseHead::default();
+        assert!(matches!(parse_response(raw, 16384, 100, false, &mut h), Ok(Parsed::Complete(_))));
+        let mut out = Vec::new();
+        write_response_head(raw, &h, rw, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn response_rewrites() {
+        let raw = b"HTTP/1.0 200 OK\r\nServer: nginx\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok";
+        assert_eq!(
+            resp(raw, &ResponseRewrite::default()),
+            "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 2\r\n\r\n"
+        );
+        let rw = ResponseRewrite { close: true, set_cookie: Some(b"A=b; Path=/"), ..Default::default() };
+        assert_eq!(
+            resp(raw, &rw),
+            "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 2\r\nSet-Cookie: A=b; Path=/\r\nConnection: close\r\n\r\n"
+        );
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n";
+        let rw = ResponseRewrite { dechunk: true, close: true, ..Default::default() };
+        assert_eq!(resp(chunked, &rw), "HTTP/1.1 200 OK\r\nX: y\r\nConnection: close\r\n\r\n");
+        let rw = ResponseRewrite { keep_alive: true, ..Default::default() };
+        assert_eq!(
+            resp(b"HTTP/1.1 204 No Content\r\n\r\n", &rw),
+            "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
+        );
+    }
+}

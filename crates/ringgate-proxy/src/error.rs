@@ -1,0 +1,73 @@
+//! Why a request could not be answered by a backend. The 502 code a client
+//! sees is decided here, in one place, from the error's kind.
+
+use std::io;
+use std::time::Duration;
+
+use ringgate_http::ErrorCode;
+
+/// A failure on the way to a backend or back.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("backend pool \"{pool}\" has no servers")]
+    PoolEmpty { pool: String },
+    #[error("every server of backend pool \"{pool}\" is unhealthy")]
+    AllUnhealthy { pool: String },
+    #[error("server {server} does not resolve to any address")]
+    Unresolved { server: String },
+    #[error("connecting to {server} failed: {source}")]
+    Connect {
+        server: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("connecting to {server} timed out after {}ms", after.as_millis())]
+    ConnectTimeout { server: String, after: Duration },
+    #[error("server {server} did not answer within the request time-out of {}ms", timeout.as_millis())]
+    Timeout { server: String, timeout: Duration },
+    #[error("server {server} closed the connection before a complete response")]
+    BackendClosed {
+        server: String,
+        #[source]
+        source: Option<io::Error>,
+    },
+    #[error("server {server} sent an invalid response: {reason}")]
+    InvalidResponse { server: String, reason: &'static str },
+}
+
+impl ProxyError {
+    /// The code of the 502 (and of the access log and metrics).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ProxyError::PoolEmpty { .. } => ErrorCode::PoolEmpty,
+            ProxyError::AllUnhealthy { .. } => ErrorCode::AllUnhealthy,
+            ProxyError::Unresolved { .. } | ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } => {
+                ErrorCode::ConnectFailed
+            }
+            ProxyError::Timeout { .. } => ErrorCode::Timeout,
+            ProxyError::BackendClosed { .. } => ErrorCode::BackendClosed,
+            ProxyError::InvalidResponse { .. } => ErrorCode::InvalidResponse,
+        }
+    }
+
+    /// Does this failure say something about the server's health, so the
+    /// prober should look at it now (passive health)?
+    pub fn is_server_fault(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } | ProxyError::BackendClosed { .. }
+        )
+    }
+
+    /// The 502 body: the cause in plain words and what to look at.
+    pub fn explain(&self, rule: &str, settings: &str) -> String {
+        let hint = match self.code() {
+            ErrorCode::Timeout => {
+                format!("; raise request_timeout in [[backend_http_settings]] \"{settings}\" or make the server faster")
+            }
+            ErrorCode::ConnectFailed => "; check that the server is up and listening on that port".to_string(),
+            _ => String::new(),
+        };
+        format!("502 Bad Gateway (rule \"{rule}\"): {self}{hint}")
+    }
+}

@@ -1,0 +1,584 @@
+//! One request's trip to a backend server and back: take a pooled connection
+//! or open one, send the rewritten head and the body, read the response head
+//! within the request time-out, relay the response, and return the connection
+//! to the pool only if it is clean.
+//!
+//! Until the first response byte is sent to the client, every failure becomes
+//! a 502 with its code; after that, the only honest answer left is to close
+//! the client connection, so a truncated body is never passed off as complete.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
+use ringgate_http::{
+    BodyKind, ChunkedDecoder, ErrorCode, ForwardInfo, Method, Parsed, ResponseRewrite, Version, parse_response,
+    write_request_head, write_response_head,
+};
+
+use crate::client::{Client, Outcome};
+use crate::conn_pool::BackendConn;
+use crate::error::ProxyError;
+use crate::io::{IoFail, consume, read_more_until, write_all_until, write_range_until};
+use crate::plan::RulePlan;
+
+/// Largest response head accepted from a backend.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+const MAX_RESPONSE_HEADERS: usize = 256;
+/// Read size for bodies.
+const BODY_CHUNK: usize = 16 * 1024;
+/// A tunnel (WebSocket) with no traffic either way is closed after this.
+pub(crate) const TUNNEL_IDLE: Duration = Duration::from_secs(300);
+
+/// Where a request body stands.
+#[derive(Debug)]
+enum BodyState {
+    Done,
+    Length(u64),
+    Chunked { decoder: ChunkedDecoder, data: u64 },
+}
+
+/// A client-side problem while reading the request body.
+#[derive(Debug)]
+enum ClientFail {
+    Gone,
+    TimedOut,
+    Malformed(&'static str),
+    TooLarge,
+}
+
+impl BodyState {
+    fn new(kind: BodyKind) -> BodyState {
+        match kind {
+            BodyKind::Empty | BodyKind::UntilClose => BodyState::Done,
+            BodyKind::Length(n) => BodyState::Length(n),
+            BodyKind::Chunked => BodyState::Chunked { decoder: ChunkedDecoder::new(), data: 0 },
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self, BodyState::Done)
+    }
+
+    /// How many bytes of `avail` belong to the body; advances the state.
+    fn advance(&mut self, avail: &[u8], max_data: u64) -> Result<usize, ClientFail> {
+        match self {
+            BodyState::Done => Ok(0),
+            BodyState::Length(rem) => {
+                let n = (*rem).min(avail.len() as u64);
+                *rem -= n;
+                if *rem == 0 {
+                    *self = BodyState::Done;
+                }
+                Ok(n as usize)
+            }
+            BodyState::Chunked { decoder, data } => {
+                let p = decoder
+                    .feed(avail, |chunk| *data += chunk.len() as u64)
+                    .map_err(|e| ClientFail::Malformed(e.reason()))?;
+                if max_data > 0 && *data > max_data {
+                    return Err(ClientFail::TooLarge);
+                }
+                if p.done {
+                    *self = BodyState::Done;
+                }
+                Ok(p.consumed)
+            }
+        }
+    }
+}
+
+/// How an exchange failed.
+enum Fail {
+    /// Before the response started: answer with this error.
+    Proxy(ProxyError),
+    /// Bad request body: answer with this code and reason.
+    Client(ClientFail),
+    /// After the response started, or the client left: close.
+    Abort,
+}
+
+/// What reading a response head gave.
+enum HeadFail {
+    TimedOut,
+    /// Closed or reset; `empty`: not a byte of response was received.
+    Closed {
+        empty: bool,
+        source: Option<std::io::Error>,
+    },
+    Invalid(&'static str),
+}
+
+fn gauge_conn_dropped<S>(c: &Client<S>) {
+    c.w.gauges.backend_connections.add(-1);
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
+    /// Takes the request in `rbuf` to server `index` of `rule` at `addr`.
+    pub(crate) async fn exchange(
+        &mut self,
+        rule: &RulePlan,
+        index: usize,
+        addr: SocketAddr,
+        from_cookie: bool,
+        start: Instant,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        let mut obuf = self.w.take_buf();
+        let result = self.exchange_inner(rule, index, addr, from_cookie, start, &mut obuf, &mut out).await;
+        self.w.give_buf(obuf);
+        match result {
+            Ok(()) => out,
+            Err(Fail::Abort) => {
+                out.keep = false;
+                if out.status == 0 {
+                    out.status = ErrorCode::ClientClosed.status();
+                    out.code = Some(ErrorCode::ClientClosed);
+                }
+                out
+            }
+            Err(Fail::Client(f)) => {
+                let (code, text) = match f {
+                    ClientFail::Gone => {
+                        out.status = ErrorCode::ClientClosed.status();
+                        out.code = Some(ErrorCode::ClientClosed);
+                        out.keep = false;
+                        return out;
+                    }
+                    ClientFail::TimedOut => {
+                        (ErrorCode::RequestTimeout, "408 Request Timeout: the request body stalled".to_string())
+                    }
+                    ClientFail::Malformed(r) => {
+                        (ErrorCode::BadRequest, format!("400 Bad Request: {r} in the request body"))
+                    }
+                    ClientFail::TooLarge => (
+                        ErrorCode::BodyTooLarge,
+                        "413 Content Too Large: the request body exceeds max_request_body".to_string(),
+                    ),
+                };
+                let sent = self.reply_error(code, &text, true).await;
+                Outcome { bytes_in: out.bytes_in, ..sent }
+            }
+            Err(Fail::Proxy(e)) => {
+                if e.is_server_fault() {
+                    // Passive health: let the prober look at this server now.
+                    rule.servers[index].health.request_probe();
+                }
+                let sent = self.reply_proxy_error(rule, &e).await;
+                Outcome {
+                    bytes_in: out.bytes_in,
+                    connect_time: out.connect_time,
+                    response_time: out.response_time,
+                    ..sent
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange_inner(
+        &mut self,
+        rule: &RulePlan,
+        index: usize,
+        addr: SocketAddr,
+        from_cookie: bool,
+        start: Instant,
+        obuf: &mut Vec<u8>,
+        out: &mut Outcome,
+    ) -> Result<(), Fail> {
+        let server = &rule.servers[index];
+        let plan = self.w.plan().plan.clone();
+        let head_len = self.head.head_len;
+
+        // The head for the backend, and the part of the body already read.
+        let info = ForwardInfo {
+            client_ip: &self.peer_ip,
+            proto: rule.client_proto,
+            host_override: rule.host_override.as_deref(),
+            fallback_host: server.display.as_bytes(),
+        };
+        write_request_head(&self.rbuf, &self.head, &info, obuf);
+        let mut body = BodyState::new(self.head.body);
+        let prefix = body.advance(&self.rbuf[head_len..], plan.max_request_body).map_err(Fail::Client)?;
+        obuf.extend_from_slice(&self.rbuf[head_len..head_len + prefix]);
+        let method = self.head.method;
+        let client_version = self.head.version;
+        let client_close = self.head.close;
+        let upgrade_requested = self.head.upgrade;
+        let expect_continue = self.head.expect_continue && !body.is_done() && prefix == 0;
+        consume(&mut self.rbuf, head_len + prefix);
+        out.bytes_in = (head_len + prefix) as u64;
+
+        if expect_continue {
+            // The gateway answers 100-continue itself (the Expect field is not
+            // forwarded): the request is routed and a server chosen.
+            let mut cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+            let deadline = Instant::now() + plan.keepalive_timeout;
+            write_all_until(&mut self.stream, &mut cont, deadline).await.map_err(|_| Fail::Client(ClientFail::Gone))?;
+            out.bytes_out += cont.len() as u64;
+        }
+
+        // A request the server cannot have seen is safe to send again on a
+        // fresh connection when a pooled one turns out dead.
+        let replayable = method.is_idempotent() && body.is_done();
+        let mut retried = false;
+        let (mut conn, response_head_len) = loop {
+            let (mut conn, reused) = match self.pooled(addr) {
+                Some(c) => (c, true),
+                None => {
+                    let t0 = Instant::now();
+                    let c = connect(addr, rule.connect_timeout, &server.display).await.map_err(Fail::Proxy)?;
+                    self.w.gauges.backend_connections.add(1);
+                    out.connect_time = Some(t0.elapsed());
+                    (c, false)
+                }
+            };
+            let deadline = Instant::now() + rule.request_timeout;
+            match write_all_until(&mut conn.stream, obuf, deadline).await {
+                Ok(()) => {}
+                Err(IoFail::Io(_)) if reused && replayable && !retried => {
+                    gauge_conn_dropped(self);
+                    retried = true;
+                    self.w.gauges.retries.add(1);
+                    continue;
+                }
+                Err(e) => {
+                    gauge_conn_dropped(self);
+                    return Err(Fail::Proxy(backend_io_error(e, &server.display, rule.request_timeout)));
+                }
+            }
+            if !body.is_done() {
+                match self.send_body(&mut conn, &mut body, &plan, rule).await {
+                    Ok(n) => out.bytes_in += n,
+                    Err(f) => {
+                        gauge_conn_dropped(self);
+                        return Err(f);
+                    }
+                }
+            }
+            let sent_at = Instant::now();
+            let deadline = sent_at + rule.request_timeout;
+            match self.read_response_head(&mut conn, method, deadline).await {
+                Ok(n) => {
+                    out.response_time = Some(sent_at.elapsed());
+                    break (conn, n);
+                }
+                Err(HeadFail::Closed { empty: true, .. }) if reused && replayable && !retried => {
+                    gauge_conn_dropped(self);
+                    retried = true;
+                    self.w.gauges.retries.add(1);
+                    continue;
+                }
+                Err(f) => {
+                    gauge_conn_dropped(self);
+                    out.response_time = Some(sent_at.elapsed());
+                    let server = server.display.to_string();
+                    return Err(Fail::Proxy(match f {
+                        HeadFail::TimedOut => ProxyError::Timeout { server, timeout: rule.request_timeout },
+                        HeadFail::Closed { source, .. } => ProxyError::BackendClosed { server, source },
+                        HeadFail::Invalid(reason) => ProxyError::InvalidResponse { server, reason },
+                    }));
+                }
+            }
+        };
+
+        // Interim responses (100, 103) go to HTTP/1.1 clients; the final one follows.
+        let mut response_head_len = response_head_len;
+        while self.resp.is_interim() {
+            if client_version == Version::Http11 {
+                let mut interim = conn.buf[..response_head_len].to_vec();
+                let deadline = Instant::now() + plan.keepalive_timeout;
+                if write_all_until(&mut self.stream, &mut interim, deadline).await.is_err() {
+                    gauge_conn_dropped(self);
+                    return Err(Fail::Abort);
+                }
+                out.bytes_out += interim.len() as u64;
+            }
+            consume(&mut conn.buf, response_head_len);
+            let deadline = Instant::now() + rule.request_timeout;
+            response_head_len = match self.read_response_head(&mut conn, method, deadline).await {
+                Ok(n) => n,
+                Err(f) => {
+                    gauge_conn_dropped(self);
+                    let server = server.display.to_string();
+                    return Err(Fail::Proxy(match f {
+                        HeadFail::TimedOut => ProxyError::Timeout { server, timeout: rule.request_timeout },
+                        HeadFail::Closed { source, .. } => ProxyError::BackendClosed { server, source },
+                        HeadFail::Invalid(reason) => ProxyError::InvalidResponse { server, reason },
+                    }));
+                }
+            };
+        }
+
+        let status = self.resp.status;
+        out.backend_status = Some(status);
+        out.status = status;
+        let upgrade = status == 101;
+        if upgrade && !upgrade_requested {
+            gauge_conn_dropped(self);
+            let server = server.display.to_string();
+            return Err(Fail::Proxy(ProxyError::InvalidResponse {
+                server,
+                reason: "101 to a request that asked no upgrade",
+            }));
+        }
+
+        let kind = self.resp.body;
+        let http10 = client_version == Version::Http10;
+        let dechunk = http10 && kind == BodyKind::Chunked;
+        let close = client_close || self.w.draining() || kind == BodyKind::UntilClose || dechunk;
+        let rw = ResponseRewrite {
+            close: close && !upgrade,
+            keep_alive: http10 && !close,
+            dechunk,
+            upgrade,
+            set_cookie: (rule.affinity_cookie.is_some() && !from_cookie).then_some(&*server.set_cookie),
+        };
+        obuf.clear();
+        write_response_head(&conn.buf, &self.resp, &rw, obuf);
+        consume(&mut conn.buf, response_head_len);
+
+        if upgrade {
+            self.start_tunnel(conn, obuf, out).await;
+            out.keep = false;
+            return Ok(());
+        }
+
+        let clean = self.relay_response(&mut conn, kind, dechunk, obuf, rule, out).await?;
+        let reusable = clean && !self.resp.close && conn.buf.is_empty();
+        if reusable {
+            let now = Instant::now();
+            if self.w.pool.borrow_mut().put(conn, rule.max_idle, rule.idle_timeout, now) {
+                self.w.gauges.idle_pooled.add(1);
+            } else {
+                gauge_conn_dropped(self);
+            }
+        } else {
+            gauge_conn_dropped(self);
+        }
+        out.keep = !close;
+        let _ = start;
+        Ok(())
+    }
+
+    /// A pooled connection to `addr`, if one is idle.
+    fn pooled(&self, addr: SocketAddr) -> Option<BackendConn> {
+        let c = self.w.pool.borrow_mut().take(addr, Instant::now())?;
+        self.w.gauges.idle_pooled.add(-1);
+        Some(c)
+    }
+
+    /// Streams the rest of the request body from the client to the server.
+    async fn send_body(
+        &mut self,
+        conn: &mut BackendConn,
+        body: &mut BodyState,
+        plan: &crate::plan::Plan,
+        rule: &RulePlan,
+    ) -> Result<u64, Fail> {
+        let mut sent = 0u64;
+        while !body.is_done() {
+            let deadline = Instant::now() + plan.keepalive_timeout;
+            match read_more_until(&mut self.stream, &mut self.rbuf, BODY_CHUNK, deadline).await {
+                Ok(0) | Err(IoFail::Io(_)) => return Err(Fail::Client(ClientFail::Gone)),
+                Err(IoFail::TimedOut) => return Err(Fail::Client(ClientFail::TimedOut)),
+                Ok(_) => {}
+            }
+            let n = body.advance(&self.rbuf, plan.max_request_body).map_err(Fail::Client)?;
+            let deadline = Instant::now() + rule.request_timeout;
+            if let Err(e) = write_range_until(&mut conn.stream, &mut self.rbuf, 0..n, deadline).await {
+                let server = conn.addr.to_string();
+                return Err(Fail::Proxy(backend_io_error(e, &server, rule.request_timeout)));
+            }
+            consume(&mut self.rbuf, n);
+            sent += n as u64;
+        }
+        Ok(sent)
+    }
+
+    /// Reads a response head into `self.resp`; returns its length.
+    async fn read_response_head(
+        &mut self,
+        conn: &mut BackendConn,
+        method: Method,
+        deadline: Instant,
+    ) -> Result<usize, HeadFail> {
+        let is_head = method == Method::Head;
+        loop {
+            if !conn.buf.is_empty() {
+                match parse_response(&conn.buf, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS, is_head, &mut self.resp) {
+                    Ok(Parsed::Complete(n)) => return Ok(n),
+                    Ok(Parsed::Partial) => {}
+                    Err(e) => return Err(HeadFail::Invalid(e.reason())),
+                }
+            }
+            match read_more_until(&mut conn.stream, &mut conn.buf, 4096, deadline).await {
+                Ok(0) => return Err(HeadFail::Closed { empty: conn.buf.is_empty(), source: None }),
+                Ok(_) => {}
+                Err(IoFail::TimedOut) => return Err(HeadFail::TimedOut),
+                Err(IoFail::Io(e)) => return Err(HeadFail::Closed { empty: conn.buf.is_empty(), source: Some(e) }),
+            }
+        }
+    }
+
+    /// Sends the response head in `obuf` and relays the body. Returns whether
+    /// the backend connection ended exactly at the end of the response.
+    async fn relay_response(
+        &mut self,
+        conn: &mut BackendConn,
+        kind: BodyKind,
+        dechunk: bool,
+        obuf: &mut Vec<u8>,
+        rule: &RulePlan,
+        out: &mut Outcome,
+    ) -> Result<bool, Fail> {
+        let write_deadline = || Instant::now() + rule.request_timeout.max(Duration::from_secs(30));
+        let mut clean = true;
+        match kind {
+            BodyKind::Empty => {
+                // Anything after an empty response is not ours to forward.
+                clean = conn.buf.is_empty();
+                conn.buf.clear();
+            }
+            BodyKind::Length(n) => {
+                let take = (conn.buf.len() as u64).min(n) as usize;
+                obuf.extend_from_slice(&conn.buf[..take]);
+                clean = take == conn.buf.len();
+                conn.buf.clear();
+                let mut remaining = n - take as u64;
+                self.send_to_client(obuf, write_deadline(), out).await?;
+                while remaining > 0 {
+                    let got = self.fill_body(conn, rule).await?;
+                    let take = (got as u64).min(remaining) as usize;
+                    if take < got {
+                        clean = false;
+                    }
+                    remaining -= take as u64;
+                    let deadline = write_deadline();
+                    let r = write_range_until(&mut self.stream, &mut conn.buf, 0..take, deadline).await;
+                    r.map_err(|_| Fail::Abort)?;
+                    out.bytes_out += take as u64;
+                    conn.buf.clear();
+                }
+            }
+            BodyKind::Chunked => {
+                let mut decoder = ChunkedDecoder::new();
+                let mut first = true;
+                loop {
+                    let (consumed, done) = if dechunk {
+                        let mut data = std::mem::take(obuf);
+                        if !first {
+                            data.clear();
+                        }
+                        let p = decoder.feed(&conn.buf, |d| data.extend_from_slice(d));
+                        *obuf = data;
+                        let p = p.map_err(|_| Fail::Abort)?;
+                        (p.consumed, p.done)
+                    } else {
+                        let p = decoder.feed(&conn.buf, |_| {}).map_err(|_| Fail::Abort)?;
+                        if !first {
+                            obuf.clear();
+                        }
+                        obuf.extend_from_slice(&conn.buf[..p.consumed]);
+                        (p.consumed, p.done)
+                    };
+                    first = false;
+                    if done && consumed < conn.buf.len() {
+                        clean = false;
+                    }
+                    conn.buf.clear();
+                    self.send_to_client(obuf, write_deadline(), out).await?;
+                    if done {
+                        break;
+                    }
+                    self.fill_body(conn, rule).await?;
+                }
+            }
+            BodyKind::UntilClose => {
+                obuf.extend_from_slice(&conn.buf);
+                conn.buf.clear();
+                self.send_to_client(obuf, write_deadline(), out).await?;
+                loop {
+                    conn.buf.clear();
+                    let deadline = Instant::now() + rule.request_timeout;
+                    match read_more_until(&mut conn.stream, &mut conn.buf, BODY_CHUNK, deadline).await {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            let deadline = write_deadline();
+                            let r = write_range_until(&mut self.stream, &mut conn.buf, 0..n, deadline).await;
+                            r.map_err(|_| Fail::Abort)?;
+                            out.bytes_out += n as u64;
+                        }
+                        Err(_) => return Err(Fail::Abort),
+                    }
+                }
+                clean = false;
+            }
+        }
+        if kind == BodyKind::Empty {
+            self.send_to_client(obuf, write_deadline(), out).await?;
+        }
+        Ok(clean)
+    }
+
+    /// Writes `obuf` to the client.
+    async fn send_to_client(&mut self, obuf: &mut Vec<u8>, deadline: Instant, out: &mut Outcome) -> Result<(), Fail> {
+        if obuf.is_empty() {
+            return Ok(());
+        }
+        write_all_until(&mut self.stream, obuf, deadline).await.map_err(|_| Fail::Abort)?;
+        out.bytes_out += obuf.len() as u64;
+        Ok(())
+    }
+
+    /// Reads more of a response body into the (empty) backend buffer; the
+    /// server closing or stalling mid-body aborts the response.
+    async fn fill_body(&mut self, conn: &mut BackendConn, rule: &RulePlan) -> Result<usize, Fail> {
+        conn.buf.clear();
+        let deadline = Instant::now() + rule.request_timeout;
+        match read_more_until(&mut conn.stream, &mut conn.buf, BODY_CHUNK, deadline).await {
+            Ok(0) | Err(_) => Err(Fail::Abort),
+            Ok(n) => Ok(n),
+        }
+    }
+
+    /// After a 101: sends the head, hands the client's early bytes to the
+    /// server, and leaves the connection for `run` to splice.
+    async fn start_tunnel(&mut self, mut conn: BackendConn, obuf: &mut Vec<u8>, out: &mut Outcome) {
+        obuf.extend_from_slice(&conn.buf);
+        conn.buf.clear();
+        let deadline = Instant::now() + TUNNEL_IDLE;
+        if write_all_until(&mut self.stream, obuf, deadline).await.is_err() {
+            gauge_conn_dropped(self);
+            return;
+        }
+        out.bytes_out += obuf.len() as u64;
+        // Bytes the client sent after its upgrade request belong to the tunnel.
+        if !self.rbuf.is_empty() && write_all_until(&mut conn.stream, &mut self.rbuf, deadline).await.is_err() {
+            gauge_conn_dropped(self);
+            return;
+        }
+        self.rbuf.clear();
+        self.tunnel = Some(conn);
+    }
+}
+
+/// Opens a connection to `addr` within `timeout`.
+async fn connect(addr: SocketAddr, timeout: Duration, display: &str) -> Result<BackendConn, ProxyError> {
+    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(BackendConn { stream, buf: Vec::with_capacity(BODY_CHUNK), addr })
+        }
+        Ok(Err(e)) => Err(ProxyError::Connect { server: display.to_string(), source: e }),
+        Err(_) => Err(ProxyError::ConnectTimeout { server: display.to_string(), after: timeout }),
+    }
+}
+
+fn backend_io_error(e: IoFail, server: &str, timeout: Duration) -> ProxyError {
+    match e {
+        IoFail::TimedOut => ProxyError::Timeout { server: server.to_string(), timeout },
+        IoFail::Io(source) => ProxyError::BackendClosed { server: server.to_string(), source: Some(source) },
+    }
+}

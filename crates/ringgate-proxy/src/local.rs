@@ -1,0 +1,70 @@
+//! A worker's own view of a plan: the round-robin positions and cached server
+//! addresses that change per request, kept in `Cell`s so the shared plan stays
+//! read-only and no two workers write to the same memory.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ringgate_health::HealthEntry;
+
+use crate::plan::Plan;
+
+/// Per-worker mutable state for one plan.
+#[derive(Debug)]
+pub(crate) struct LocalPlan {
+    pub plan: Arc<Plan>,
+    /// Round-robin position of each rule.
+    pub cursors: Vec<Cell<usize>>,
+    /// Cached addresses of each rule's servers.
+    pub addrs: Vec<Vec<AddrCache>>,
+}
+
+impl LocalPlan {
+    pub fn new(plan: Arc<Plan>) -> LocalPlan {
+        LocalPlan {
+            cursors: plan.rules.iter().map(|_| Cell::new(0)).collect(),
+            addrs: plan.rules.iter().map(|r| r.servers.iter().map(|s| AddrCache::new(&s.health)).collect()).collect(),
+            plan,
+        }
+    }
+}
+
+/// A server's resolved addresses, re-read only when the prober changed them.
+#[derive(Debug)]
+pub(crate) struct AddrCache {
+    generation: Cell<u64>,
+    addrs: RefCell<Arc<Vec<SocketAddr>>>,
+    next: Cell<usize>,
+}
+
+impl AddrCache {
+    fn new(entry: &HealthEntry) -> AddrCache {
+        AddrCache {
+            generation: Cell::new(entry.addrs_generation()),
+            addrs: RefCell::new(entry.addrs()),
+            next: Cell::new(0),
+        }
+    }
+
+    /// The address to connect to: rotates over a host name's addresses;
+    /// `None` when the name resolves to nothing.
+    #[inline]
+    pub fn pick(&self, entry: &HealthEntry) -> Option<SocketAddr> {
+        let g = entry.addrs_generation();
+        if g != self.generation.get() {
+            *self.addrs.borrow_mut() = entry.addrs();
+            self.generation.set(g);
+        }
+        let addrs = self.addrs.borrow();
+        match addrs.len() {
+            0 => None,
+            1 => Some(addrs[0]),
+            n => {
+                let i = self.next.get();
+                self.next.set(i.wrapping_add(1));
+                Some(addrs[i % n])
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Per-worker metrics. Each worker writes only its own counters, with a
+//! relaxed load and store (no atomic read-modify-write, no shared cache line);
+//! a scrape reads every worker's copy and sums them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+use ringgate_http::ErrorCode;
+
+/// A counter written by a single worker.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning worker calls this, so a plain load and store
+    /// cannot lose updates, and avoid the cost of a locked instruction.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A gauge written by a single worker.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    #[inline]
+    pub fn add(&self, n: i64) {
+        self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds of the latency buckets, in microseconds (the last bucket,
+/// +Inf, is implicit).
+pub const LATENCY_BUCKETS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    10_000_000, 30_000_000,
+];
+
+/// A latency histogram (cumulative at render time, per bucket here).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    pub buckets: [Counter; LATENCY_BUCKETS_US.len() + 1],
+    pub sum_us: Counter,
+}
+
+impl Histogram {
+    #[inline]
+    pub fn observe(&self, d: Duration) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
+        self.buckets[i].add(1);
+        self.sum_us.add(us);
+    }
+}
+
+/// Status classes counted: 1xx to 5xx.
+pub const STATUS_CLASSES: usize = 5;
+/// Error-code slots: none, then each [`ErrorCode`].
+pub const CODE_SLOTS: usize = ErrorCode::ALL.len() + 1;
+
+/// The slot of an error code in [`RuleMetrics::requests`].
+#[inline]
+pub fn code_slot(code: Option<ErrorCode>) -> usize {
+    match code {
+        None => 0,
+        Some(c) => ErrorCode::ALL.iter().position(|&x| x == c).map_or(0, |i| i + 1),
+    }
+}
+
+/// One worker's counters for one rule.
+#[derive(Debug, Default)]
+pub struct RuleMetrics {
+    /// Requests by status class and error code.
+    pub requests: [[Counter; CODE_SLOTS]; STATUS_CLASSES],
+    pub connect_latency: Histogram,
+    pub response_latency: Histogram,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+}
+
+impl RuleMetrics {
+    #[inline]
+    pub fn count(&self, status: u16, code: Option<ErrorCode>) {
+        let class = (usize::from(status / 100)).clamp(1, STATUS_CLASSES) - 1;
+        self.requests[class][code_slot(code)].add(1);
+    }
+}
+
+/// One worker's connection gauges.
+#[derive(Debug, Default)]
+pub struct WorkerGauges {
+    pub client_connections: Gauge,
+    pub backend_connections: Gauge,
+    pub idle_pooled: Gauge,
+    pub accepted: Counter,
+    /// Connections closed at once because the worker was at its limit.
+    pub refused_over_limit: Counter,
+    /// Requests whose pooled backend connection was dead and were sent again.
+    pub retries: Counter,
+    /// Access log lines dropped because the writer fell behind.
+    pub log_dropped: Counter,
+}
+
+/// Identifies a rule's series (all empty: requests no rule took).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleLabels {
+    pub listener: String,
+    pub rule: String,
+    pub pool: String,
+}
+
+/// Per-worker copies of one rule's counters, indexed by worker.
+pub type RuleSeries = Arc<[CachePadded<RuleMetrics>]>;
+
+/// Every worker's metrics. Rule series are kept by name across reloads, so
+/// counters stay monotonic as Prometheus expects.
+#[derive(Debug)]
+pub struct MetricsRegistry {
+    workers: usize,
+    rules: Mutex<HashMap<RuleLabels, RuleSeries>>,
+    gauges: Vec<Arc<CachePadded<WorkerGauges>>>,
+}
+
+impl MetricsRegistry {
+    pub fn new(workers: usize) -> Self {
+        MetricsRegistry {
+            workers,
+            rules: Mutex::new(HashMap::new()),
+            gauges: (0..workers).map(|_| Arc::new(CachePadded::new(WorkerGauges::default()))).collect(),
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The series of a rule, created on first use.
+    pub fn rule(&self, labels: RuleLabels) -> RuleSeries {
+        let mut map = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(labels)
+            .or_insert_with(|| (0..self.workers).map(|_| CachePadded::new(RuleMetrics::default())).collect())
+            .clone()
+    }
+
+    pub fn gauges(&self, worker: usize) -> Arc<CachePadded<WorkerGauges>> {
+        self.gauges[worker].clone()
+    }
+
+    pub fn all_gauges(&self) -> &[Arc<CachePadded<WorkerGauges>>] {
+        &self.gauges
+    }
+
+    /// Every rule series, sorted by labels.
+    pub fn rules(&self) -> Vec<(RuleLabels, RuleSeries)> {
+        let map = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = map.iter().map(|(k, s)| (k.clone(), s.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_by_upper_bound() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(100));
+        h.observe(Duration::from_micros(101));
+        h.observe(Duration::from_secs(100));
+        assert_eq!(h.buckets[0].get(), 1);
+        assert_eq!(h.buckets[1].get(), 1);
+        assert_eq!(h.buckets[LATENCY_BUCKETS_US.len()].get(), 1);
+        assert_eq!(h.sum_us.get(), 100 + 101 + 100_000_000);
+    }
+
+    #[test]
+    fn requests_by_class_and_code() {
+        let m = RuleMetrics::default();
+        m.count(200, None);
+        m.count(502, Some(ErrorCode::PoolEmpty));
+        m.count(502, Some(ErrorCode::PoolEmpty));
+        assert_eq!(m.requests[1][0].get(), 1);
+        assert_eq!(m.requests[4][code_slot(Some(ErrorCode::PoolEmpty))].get(), 2);
+    }
+
+    #[test]
+    fn series_survive_a_second_lookup() {
+        let r = MetricsRegistry::new(2);
+        let l = RuleLabels { listener: "l".into(), rule: "r".into(), pool: "p".into() };
+        let a = r.rule(l.clone());
+        a[1].bytes_in.add(5);
+        assert_eq!(r.rule(l)[1].bytes_in.get(), 5);
+        assert_eq!(a.len(), 2);
+    }
+}

@@ -1,0 +1,141 @@
+//! The backend-health view: for each rule, its pool, settings and probe, and
+//! each server's state with the evidence behind it. Served as JSON by the
+//! admin API and read back by `ringgate health` and `ringgate doctor`.
+
+use std::time::SystemTime;
+
+use ringgate_config::{Config, SettingsId};
+use ringgate_health::{HealthEntry, HealthTable};
+use ringgate_proxy::Shared;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthView {
+    pub generation: u64,
+    pub draining: bool,
+    pub rules: Vec<RuleView>,
+    /// Servers removed by a reload, still finishing requests.
+    pub removed: Vec<ServerView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuleView {
+    pub rule: String,
+    pub listener: String,
+    pub pool: String,
+    pub settings: String,
+    pub request_timeout_ms: u64,
+    pub probe: ProbeView,
+    pub servers: Vec<ServerView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeView {
+    /// `default` or the custom probe's name.
+    pub name: String,
+    pub custom: bool,
+    pub protocol: String,
+    /// The Host header sent.
+    pub host: String,
+    pub path: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerView {
+    pub pool: String,
+    pub settings: String,
+    pub address: String,
+    pub state: String,
+    /// When the state last changed (RFC 3339).
+    pub since: Option<String>,
+    pub last_probe: Option<String>,
+    pub last_status: Option<u16>,
+    pub latency_ms: Option<f64>,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    /// Why the last failed probe failed.
+    pub reason: Option<String>,
+    /// Machine-readable kind of that reason (`connection_refused`, ...).
+    pub reason_kind: Option<String>,
+    pub probes: u64,
+    pub failures: u64,
+    pub passive_failures: u64,
+    /// What the server's name resolved to.
+    pub resolved: Vec<String>,
+    pub dns_error: Option<String>,
+}
+
+fn rfc3339(t: Option<SystemTime>) -> Option<String> {
+    t.map(|t| humantime::format_rfc3339_millis(t).to_string())
+}
+
+pub fn server_view(e: &HealthEntry) -> ServerView {
+    let state = e.state();
+    let d = e.detail().clone();
+    let (resolved, dns_error) = match &d.dns {
+        Some(Ok(a)) => (a.iter().map(|x| x.to_string()).collect(), None),
+        Some(Err(err)) => (Vec::new(), Some(err.clone())),
+        None => (e.addrs().iter().map(|x| x.to_string()).collect(), None),
+    };
+    ServerView {
+        pool: e.key().pool.clone(),
+        settings: e.key().settings.clone(),
+        address: e.key().server.clone(),
+        state: state.as_str().to_string(),
+        since: rfc3339(d.state_since),
+        last_probe: rfc3339(d.last_probe),
+        last_status: d.last_status,
+        latency_ms: d.last_latency.map(|l| l.as_secs_f64() * 1000.0),
+        consecutive_failures: d.counters.consecutive_failures,
+        consecutive_successes: d.counters.consecutive_successes,
+        reason: d.last_failure.as_ref().map(|f| f.to_string()),
+        reason_kind: d.last_failure.as_ref().map(|f| f.kind().to_string()),
+        probes: d.probes,
+        failures: d.failures,
+        passive_failures: d.passive_failures,
+        resolved,
+        dns_error,
+    }
+}
+
+pub fn probe_view(cfg: &Config, settings: SettingsId) -> ProbeView {
+    let p = cfg.probe_for(settings);
+    ProbeView {
+        custom: cfg.settings[settings.0].probe.is_some(),
+        name: p.name.clone(),
+        protocol: p.protocol.to_string(),
+        host: cfg.probe_host(settings),
+        path: p.path.clone(),
+        interval_ms: p.interval.as_millis() as u64,
+        timeout_ms: p.timeout.as_millis() as u64,
+        unhealthy_threshold: p.unhealthy_threshold,
+        healthy_threshold: p.healthy_threshold,
+    }
+}
+
+/// The view of the running gateway.
+pub fn build(shared: &Shared, table: &HealthTable) -> HealthView {
+    let plan = shared.plan();
+    let cfg = &plan.config;
+    let rules = cfg
+        .rules
+        .iter()
+        .zip(&plan.rules)
+        .map(|(r, rp)| RuleView {
+            rule: r.name.clone(),
+            listener: cfg.listeners[r.listener.0].name.clone(),
+            pool: cfg.pools[r.pool.0].name.clone(),
+            settings: cfg.settings[r.settings.0].name.clone(),
+            request_timeout_ms: cfg.settings[r.settings.0].request_timeout.as_millis() as u64,
+            probe: probe_view(cfg, r.settings),
+            servers: rp.servers.iter().map(|s| server_view(&s.health)).collect(),
+        })
+        .collect();
+    let live = plan.server_keys();
+    let removed = table.list().iter().filter(|e| !live.contains(e.key())).map(|e| server_view(e)).collect();
+    HealthView { generation: plan.generation, draining: shared.is_draining(), rules, removed }
+}

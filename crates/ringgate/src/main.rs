@@ -1,0 +1,67 @@
+//! The `ringgate` command: serve (`run`), validate a configuration (`check`),
+//! and try the gateway on an embedded configuration (`demo`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod admin;
+mod check;
+mod demo;
+mod health_view;
+mod metrics_text;
+mod serve;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ringgate",
+    version,
+    about = "An HTTP application gateway: listeners, rules, backend pools, health probes, and a reason for every 502."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve traffic as the configuration says, until SIGTERM or SIGINT (SIGHUP reloads).
+    Run {
+        /// The TOML configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a configuration and print it with every default filled in.
+    Check {
+        /// The TOML configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Start two demo backends and the gateway on loopback, and show what to try.
+    Demo,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RINGGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            init_logging();
+            serve::run_file(&config)
+        }
+        Command::Check { config } => check::run(&config),
+        Command::Demo => {
+            init_logging();
+            demo::run()
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! `GET /metrics`: every worker's counters summed, and the health table, in
+//! the Prometheus text exposition format (version 0.0.4).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use ringgate_health::HealthState;
+use ringgate_http::ErrorCode;
+use ringgate_proxy::Shared;
+use ringgate_proxy::metrics::{CODE_SLOTS, Histogram, LATENCY_BUCKETS_US, STATUS_CLASSES};
+
+/// Escapes a label value (backslash, quote, newline).
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn header(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}");
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+}
+
+fn code_label(slot: usize) -> &'static str {
+    if slot == 0 { "" } else { ErrorCode::ALL[slot - 1].as_str() }
+}
+
+/// Sums one histogram over workers and writes it.
+fn histogram<'a>(o: &mut String, name: &str, labels: &str, hs: impl Iterator<Item = &'a Histogram>) {
+    let mut buckets = [0u64; LATENCY_BUCKETS_US.len() + 1];
+    let mut sum_us = 0u64;
+    for h in hs {
+        for (i, b) in h.buckets.iter().enumerate() {
+            buckets[i] += b.get();
+        }
+        sum_us += h.sum_us.get();
+    }
+    let mut cumulative = 0;
+    for (i, le) in LATENCY_BUCKETS_US.iter().enumerate() {
+        cumulative += buckets[i];
+        let _ = writeln!(o, "{name}_bucket{{{labels},le=\"{}\"}} {cumulative}", *le as f64 / 1e6);
+    }
+    cumulative += buckets[LATENCY_BUCKETS_US.len()];
+    let _ = writeln!(o, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(o, "{name}_sum{{{labels}}} {}", sum_us as f64 / 1e6);
+    let _ = writeln!(o, "{name}_count{{{labels}}} {cumulative}");
+}
+
+pub fn render(shared: &Shared) -> String {
+    let mut o = String::with_capacity(16 * 1024);
+    let rules = shared.metrics.rules();
+
+    header(
+        &mut o,
+        "ringgate_requests_total",
+        "counter",
+        "Requests answered, by listener, rule, pool, status class and error code (empty: answered by the backend).",
+    );
+    for (l, series) in &rules {
+        let base = format!("listener=\"{}\",rule=\"{}\",pool=\"{}\"", esc(&l.listener), esc(&l.rule), esc(&l.pool));
+        for class in 0..STATUS_CLASSES {
+            for slot in 0..CODE_SLOTS {
+                let n: u64 = series.iter().map(|m| m.requests[class][slot].get()).sum();
+                if n > 0 {
+                    let _ = writeln!(
+                        o,
+                        "ringgate_requests_total{{{base},class=\"{}xx\",code=\"{}\"}} {n}",
+                        class + 1,
+                        code_label(slot)
+                    );
+                }
+            }
+        }
+    }
+    header(&mut o, "ringgate_request_bytes_total", "counter", "Bytes received from clients (heads and bodies).");
+    for (l, series) in &rules {
+        let n: u64 = series.iter().map(|m| m.bytes_in.get()).sum();
+        let _ = writeln!(
+            o,
+            "ringgate_request_bytes_total{{listener=\"{}\",rule=\"{}\"}} {n}",
+            esc(&l.listener),
+            esc(&l.rule)
+        );
+    }
+    header(&mut o, "ringgate_response_bytes_total", "counter", "Bytes sent to clients.");
+    for (l, series) in &rules {
+        let n: u64 = series.iter().map(|m| m.bytes_out.get()).sum();
+        let _ = writeln!(
+            o,
+            "ringgate_response_bytes_total{{listener=\"{}\",rule=\"{}\"}} {n}",
+            esc(&l.listener),
+            esc(&l.rule)
+        );
+    }
+    header(&mut o, "ringgate_backend_connect_seconds", "histogram", "Time to open a connection to a backend server.");
+    for (l, series) in rules.iter().filter(|(l, _)| !l.rule.is_empty()) {
+        let labels = format!("rule=\"{}\",pool=\"{}\"", esc(&l.rule), esc(&l.pool));
+        histogram(&mut o, "ringgate_backend_connect_seconds", &labels, series.iter().map(|m| &m.connect_latency));
+    }
+    header(
+        &mut o,
+        "ringgate_backend_response_seconds",
+        "histogram",
+        "Time from sending a request to a backend server to its response head.",
+    );
+    for (l, series) in rules.iter().filter(|(l, _)| !l.rule.is_empty()) {
+        let labels = format!("rule=\"{}\",pool=\"{}\"", esc(&l.rule), esc(&l.pool));
+        histogram(&mut o, "ringgate_backend_response_seconds", &labels, series.iter().map(|m| &m.response_latency));
+    }
+
+    // Health, from the health table.
+    let entries = shared.health.list();
+    let mut by_pool: BTreeMap<(String, String), [u64; 4]> = BTreeMap::new();
+    for e in &entries {
+        let k = (e.key().pool.clone(), e.key().settings.clone());
+        let slot = match e.state() {
+            HealthState::Unknown => 0,
+            HealthState::Healthy => 1,
+            HealthState::Unhealthy => 2,
+            HealthState::Draining => 3,
+        };
+        by_pool.entry(k).or_default()[slot] += 1;
+    }
+    header(
+        &mut o,
+        "ringgate_pool_servers",
+        "gauge",
+        "Servers of each (backend pool, backend HTTP settings) pair by health state (unknown counts as healthy).",
+    );
+    for ((pool, settings), counts) in &by_pool {
+        for (i, state) in ["unknown", "healthy", "unhealthy", "draining"].iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "ringgate_pool_servers{{pool=\"{}\",settings=\"{}\",state=\"{state}\"}} {}",
+                esc(pool),
+                esc(settings),
+                counts[i]
+            );
+        }
+    }
+    header(
+        &mut o,
+        "ringgate_server_up",
+        "gauge",
+        "1 if the server takes requests (healthy or not yet probed), else 0.",
+    );
+    for e in &entries {
+        let k = e.key();
+        let up = u8::from(e.state().accepts_requests());
+        let _ = writeln!(
+            o,
+            "ringgate_server_up{{pool=\"{}\",settings=\"{}\",server=\"{}\"}} {up}",
+            esc(&k.pool),
+            esc(&k.settings),
+            esc(&k.server)
+        );
+    }
+    header(
+        &mut o,
+        "ringgate_probe_results_total",
+        "counter",
+        "Health probe results by server and result (success or the failure reason).",
+    );
+    for e in &entries {
+        let k = e.key();
+        let d = e.detail();
+        let labels =
+            format!("pool=\"{}\",settings=\"{}\",server=\"{}\"", esc(&k.pool), esc(&k.settings), esc(&k.server));
+        let _ = writeln!(o, "ringgate_probe_results_total{{{labels},result=\"success\"}} {}", d.probes - d.failures);
+        for (kind, n) in &d.failures_by_kind {
+            let _ = writeln!(o, "ringgate_probe_results_total{{{labels},result=\"{kind}\"}} {n}");
+        }
+    }
+    header(
+        &mut o,
+        "ringgate_passive_failures_total",
+        "counter",
+        "Connect failures and resets seen on live traffic, by server.",
+    );
+    for e in &entries {
+        let k = e.key();
+        let n = e.detail().passive_failures;
+        let _ = writeln!(
+            o,
+            "ringgate_passive_failures_total{{pool=\"{}\",settings=\"{}\",server=\"{}\"}} {n}",
+            esc(&k.pool),
+            esc(&k.settings),
+            esc(&k.server)
+        );
+    }
+
+    // Connections, summed over workers.
+    let g = shared.metrics.all_gauges();
+    let sum_i = |f: &dyn Fn(&ringgate_proxy::metrics::WorkerGauges) -> i64| -> i64 { g.iter().map(|x| f(x)).sum() };
+    let sum_u = |f: &dyn Fn(&ringgate_proxy::metrics::WorkerGauges) -> u64| -> u64 { g.iter().map(|x| f(x)).sum() };
+    header(&mut o, "ringgate_client_connections", "gauge", "Open client connections.");
+    let _ = writeln!(o, "ringgate_client_connections {}", sum_i(&|w| w.client_connections.get()));
+    header(&mut o, "ringgate_backend_connections", "gauge", "Open connections to backend servers (in use or idle).");
+    let _ = writeln!(o, "ringgate_backend_connections {}", sum_i(&|w| w.backend_connections.get()));
+    header(
+        &mut o,
+        "ringgate_backend_idle_connections",
+        "gauge",
+        "Idle keep-alive connections to backend servers, pooled for reuse.",
+    );
+    let _ = writeln!(o, "ringgate_backend_idle_connections {}", sum_i(&|w| w.idle_pooled.get()));
+    header(&mut o, "ringgate_connections_accepted_total", "counter", "Client connections accepted.");
+    let _ = writeln!(o, "ringgate_connections_accepted_total {}", sum_u(&|w| w.accepted.get()));
+    header(
+        &mut o,
+        "ringgate_connections_refused_total",
+        "counter",
+        "Client connections closed at once because a worker was at max_connections_per_worker.",
+    );
+    let _ = writeln!(o, "ringgate_connections_refused_total {}", sum_u(&|w| w.refused_over_limit.get()));
+    header(
+        &mut o,
+        "ringgate_backend_retries_total",
+        "counter",
+        "Requests sent again on a fresh connection because a pooled one was dead.",
+    );
+    let _ = writeln!(o, "ringgate_backend_retries_total {}", sum_u(&|w| w.retries.get()));
+    header(
+        &mut o,
+        "ringgate_access_log_dropped_total",
+        "counter",
+        "Access log lines dropped because the writer fell behind.",
+    );
+    let _ = writeln!(o, "ringgate_access_log_dropped_total {}", sum_u(&|w| w.log_dropped.get()));
+    header(
+        &mut o,
+        "ringgate_config_generation",
+        "gauge",
+        "Generation of the configuration being served (1 at start, +1 per reload).",
+    );
+    let _ = writeln!(o, "ringgate_config_generation {}", shared.plan().generation);
+    header(&mut o, "ringgate_workers", "gauge", "Worker threads.");
+    let _ = writeln!(o, "ringgate_workers {}", shared.workers());
+    o
+}

@@ -1,0 +1,195 @@
+//! `ringgate run`: start the data plane and the admin API, then act on
+//! signals and admin requests: SIGHUP or `POST /reload` reloads the file,
+//! SIGTERM or SIGINT drains and exits.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use ringgate_config::{Config, load_file};
+use ringgate_health::HealthTable;
+use ringgate_proxy::{Gateway, MetricsRegistry, Shared};
+use tracing::{error, info, warn};
+
+/// Requests to the control loop.
+#[derive(Debug)]
+pub enum Control {
+    /// Reload the configuration file; the reply says what happened.
+    Reload { reply: Option<Sender<Result<String, String>>> },
+    /// Drain and exit; the reason is logged.
+    Shutdown(&'static str),
+}
+
+/// Loads `path` and serves it.
+pub fn run_file(path: &Path) -> ExitCode {
+    let cfg = match load_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    serve(Arc::new(cfg), |_| {})
+}
+
+/// Serves `cfg` until told to stop; `on_ready` runs once everything listens.
+pub fn serve(cfg: Arc<Config>, on_ready: impl FnOnce(&Shared)) -> ExitCode {
+    for w in &cfg.warnings {
+        warn!("{w}");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = cfg.gateway.effective_workers(cores);
+    let health = Arc::new(HealthTable::new());
+    let metrics = Arc::new(MetricsRegistry::new(workers));
+    let gateway = match Gateway::start(cfg.clone(), health, metrics) {
+        Ok(g) => g,
+        Err(e) => {
+            error!("cannot start: {e}");
+            eprintln!("ringgate: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let shared = gateway.shared();
+    log_startup(&shared, workers);
+
+    let (tx, rx) = crossbeam_channel::unbounded::<Control>();
+    if let Some(addr) = cfg.gateway.admin_listen {
+        match crate::admin::start(addr, shared.clone(), tx.clone()) {
+            Ok(bound) => {
+                info!("admin API listening on http://{bound} (GET /healthz, /backend-health, /metrics; POST /reload)")
+            }
+            Err(e) => {
+                error!("cannot start the admin API on {addr}: {e}");
+                eprintln!("ringgate: cannot start the admin API on {addr}: {e}");
+                gateway.shutdown(Duration::ZERO);
+                return ExitCode::from(1);
+            }
+        }
+    }
+    if let Err(e) = forward_signals(tx.clone()) {
+        warn!("signals will not be handled: {e}");
+    }
+    on_ready(&shared);
+    control_loop(gateway, rx, cfg)
+}
+
+fn log_startup(shared: &Shared, workers: usize) {
+    let plan = shared.plan();
+    info!("ringgate {} started: {workers} worker{}", env!("CARGO_PKG_VERSION"), if workers == 1 { "" } else { "s" });
+    for l in shared.listeners() {
+        let kind = plan
+            .config
+            .listeners
+            .iter()
+            .find(|x| x.name == l.name)
+            .map(|x| {
+                if x.is_basic() {
+                    "basic".to_string()
+                } else {
+                    format!("hosts {}", x.host_names.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(","))
+                }
+            })
+            .unwrap_or_default();
+        info!("listener \"{}\" listening on {}://{} ({kind}) -> rule \"{}\"", l.name, l.protocol, l.bound, l.rule);
+    }
+    for r in &plan.rules {
+        let s = plan.config.settings.iter().find(|s| *s.name == *r.settings);
+        let probe = match s.and_then(|s| s.probe) {
+            Some(p) => format!("probe \"{}\"", plan.config.probes[p.0].name),
+            None => "default probe".to_string(),
+        };
+        info!(
+            "rule \"{}\": listener \"{}\" -> backend pool \"{}\" ({} server{}) with settings \"{}\" (request_timeout {}ms, {probe})",
+            r.name,
+            r.listener,
+            r.pool,
+            r.servers.len(),
+            if r.servers.len() == 1 { "" } else { "s" },
+            r.settings,
+            r.request_timeout.as_millis(),
+        );
+        if r.servers.is_empty() {
+            warn!(
+                "rule \"{}\": backend pool \"{}\" is empty: its requests are answered 502 POOL_EMPTY",
+                r.name, r.pool
+            );
+        }
+    }
+}
+
+fn forward_signals(tx: Sender<Control>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])?;
+    std::thread::Builder::new().name("ringgate-signals".into()).spawn(move || {
+        for sig in signals.forever() {
+            let msg = match sig {
+                SIGHUP => Control::Reload { reply: None },
+                SIGINT => Control::Shutdown("SIGINT"),
+                _ => Control::Shutdown("SIGTERM"),
+            };
+            if tx.send(msg).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn control_loop(mut gateway: Gateway, rx: Receiver<Control>, mut cfg: Arc<Config>) -> ExitCode {
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Control::Reload { reply } => {
+                let result = reload(&mut gateway, &mut cfg);
+                match &result {
+                    Ok(s) => info!("{s}"),
+                    Err(e) => error!("reload rejected, the previous configuration keeps serving: {e}"),
+                }
+                if let Some(r) = reply {
+                    let _ = r.send(result);
+                }
+            }
+            Control::Shutdown(why) => {
+                let drain = cfg.gateway.drain_timeout;
+                info!("{why}: draining (up to {}s), then exiting", drain.as_secs());
+                let clean = gateway.shutdown(drain);
+                if clean {
+                    info!("stopped");
+                } else {
+                    warn!("stopped with requests still in flight after the drain time-out");
+                }
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn reload(gateway: &mut Gateway, cfg: &mut Arc<Config>) -> Result<String, String> {
+    let new = load_file(&cfg.source).map_err(|e| e.to_string())?;
+    if new.gateway.workers != cfg.gateway.workers {
+        warn!("[gateway] workers changed: takes effect at the next restart");
+    }
+    if new.gateway.admin_listen != cfg.gateway.admin_listen {
+        warn!("[gateway] admin_listen changed: takes effect at the next restart");
+    }
+    for w in &new.warnings {
+        warn!("{w}");
+    }
+    let new = Arc::new(new);
+    gateway.reload(new.clone(), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    *cfg = new;
+    let shared = gateway.shared();
+    let plan = shared.plan();
+    for l in shared.listeners() {
+        info!("listener \"{}\" listening on {}://{} -> rule \"{}\"", l.name, l.protocol, l.bound, l.rule);
+    }
+    Ok(format!(
+        "configuration reloaded from {} (generation {}: {} listeners, {} rules)",
+        cfg.source.display(),
+        plan.generation,
+        plan.config.listeners.len(),
+        plan.rules.len()
+    ))
+}
