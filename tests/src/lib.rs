@@ -10,10 +10,16 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use ringgate_testbackend::{Backend, Blackhole, Mode, wait_until};
+
+/// Locks, ignoring poisoning: a panicking reader thread leaves the collected
+/// lines usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The `ringgate` binary of this build, built on first use (a no-op when
 /// `cargo test --workspace` already built it).
@@ -115,22 +121,22 @@ impl Gateway {
                 for line in BufReader::new(err).lines().map_while(Result::ok) {
                     let line = strip_ansi(&line);
                     if let Some((name, addr)) = parse_listening(&line) {
-                        l.lock().unwrap().insert(name, addr);
+                        lock(&l).insert(name, addr);
                     }
                     if let Some(i) = line.find("admin API listening on http://") {
                         let rest = &line[i + 30..];
                         if let Some(addr) = rest.split_whitespace().next().and_then(|a| a.parse().ok()) {
-                            *a.lock().unwrap() = Some(addr);
+                            *lock(&a) = Some(addr);
                         }
                     }
-                    s.lock().unwrap().push(line);
+                    lock(&s).push(line);
                 }
             });
             let out = child.stdout.take().expect("stdout");
             let o = stdout.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    o.lock().unwrap().push(line);
+                    lock(&o).push(line);
                 }
             });
         }
@@ -138,31 +144,27 @@ impl Gateway {
         let wants_admin = !config.contains("admin_listen = \"off\"");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let ready =
-                listeners.lock().unwrap().len() >= expected && (!wants_admin || admin.lock().unwrap().is_some());
+            let ready = lock(&listeners).len() >= expected && (!wants_admin || lock(&admin).is_some());
             if ready {
                 break;
             }
             if let Ok(Some(status)) = child.try_wait() {
                 std::thread::sleep(Duration::from_millis(100));
-                return Err(format!("ringgate exited at start ({status}):\n{}", stderr.lock().unwrap().join("\n")));
+                return Err(format!("ringgate exited at start ({status}):\n{}", lock(&stderr).join("\n")));
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                return Err(format!("ringgate did not start within 20 s:\n{}", stderr.lock().unwrap().join("\n")));
+                return Err(format!("ringgate did not start within 20 s:\n{}", lock(&stderr).join("\n")));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let admin = *admin.lock().unwrap();
+        let admin = *lock(&admin);
         Ok(Gateway { child: Some(child), listeners, admin, stderr, stdout, config: path, dir })
     }
 
     /// The bound address of a listener.
     pub fn addr(&self, listener: &str) -> SocketAddr {
-        *self
-            .listeners
-            .lock()
-            .unwrap()
+        *lock(&self.listeners)
             .get(listener)
             .unwrap_or_else(|| panic!("no listener {listener:?}; log:\n{}", self.stderr()))
     }
@@ -185,12 +187,24 @@ impl Gateway {
 
     /// Everything logged on stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
+        lock(&self.stderr).join("\n")
     }
 
     /// Lines printed on stdout so far (the access log, when it goes there).
     pub fn stdout_lines(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
+        lock(&self.stdout).clone()
+    }
+
+    /// The access log lines on stdout, each parsed as JSON; panics on a line
+    /// that is not a JSON object.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        self.stdout_lines()
+            .iter()
+            .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
+                Ok(v) if v.is_object() => v,
+                _ => panic!("access log line is not a JSON object: {l:?}"),
+            })
+            .collect()
     }
 
     /// Waits until stderr contains `needle`.
@@ -453,6 +467,20 @@ impl Client {
         Ok(std::mem::take(&mut self.buf))
     }
 
+    /// Reads exactly `n` bytes (after any already buffered), for a tunnel's
+    /// payload that has no HTTP framing.
+    pub fn read_exact_bytes(&mut self, n: usize) -> std::io::Result<Vec<u8>> {
+        while self.buf.len() < n {
+            if self.fill()? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("closed after {} of {n} bytes", self.buf.len()),
+                ));
+            }
+        }
+        Ok(self.buf.drain(..n).collect())
+    }
+
     /// Whether the server has closed the connection (waits up to `t`).
     pub fn is_closed_within(&mut self, t: Duration) -> bool {
         self.set_timeout(t);
@@ -514,6 +542,157 @@ pub fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> Vec<u8> {
             Ok(n) => out.extend_from_slice(&chunk[..n]),
         }
     }
+}
+
+/// A backend that answers every request with the same raw bytes, then
+/// closes: for responses [`Backend`] cannot produce (its modes cover the
+/// common faults, this any byte sequence). Stops on drop.
+#[derive(Debug)]
+pub struct CannedBackend {
+    addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    served: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CannedBackend {
+    pub fn start(response: &'static [u8]) -> CannedBackend {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind canned backend");
+        let addr = listener.local_addr().expect("local addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicU64::new(0));
+        let (stop2, served2) = (stop.clone(), served.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let served = served2.clone();
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut head = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while find(&head, b"\r\n\r\n").is_none() {
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    served.fetch_add(1, Ordering::SeqCst);
+                    let _ = conn.write_all(response);
+                    // Half-close, then wait for the peer's close so no RST
+                    // destroys the response in flight.
+                    let _ = conn.shutdown(std::net::Shutdown::Write);
+                    while matches!(conn.read(&mut chunk), Ok(n) if n > 0) {}
+                });
+            }
+        });
+        CannedBackend { addr, stop, served }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Request heads received so far (health probes included).
+    pub fn served(&self) -> u64 {
+        self.served.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for CannedBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+/// A loopback port that was free when asked: bound on port 0, then released.
+/// For configurations that need the same port twice (listeners sharing an
+/// address) or an address where nothing listens.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A loopback address nothing listens on: connects to it are refused.
+pub fn closed_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// `config` with a `[gateway.limits]` table holding `limits` appended.
+pub fn with_limits(config: &str, limits: &str) -> String {
+    format!("{config}\n[gateway.limits]\n{limits}\n")
+}
+
+/// The value of the sample `series` (name and labels, exactly as exposed) in
+/// a Prometheus text page, if present.
+pub fn metric_value(text: &str, series: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// One listener with its own rule, backend pool and settings, for
+/// [`sites_config`].
+#[derive(Debug, Clone, Copy)]
+pub struct Site<'a> {
+    /// Listener name; the rule, pool and settings are named after it
+    /// (`rule-<name>`, `pool-<name>`, `settings-<name>`).
+    pub listener: &'a str,
+    /// `listen` address, e.g. `127.0.0.1:0`.
+    pub listen: &'a str,
+    /// Empty: a basic listener.
+    pub host_names: &'a [&'a str],
+    pub addresses: &'a [SocketAddr],
+    /// Extra lines for the backend HTTP settings.
+    pub settings_extra: &'a str,
+}
+
+impl<'a> Site<'a> {
+    /// A basic listener on `127.0.0.1:0` to `addresses`.
+    pub fn basic(listener: &'a str, addresses: &'a [SocketAddr]) -> Site<'a> {
+        Site { listener, listen: "127.0.0.1:0", host_names: &[], addresses, settings_extra: "" }
+    }
+}
+
+/// A configuration with one listener, rule, pool and settings per site, the
+/// admin API on port 0 and the access log on stdout.
+pub fn sites_config(sites: &[Site<'_>]) -> String {
+    let mut out = String::from(
+        "[gateway]\nworkers = 1\nadmin_listen = \"127.0.0.1:0\"\naccess_log = \"stdout\"\ndrain_timeout = 5\n",
+    );
+    for s in sites {
+        let n = s.listener;
+        let hosts: Vec<String> = s.host_names.iter().map(|h| format!("\"{h}\"")).collect();
+        let addrs: Vec<String> = s.addresses.iter().map(|a| format!("\"{a}\"")).collect();
+        let (hosts, addrs) = (hosts.join(", "), addrs.join(", "));
+        out.push_str(&format!(
+            r#"
+[[listener]]
+name = "{n}"
+listen = "{listen}"
+host_names = [{hosts}]
+
+[[backend_pool]]
+name = "pool-{n}"
+addresses = [{addrs}]
+
+[[backend_http_settings]]
+name = "settings-{n}"
+{extra}
+
+[[rule]]
+name = "rule-{n}"
+listener = "{n}"
+backend_pool = "pool-{n}"
+backend_http_settings = "settings-{n}"
+"#,
+            listen = s.listen,
+            extra = s.settings_extra,
+        ));
+    }
+    out
 }
 
 /// A minimal configuration: one basic listener `public`, one rule `rule01` to

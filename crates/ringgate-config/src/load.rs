@@ -121,6 +121,8 @@ pub(crate) struct RawGateway {
     pub client_keepalive_timeout: Option<Duration>,
     pub header_read_timeout: Option<Duration>,
     pub io_uring_entries: Option<u64>,
+    pub coop_taskrun: Option<bool>,
+    pub defer_taskrun: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -468,7 +470,7 @@ const LIMIT_FIELDS: &[&str] = &[
     "client_keepalive_timeout",
     "header_read_timeout",
 ];
-const IO_URING_FIELDS: &[&str] = &["entries"];
+const IO_URING_FIELDS: &[&str] = &["entries", "coop_taskrun", "defer_taskrun"];
 
 fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
     let mut f = Fields::new(d, t, "[gateway]".into(), at, GATEWAY_FIELDS);
@@ -538,6 +540,8 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
         client_keepalive_timeout: None,
         header_read_timeout: None,
         io_uring_entries: None,
+        coop_taskrun: None,
+        defer_taskrun: None,
     };
     if let Some(v) = f.get("limits") {
         match v.get_ref() {
@@ -569,6 +573,8 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
                     u.err(at, "entries", format!("{n} is not a power of two"));
                     g.io_uring_entries = None;
                 }
+                g.coop_taskrun = u.bool("coop_taskrun");
+                g.defer_taskrun = u.bool("defer_taskrun");
                 u.finish();
             }
             _ => f.wrong_type("io_uring", v, "a table: write `[gateway.io_uring]`"),

@@ -104,6 +104,11 @@ pub struct Limits {
 pub struct IoUringTuning {
     /// Submission queue entries per worker ring.
     pub entries: u32,
+    /// IORING_SETUP_COOP_TASKRUN: no interrupt per completion.
+    pub coop_taskrun: bool,
+    /// IORING_SETUP_DEFER_TASKRUN (with SINGLE_ISSUER): completions are
+    /// processed in a batch when the worker waits.
+    pub defer_taskrun: bool,
 }
 
 /// `http` or `https`.

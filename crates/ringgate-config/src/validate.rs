@@ -482,7 +482,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
             client_keepalive_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
         },
-        io_uring: IoUringTuning { entries: 1024 },
+        io_uring: IoUringTuning { entries: 1024, coop_taskrun: true, defer_taskrun: true },
     };
     let Some(r) = raw else { return Some(defaults) };
     let l = &defaults.limits;
@@ -530,7 +530,11 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
         dns_refresh: r.dns_refresh.unwrap_or(defaults.dns_refresh),
         access_log,
         limits,
-        io_uring: IoUringTuning { entries: r.io_uring_entries.map_or(defaults.io_uring.entries, |n| n as u32) },
+        io_uring: IoUringTuning {
+            entries: r.io_uring_entries.map_or(defaults.io_uring.entries, |n| n as u32),
+            coop_taskrun: r.coop_taskrun.unwrap_or(defaults.io_uring.coop_taskrun),
+            defer_taskrun: r.defer_taskrun.unwrap_or(defaults.io_uring.defer_taskrun),
+        },
     })
 }
 

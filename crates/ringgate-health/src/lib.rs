@@ -5,12 +5,14 @@
 //! - [`HealthTable`]: one [`HealthEntry`] per (settings, pool, server), shared by
 //!   every worker; the request path reads a server's state with one atomic load.
 //! - [`observe`]: the pure state machine of consecutive results.
-//! - the prober (see `prober`): a dedicated thread that writes the table.
+//! - [`Prober`]: a dedicated thread that probes every server and writes the table.
 
 mod dns;
+mod prober;
 mod state;
 mod table;
 
 pub use dns::resolve;
+pub use prober::{ProbeTarget, Prober, probe_addr, targets};
 pub use state::{Counters, HealthState, ProbeFailure, observe};
 pub use table::{HealthEntry, HealthTable, ProbeDetail, ServerKey};

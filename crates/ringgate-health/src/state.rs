@@ -59,8 +59,9 @@ pub enum ProbeFailure {
     ProbeTimeout,
     /// A response whose status is not in the probe's accepted codes.
     StatusMismatch(u16),
-    /// A response whose body lacks the probe's expected substring.
-    BodyMismatch,
+    /// A response (with this status) whose body lacks the probe's expected
+    /// substring.
+    BodyMismatch(u16),
     /// The server's host name does not resolve.
     DnsFailure(String),
     /// The connection was closed or reset before a complete response.
@@ -79,7 +80,7 @@ impl ProbeFailure {
             ProbeFailure::ConnectTimeout => "connect_timeout",
             ProbeFailure::ProbeTimeout => "probe_timeout",
             ProbeFailure::StatusMismatch(_) => "status_mismatch",
-            ProbeFailure::BodyMismatch => "body_mismatch",
+            ProbeFailure::BodyMismatch(_) => "body_mismatch",
             ProbeFailure::DnsFailure(_) => "dns_failure",
             ProbeFailure::Closed => "closed",
             ProbeFailure::InvalidResponse(_) => "invalid_response",
@@ -95,7 +96,7 @@ impl fmt::Display for ProbeFailure {
             ProbeFailure::ConnectTimeout => f.write_str("connect time-out"),
             ProbeFailure::ProbeTimeout => f.write_str("probe time-out"),
             ProbeFailure::StatusMismatch(c) => write!(f, "status code mismatch: got {c}"),
-            ProbeFailure::BodyMismatch => f.write_str("body mismatch"),
+            ProbeFailure::BodyMismatch(_) => f.write_str("body mismatch"),
             ProbeFailure::DnsFailure(e) => write!(f, "DNS failure: {e}"),
             ProbeFailure::Closed => f.write_str("connection closed before a complete response"),
             ProbeFailure::InvalidResponse(e) => write!(f, "invalid response: {e}"),

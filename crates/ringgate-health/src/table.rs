@@ -29,6 +29,23 @@ pub struct ServerKey {
     pub server: String,
 }
 
+impl ServerKey {
+    /// The key of server `server` of pool `pool` reached through `settings`.
+    pub fn of(
+        config: &ringgate_config::Config,
+        pool: usize,
+        settings: ringgate_config::SettingsId,
+        server: usize,
+    ) -> ServerKey {
+        let s = &config.settings[settings.0];
+        ServerKey {
+            pool: config.pools[pool].name.clone(),
+            settings: s.name.clone(),
+            server: config.pools[pool].servers[server].display_with(s.port),
+        }
+    }
+}
+
 impl fmt::Display for ServerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "pool {} / settings {} / server {}", self.pool, self.settings, self.server)
@@ -104,6 +121,14 @@ impl HealthEntry {
         let prev = self.hot.state.swap(s as u8, Ordering::Relaxed);
         if prev != s as u8 {
             self.detail().state_since = Some(SystemTime::now());
+        }
+    }
+
+    /// Sets the state while the caller holds the detail lock.
+    pub fn set_state_locked(&self, detail: &mut ProbeDetail, s: HealthState) {
+        let prev = self.hot.state.swap(s as u8, Ordering::Relaxed);
+        if prev != s as u8 {
+            detail.state_since = Some(SystemTime::now());
         }
     }
 

@@ -231,9 +231,13 @@ impl Gateway {
             let ready = ready_tx.clone();
             let cpu = config.gateway.worker_cpus.get(id).copied();
             let entries = config.gateway.io_uring.entries;
+            let flags = crate::worker::IoUringFlags {
+                coop_taskrun: config.gateway.io_uring.coop_taskrun,
+                defer_taskrun: config.gateway.io_uring.defer_taskrun,
+            };
             let t = std::thread::Builder::new()
                 .name(format!("ringgate-w{id}"))
-                .spawn(move || crate::worker::run(id, shared, cpu, entries, ready))
+                .spawn(move || crate::worker::run(id, shared, cpu, entries, flags, ready))
                 .map_err(|e| StartError::Worker { worker: id, source: e })?;
             threads.push(t);
         }

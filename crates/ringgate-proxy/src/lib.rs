@@ -25,5 +25,5 @@ pub use balance::{Pick, affinity_token, find_cookie, pick};
 pub use error::ProxyError;
 pub use gateway::{BoundListener, Gateway, Shared, StartError};
 pub use metrics::MetricsRegistry;
-pub use plan::{Plan, RulePlan, ServerPlan, server_key};
+pub use plan::{Plan, RulePlan, ServerPlan};
 pub use route::HostRoutes;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringgate_config::{Config, Protocol, RuleId, SettingsId};
+use ringgate_config::{Config, Protocol, RuleId};
 use ringgate_health::{HealthEntry, HealthTable, ServerKey};
 use ringgate_http::{ErrorCode, ParseLimits, error_response};
 
@@ -123,13 +123,6 @@ impl Plan {
     }
 }
 
-/// The health key of a server reached through `settings`.
-pub fn server_key(config: &Config, pool: usize, settings: SettingsId, server: usize) -> ServerKey {
-    let s = &config.settings[settings.0];
-    let addr = &config.pools[pool].servers[server];
-    ServerKey { pool: config.pools[pool].name.clone(), settings: s.name.clone(), server: addr.display_with(s.port) }
-}
-
 fn build_rule(config: &Config, id: RuleId, health: &HealthTable, metrics: &MetricsRegistry) -> RulePlan {
     let rule = &config.rules[id.0];
     let listener = &config.listeners[rule.listener.0];
@@ -140,7 +133,7 @@ fn build_rule(config: &Config, id: RuleId, health: &HealthTable, metrics: &Metri
         .iter()
         .enumerate()
         .map(|(i, addr)| {
-            let key = server_key(config, rule.pool.0, rule.settings, i);
+            let key = ServerKey::of(config, rule.pool.0, rule.settings, i);
             let entry = health.ensure(&key, &addr.host, addr.port_or(settings.port));
             let token = affinity_token(&pool.name, &key.server);
             let set_cookie = format!("{}={token}; Path=/; HttpOnly", settings.affinity_cookie_name);

@@ -74,8 +74,11 @@ fn rfc3339(t: Option<SystemTime>) -> Option<String> {
 }
 
 pub fn server_view(e: &HealthEntry) -> ServerView {
+    // The prober changes state and counters under this lock: read both under it.
+    let detail = e.detail();
     let state = e.state();
-    let d = e.detail().clone();
+    let d = detail.clone();
+    drop(detail);
     let (resolved, dns_error) = match &d.dns {
         Some(Ok(a)) => (a.iter().map(|x| x.to_string()).collect(), None),
         Some(Err(err)) => (Vec::new(), Some(err.clone())),

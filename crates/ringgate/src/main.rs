@@ -7,8 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod admin;
+mod admin_client;
 mod check;
 mod demo;
+mod doctor;
+mod health_cmd;
 mod health_view;
 mod metrics_text;
 mod serve;
@@ -43,6 +46,30 @@ enum Command {
     },
     /// Start two demo backends and the gateway on loopback, and show what to try.
     Demo,
+    /// Walk the reference's list of 502 causes against the configuration, the
+    /// network and the running gateway; say which applies and what to do.
+    /// Exits 0 when nothing would cause a 502, 1 when something would, 2 when
+    /// the check could not run.
+    Doctor {
+        /// The TOML configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// The running gateway's admin API (default: the configuration's admin_listen).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<String>,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the running gateway's backend health, unhealthy servers first.
+    Health {
+        /// The gateway's admin API address.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
+        admin: String,
+        /// Print the JSON of GET /backend-health instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn init_logging() {
@@ -63,5 +90,7 @@ fn main() -> ExitCode {
             init_logging();
             demo::run()
         }
+        Command::Health { admin, json } => health_cmd::run(&admin, json),
+        Command::Doctor { config, admin, json } => doctor::run(&config, admin, json),
     }
 }

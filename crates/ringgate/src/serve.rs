@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use ringgate_config::{Config, load_file};
-use ringgate_health::HealthTable;
+use ringgate_health::{HealthTable, Prober, targets};
 use ringgate_proxy::{Gateway, MetricsRegistry, Shared};
 use tracing::{error, info, warn};
 
@@ -53,6 +53,15 @@ pub fn serve(cfg: Arc<Config>, on_ready: impl FnOnce(&Shared)) -> ExitCode {
     };
     let shared = gateway.shared();
     log_startup(&shared, workers);
+    let prober = match Prober::start(targets(&cfg, &shared.health), cfg.gateway.prober_cpu, cfg.gateway.dns_refresh) {
+        Ok(p) => p,
+        Err(e) => {
+            error!("cannot start the prober: {e}");
+            eprintln!("ringgate: cannot start the prober: {e}");
+            gateway.shutdown(Duration::ZERO);
+            return ExitCode::from(1);
+        }
+    };
 
     let (tx, rx) = crossbeam_channel::unbounded::<Control>();
     if let Some(addr) = cfg.gateway.admin_listen {
@@ -64,6 +73,7 @@ pub fn serve(cfg: Arc<Config>, on_ready: impl FnOnce(&Shared)) -> ExitCode {
                 error!("cannot start the admin API on {addr}: {e}");
                 eprintln!("ringgate: cannot start the admin API on {addr}: {e}");
                 gateway.shutdown(Duration::ZERO);
+                prober.stop();
                 return ExitCode::from(1);
             }
         }
@@ -72,7 +82,7 @@ pub fn serve(cfg: Arc<Config>, on_ready: impl FnOnce(&Shared)) -> ExitCode {
         warn!("signals will not be handled: {e}");
     }
     on_ready(&shared);
-    control_loop(gateway, rx, cfg)
+    control_loop(gateway, prober, rx, cfg)
 }
 
 fn log_startup(shared: &Shared, workers: usize) {
@@ -137,11 +147,11 @@ fn forward_signals(tx: Sender<Control>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn control_loop(mut gateway: Gateway, rx: Receiver<Control>, mut cfg: Arc<Config>) -> ExitCode {
+fn control_loop(mut gateway: Gateway, prober: Prober, rx: Receiver<Control>, mut cfg: Arc<Config>) -> ExitCode {
     while let Ok(msg) = rx.recv() {
         match msg {
             Control::Reload { reply } => {
-                let result = reload(&mut gateway, &mut cfg);
+                let result = reload(&mut gateway, &prober, &mut cfg);
                 match &result {
                     Ok(s) => info!("{s}"),
                     Err(e) => error!("reload rejected, the previous configuration keeps serving: {e}"),
@@ -154,6 +164,7 @@ fn control_loop(mut gateway: Gateway, rx: Receiver<Control>, mut cfg: Arc<Config
                 let drain = cfg.gateway.drain_timeout;
                 info!("{why}: draining (up to {}s), then exiting", drain.as_secs());
                 let clean = gateway.shutdown(drain);
+                prober.stop();
                 if clean {
                     info!("stopped");
                 } else {
@@ -163,10 +174,11 @@ fn control_loop(mut gateway: Gateway, rx: Receiver<Control>, mut cfg: Arc<Config
             }
         }
     }
+    prober.stop();
     ExitCode::SUCCESS
 }
 
-fn reload(gateway: &mut Gateway, cfg: &mut Arc<Config>) -> Result<String, String> {
+fn reload(gateway: &mut Gateway, prober: &Prober, cfg: &mut Arc<Config>) -> Result<String, String> {
     let new = load_file(&cfg.source).map_err(|e| e.to_string())?;
     if new.gateway.workers != cfg.gateway.workers {
         warn!("[gateway] workers changed: takes effect at the next restart");
@@ -179,8 +191,9 @@ fn reload(gateway: &mut Gateway, cfg: &mut Arc<Config>) -> Result<String, String
     }
     let new = Arc::new(new);
     gateway.reload(new.clone(), Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    *cfg = new;
     let shared = gateway.shared();
+    prober.update(targets(&new, &shared.health));
+    *cfg = new;
     let plan = shared.plan();
     for l in shared.listeners() {
         info!("listener \"{}\" listening on {}://{} -> rule \"{}\"", l.name, l.protocol, l.bound, l.rule);

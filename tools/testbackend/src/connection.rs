@@ -410,11 +410,11 @@ impl Conn<'_> {
     /// failed before completing one.
     fn read_head(&mut self) -> Result<Option<Head>, RequestError> {
         loop {
-            if !self.buf.is_empty() {
-                if let Some((head, len)) = request::parse_head(&self.buf)? {
-                    self.buf.drain(..len);
-                    return Ok(Some(head));
-                }
+            if !self.buf.is_empty()
+                && let Some((head, len)) = request::parse_head(&self.buf)?
+            {
+                self.buf.drain(..len);
+                return Ok(Some(head));
             }
             match self.read_more() {
                 Ok(0) | Err(_) => return Ok(None),

@@ -1,0 +1,110 @@
+//! `ringgate health`: the running gateway's backend health for a person, one
+//! server a line, unhealthy ones first with their reasons.
+
+use std::process::ExitCode;
+
+use crate::health_view::{HealthView, ServerView};
+
+/// Prints the health table; exits 0 when every server takes requests, 1 when
+/// some do not, 2 when the gateway cannot be asked.
+pub fn run(admin: &str, json: bool) -> ExitCode {
+    let body = match crate::admin_client::get(admin, "/backend-health") {
+        Ok((200, b)) => b,
+        Ok((s, b)) => {
+            eprintln!("ringgate health: the admin API answered {s}: {}", b.trim());
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("ringgate health: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        print!("{body}");
+    }
+    let view: HealthView = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("ringgate health: unexpected answer from the admin API: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rows = rows(&view);
+    if !json {
+        print!("{}", render(&view, &rows));
+    }
+    if rows.iter().any(|(s, _)| !takes_requests(&s.state)) { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+fn takes_requests(state: &str) -> bool {
+    state == "Healthy" || state == "Unknown"
+}
+
+/// Each server once (several rules may share a pool and settings), with the
+/// probe that watches it; unhealthy first.
+fn rows(view: &HealthView) -> Vec<(ServerView, String)> {
+    let mut rows: Vec<(ServerView, String)> = Vec::new();
+    for r in &view.rules {
+        let p = &r.probe;
+        for s in &r.servers {
+            if rows.iter().any(|(x, _)| x.pool == s.pool && x.settings == s.settings && x.address == s.address) {
+                continue;
+            }
+            let probe = format!("{} {}://{}{} Host: {}", p.name, p.protocol, s.address, p.path, p.host);
+            rows.push((s.clone(), probe));
+        }
+    }
+    for s in &view.removed {
+        rows.push((s.clone(), "(removed by a reload)".into()));
+    }
+    let rank = |s: &str| match s {
+        "Unhealthy" => 0,
+        "Draining" => 1,
+        "Unknown" => 2,
+        _ => 3,
+    };
+    rows.sort_by(|a, b| rank(&a.0.state).cmp(&rank(&b.0.state)).then(a.0.address.cmp(&b.0.address)));
+    rows
+}
+
+fn render(view: &HealthView, rows: &[(ServerView, String)]) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let down = rows.iter().filter(|(s, _)| !takes_requests(&s.state)).count();
+    let _ = writeln!(
+        o,
+        "{} server{}, {down} not taking requests (configuration generation {}{})",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" },
+        view.generation,
+        if view.draining { ", draining" } else { "" }
+    );
+    let _ = writeln!(
+        o,
+        "{:<10} {:<24} {:<28} {:>6} {:>9} {:>5}  {}",
+        "STATE", "SERVER", "POOL / SETTINGS", "STATUS", "LATENCY", "FAILS", "REASON / PROBE"
+    );
+    for (s, probe) in rows {
+        let status = s.last_status.map_or("-".to_string(), |c| c.to_string());
+        let latency = s.latency_ms.map_or("-".to_string(), |l| format!("{l:.1}ms"));
+        let why = match (&s.reason, &s.dns_error) {
+            (Some(r), _) => r.clone(),
+            (None, Some(d)) => format!("DNS: {d}"),
+            (None, None) if s.state == "Unknown" => "not probed yet".to_string(),
+            _ => String::new(),
+        };
+        let since = s.since.as_deref().map_or(String::new(), |t| format!(" since {t}"));
+        let detail = if why.is_empty() { probe.clone() } else { format!("{why}{since}; probe {probe}") };
+        let _ = writeln!(
+            o,
+            "{:<10} {:<24} {:<28} {:>6} {:>9} {:>5}  {detail}",
+            s.state,
+            s.address,
+            format!("{} / {}", s.pool, s.settings),
+            status,
+            latency,
+            s.consecutive_failures
+        );
+    }
+    o
+}
