@@ -38,6 +38,8 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct ConfigErrors {
     pub file: PathBuf,
+    /// The file could not be read at all (as opposed to read and found wrong).
+    pub unreadable: bool,
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
 }
@@ -46,6 +48,7 @@ impl ConfigErrors {
     pub(crate) fn io(file: &Path, err: &std::io::Error) -> Self {
         ConfigErrors {
             file: file.to_path_buf(),
+            unreadable: true,
             errors: vec![Diagnostic {
                 file: file.to_path_buf(),
                 line: None,
@@ -114,7 +117,7 @@ impl Diags {
     }
 
     pub(crate) fn into_errors(self) -> ConfigErrors {
-        ConfigErrors { file: self.file, errors: self.errors, warnings: self.warnings }
+        ConfigErrors { file: self.file, unreadable: false, errors: self.errors, warnings: self.warnings }
     }
 }
 

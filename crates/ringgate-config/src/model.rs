@@ -145,7 +145,27 @@ pub struct Listener {
     pub protocol: Protocol,
 }
 
+/// Identifies a listening socket: its address, plus, for port 0 ("any free
+/// port"), the listener's name, since each such listener gets a port of its
+/// own instead of sharing one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SocketKey {
+    pub addr: SocketAddr,
+    pub ephemeral: Option<String>,
+}
+
+impl fmt::Display for SocketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.addr)
+    }
+}
+
 impl Listener {
+    /// The socket this listener is served on.
+    pub fn socket_key(&self) -> SocketKey {
+        SocketKey { addr: self.listen, ephemeral: (self.listen.port() == 0).then(|| self.name.clone()) }
+    }
+
     /// A basic (single-site) listener answers any Host.
     pub fn is_basic(&self) -> bool {
         self.host_names.is_empty()
@@ -325,7 +345,7 @@ pub struct Rule {
 /// Listeners sharing one address, served by one socket per worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketGroup {
-    pub addr: SocketAddr,
+    pub key: SocketKey,
     pub protocol: Protocol,
     pub listeners: Vec<ListenerId>,
 }
@@ -361,11 +381,10 @@ impl Config {
     pub fn socket_groups(&self) -> Vec<SocketGroup> {
         let mut groups: Vec<SocketGroup> = Vec::new();
         for (i, l) in self.listeners.iter().enumerate() {
-            match groups.iter_mut().find(|g| g.addr == l.listen) {
+            let key = l.socket_key();
+            match groups.iter_mut().find(|g| g.key == key) {
                 Some(g) => g.listeners.push(ListenerId(i)),
-                None => {
-                    groups.push(SocketGroup { addr: l.listen, protocol: l.protocol, listeners: vec![ListenerId(i)] })
-                }
+                None => groups.push(SocketGroup { key, protocol: l.protocol, listeners: vec![ListenerId(i)] }),
             }
         }
         groups

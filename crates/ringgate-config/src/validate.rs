@@ -456,7 +456,7 @@ pub(crate) fn resolve(raw: RawConfig, d: &mut Diags, source: &Path) -> Option<Co
 fn group_by_address(listeners: &[Listener]) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for (i, l) in listeners.iter().enumerate() {
-        match groups.iter_mut().find(|g| listeners[g[0]].listen == l.listen) {
+        match groups.iter_mut().find(|g| listeners[g[0]].socket_key() == l.socket_key()) {
             Some(g) => g.push(i),
             None => groups.push(vec![i]),
         }

@@ -89,6 +89,11 @@ pub struct RequestHead {
     /// The host the request is for: the absolute-form authority, else Host.
     pub host: Option<Span>,
     pub body: BodyKind,
+    /// The Content-Length, when the request has one.
+    pub content_length: Option<u64>,
+    /// Content-Length came as a list or more than once (with equal values):
+    /// it is forwarded as one value (RFC 9110 §8.6).
+    pub content_length_repeated: bool,
     /// The client wants the connection closed after this exchange.
     pub close: bool,
     /// `Connection: upgrade` with an `Upgrade` field.
@@ -194,6 +199,8 @@ pub fn parse_request(buf: &[u8], limits: &ParseLimits, head: &mut RequestHead) -
 
     let mut host_count = 0;
     let mut content_length = None;
+    let mut cl_fields = 0;
+    let mut cl_listed = false;
     let mut codings = Codings::default();
     let mut conn = ConnectionOptions::default();
     let mut has_upgrade_field = false;
@@ -216,6 +223,8 @@ pub fn parse_request(buf: &[u8], limits: &ParseLimits, head: &mut RequestHead) -
             }
             HeaderKind::ContentLength => {
                 fold_content_length(value, &mut content_length).map_err(RequestError::Malformed)?;
+                cl_fields += 1;
+                cl_listed |= value.contains(&b',');
             }
             HeaderKind::TransferEncoding => fold_transfer_encoding(value, &mut codings),
             HeaderKind::Connection => parse_connection(value, &mut conn),
@@ -278,6 +287,8 @@ pub fn parse_request(buf: &[u8], limits: &ParseLimits, head: &mut RequestHead) -
         }
     };
 
+    head.content_length = content_length;
+    head.content_length_repeated = cl_fields > 1 || cl_listed;
     head.close = match head.version {
         Version::Http11 => conn.close,
         Version::Http10 => conn.close || !conn.keep_alive,

@@ -21,6 +21,11 @@ pub struct ResponseHead {
     pub head_len: usize,
     pub headers: Vec<Header>,
     pub body: BodyKind,
+    /// The Content-Length, when the response has one.
+    pub content_length: Option<u64>,
+    /// Content-Length came as a list or more than once (with equal values):
+    /// it is relayed as one value (RFC 9110 §8.6).
+    pub content_length_repeated: bool,
     /// The backend will close the connection after this response.
     pub close: bool,
     /// `Connection: upgrade` was sent.
@@ -106,6 +111,8 @@ pub fn parse_response(
     head.headers.clear();
 
     let mut content_length = None;
+    let mut cl_fields = 0;
+    let mut cl_listed = false;
     let mut codings = Codings::default();
     let mut conn = ConnectionOptions::default();
     for h in res.headers.iter() {
@@ -114,6 +121,8 @@ pub fn parse_response(
         match kind {
             HeaderKind::ContentLength => {
                 fold_content_length(value, &mut content_length).map_err(ResponseError::Invalid)?;
+                cl_fields += 1;
+                cl_listed |= value.contains(&b',');
             }
             HeaderKind::TransferEncoding => fold_transfer_encoding(value, &mut codings),
             HeaderKind::Connection => parse_connection(value, &mut conn),
@@ -129,6 +138,8 @@ pub fn parse_response(
     if conn.lists_fields {
         mark_connection_listed(buf, &mut head.headers);
     }
+    head.content_length = content_length;
+    head.content_length_repeated = cl_fields > 1 || cl_listed;
     head.upgrade = conn.upgrade;
     head.close = match head.version {
         Version::Http11 => conn.close,

@@ -20,6 +20,12 @@ pub struct ForwardInfo<'a> {
     pub fallback_host: &'a [u8],
 }
 
+fn write_content_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"Content-Length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Copies the kept header lines of `headers` as contiguous runs.
 fn copy_kept(buf: &[u8], headers: &[Header], fields_end: usize, keep: impl Fn(&Header) -> bool, out: &mut Vec<u8>) {
     let line_end = |i: usize| headers.get(i + 1).map_or(fields_end, |h| h.name.start as usize);
@@ -54,11 +60,16 @@ pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>
     out.extend_from_slice(b"\r\n");
 
     let upgrade = head.upgrade;
+    let repeated_cl = head.content_length_repeated;
     let keep = |h: &Header| {
         !h.listed_in_connection
             && match h.kind {
                 HeaderKind::Upgrade => upgrade,
+                HeaderKind::ContentLength => !repeated_cl,
+                // The gateway answers `Expect: 100-continue` itself; Host and
+                // the forwarding fields are written anew.
                 HeaderKind::Host
+                | HeaderKind::Expect
                 | HeaderKind::XForwardedFor
                 | HeaderKind::XForwardedProto
                 | HeaderKind::XForwardedHost => false,
@@ -66,6 +77,9 @@ pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>
             }
     };
     copy_kept(buf, &head.headers, head.head_len - 2, keep, out);
+    if let (true, Some(n)) = (repeated_cl, head.content_length) {
+        write_content_length(out, n);
+    }
 
     out.extend_from_slice(b"X-Forwarded-For: ");
     for h in head.headers.iter().filter(|h| h.kind == HeaderKind::XForwardedFor) {
@@ -112,15 +126,20 @@ pub fn write_response_head(buf: &[u8], head: &ResponseHead, rw: &ResponseRewrite
     out.extend_from_slice(b"HTTP/1.1");
     out.extend_from_slice(&buf[8..head.status_line.end as usize]);
     out.extend_from_slice(b"\r\n");
+    let repeated_cl = head.content_length_repeated;
     let keep = |h: &Header| {
         !h.listed_in_connection
             && match h.kind {
                 HeaderKind::Upgrade => rw.upgrade,
                 HeaderKind::TransferEncoding => !rw.dechunk,
+                HeaderKind::ContentLength => !repeated_cl,
                 k => !k.is_hop_by_hop(),
             }
     };
     copy_kept(buf, &head.headers, head.head_len - 2, keep, out);
+    if let (true, Some(n)) = (repeated_cl, head.content_length) {
+        write_content_length(out, n);
+    }
     if let Some(c) = rw.set_cookie {
         out.extend_from_slice(b"Set-Cookie: ");
         out.extend_from_slice(c);
@@ -183,6 +202,21 @@ mod tests {
             rewrite(raw, &INFO),
             "GET / HTTP/1.1\r\nHost: 10.0.0.1:80\r\nX-Forwarded-For: 10.9.8.7\r\nX-Forwarded-Proto: http\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn repeated_content_length_is_forwarded_once() {
+        let raw = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\nX: y\r\nContent-Length: 3\r\n\r\nabc";
+        let out = rewrite(raw, &INFO);
+        assert_eq!(out.matches("Content-Length").count(), 1, "{out}");
+        assert!(out.contains("X: y\r\nContent-Length: 3\r\n"), "{out}");
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok";
+        let out = resp_text(resp);
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+    }
+
+    fn resp_text(raw: &[u8]) -> String {
+        resp(raw, &ResponseRewrite::default())
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
+use ringgate_config::SocketKey;
 use ringgate_http::{BodyKind, ErrorCode, Parsed, RequestError, RequestHead, ResponseHead, parse_request};
 
 use crate::access_log::{LogRecord, format_line};
@@ -61,6 +62,23 @@ impl LogMeta {
         self.path = put(head.target.of(rbuf));
     }
 
+    /// Best effort for a request refused before its head parsed: the method
+    /// and target as they appear on the request line.
+    fn capture_raw(&mut self, rbuf: &[u8]) {
+        self.reset();
+        let line_end = rbuf.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(rbuf.len()).min(1024);
+        let mut parts = rbuf[..line_end].splitn(3, |&b| b == b' ');
+        let method = parts.next().unwrap_or_default();
+        let target = parts.next().unwrap_or_default();
+        let mut put = |b: &[u8]| {
+            let s = self.buf.len();
+            self.buf.extend_from_slice(b);
+            (s, self.buf.len())
+        };
+        self.method = put(method);
+        self.path = put(target);
+    }
+
     fn reset(&mut self) {
         self.buf.clear();
         self.host = (0, 0);
@@ -78,8 +96,8 @@ pub(crate) struct Client<S> {
     pub w: Rc<Worker>,
     pub stream: S,
     pub peer: SocketAddr,
-    /// The configured address of the socket that accepted the connection.
-    socket: SocketAddr,
+    /// The socket that accepted the connection.
+    socket: SocketKey,
     /// Bytes read from the client and not yet consumed: the current request
     /// head, then possibly the start of its body or of the next request.
     pub rbuf: Vec<u8>,
@@ -95,7 +113,7 @@ pub(crate) struct Client<S> {
 }
 
 /// Entry point of a client connection task.
-pub(crate) async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, socket: SocketAddr) {
+pub(crate) async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, socket: SocketKey) {
     let max = w.plan().plan.max_connections;
     let Some(guard) = w.register(stream.as_raw_fd(), max) else {
         w.gauges.refused_over_limit.add(1);
@@ -125,12 +143,18 @@ impl<S: AsyncReadRent + AsyncWriteRent + monoio::io::Split> Client<S> {
                 HeadRead::Ready => self.handle(&lp, start).await,
                 HeadRead::Closed => return,
                 HeadRead::Refused(e) => {
+                    if self.w.shared.access_log.is_some() {
+                        self.meta.capture_raw(&self.rbuf);
+                    }
                     let text = format!("{} {}: {}", e.status(), ringgate_http::reason_phrase(e.status()), e.reason());
                     let out = self.reply_error(e.code(), &text, true).await;
                     self.finish(&lp.plan, None, start, out);
                     false
                 }
                 HeadRead::TimedOut => {
+                    if self.w.shared.access_log.is_some() {
+                        self.meta.capture_raw(&self.rbuf);
+                    }
                     let out = self
                         .reply_error(
                             ErrorCode::RequestTimeout,
@@ -158,7 +182,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + monoio::io::Split> Client<S> {
 }
 
 impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
-    pub(crate) fn new(w: Rc<Worker>, stream: S, peer: SocketAddr, socket: SocketAddr, guard: ConnGuard) -> Self {
+    pub(crate) fn new(w: Rc<Worker>, stream: S, peer: SocketAddr, socket: SocketKey, guard: ConnGuard) -> Self {
         Client {
             w,
             stream,
@@ -233,7 +257,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             self.meta.capture(&self.rbuf, &self.head);
         }
         let host = self.head.host.map(|h| h.of(&self.rbuf));
-        let Some(ri) = plan.socket(self.socket).and_then(|s| s.routes.route(host)) else {
+        let Some(ri) = plan.socket(&self.socket).and_then(|s| s.routes.route(host)) else {
             let text = format!(
                 "404 Not Found: no listener on {} answers host \"{}\"",
                 self.socket,

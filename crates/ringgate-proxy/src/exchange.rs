@@ -95,8 +95,10 @@ enum Fail {
     Proxy(ProxyError),
     /// Bad request body: answer with this code and reason.
     Client(ClientFail),
-    /// After the response started, or the client left: close.
-    Abort,
+    /// After the response started, or the client left: close. The code says
+    /// why, for the access log and metrics (the client saw a truncated
+    /// response, or none).
+    Abort(ErrorCode),
 }
 
 /// What reading a response head gave.
@@ -130,12 +132,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         self.w.give_buf(obuf);
         match result {
             Ok(()) => out,
-            Err(Fail::Abort) => {
+            Err(Fail::Abort(code)) => {
                 out.keep = false;
                 if out.status == 0 {
                     out.status = ErrorCode::ClientClosed.status();
-                    out.code = Some(ErrorCode::ClientClosed);
                 }
+                out.code = Some(code);
                 out
             }
             Err(Fail::Client(f)) => {
@@ -291,7 +293,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 let deadline = Instant::now() + plan.keepalive_timeout;
                 if write_all_until(&mut self.stream, &mut interim, deadline).await.is_err() {
                     gauge_conn_dropped(self);
-                    return Err(Fail::Abort);
+                    return Err(Fail::Abort(ErrorCode::ClientClosed));
                 }
                 out.bytes_out += interim.len() as u64;
             }
@@ -345,7 +347,13 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             return Ok(());
         }
 
-        let clean = self.relay_response(&mut conn, kind, dechunk, obuf, rule, out).await?;
+        let clean = match self.relay_response(&mut conn, kind, dechunk, obuf, rule, &server.display, out).await {
+            Ok(c) => c,
+            Err(f) => {
+                gauge_conn_dropped(self);
+                return Err(f);
+            }
+        };
         let reusable = clean && !self.resp.close && conn.buf.is_empty();
         if reusable {
             let now = Instant::now();
@@ -431,6 +439,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         dechunk: bool,
         obuf: &mut Vec<u8>,
         rule: &RulePlan,
+        server: &str,
         out: &mut Outcome,
     ) -> Result<bool, Fail> {
         let write_deadline = || Instant::now() + rule.request_timeout.max(Duration::from_secs(30));
@@ -457,7 +466,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                     remaining -= take as u64;
                     let deadline = write_deadline();
                     let r = write_range_until(&mut self.stream, &mut conn.buf, 0..take, deadline).await;
-                    r.map_err(|_| Fail::Abort)?;
+                    r.map_err(|_| Fail::Abort(ErrorCode::ClientClosed))?;
                     out.bytes_out += take as u64;
                     conn.buf.clear();
                 }
@@ -473,10 +482,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                         }
                         let p = decoder.feed(&conn.buf, |d| data.extend_from_slice(d));
                         *obuf = data;
-                        let p = p.map_err(|_| Fail::Abort)?;
+                        let p = p.map_err(|e| chunk_fail(e, first, server))?;
                         (p.consumed, p.done)
                     } else {
-                        let p = decoder.feed(&conn.buf, |_| {}).map_err(|_| Fail::Abort)?;
+                        let p = decoder.feed(&conn.buf, |_| {}).map_err(|e| chunk_fail(e, first, server))?;
                         if !first {
                             obuf.clear();
                         }
@@ -507,10 +516,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                         Ok(n) => {
                             let deadline = write_deadline();
                             let r = write_range_until(&mut self.stream, &mut conn.buf, 0..n, deadline).await;
-                            r.map_err(|_| Fail::Abort)?;
+                            r.map_err(|_| Fail::Abort(ErrorCode::ClientClosed))?;
                             out.bytes_out += n as u64;
                         }
-                        Err(_) => return Err(Fail::Abort),
+                        Err(IoFail::TimedOut) => return Err(Fail::Abort(ErrorCode::Timeout)),
+                        Err(IoFail::Io(_)) => return Err(Fail::Abort(ErrorCode::BackendClosed)),
                     }
                 }
                 clean = false;
@@ -527,7 +537,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         if obuf.is_empty() {
             return Ok(());
         }
-        write_all_until(&mut self.stream, obuf, deadline).await.map_err(|_| Fail::Abort)?;
+        write_all_until(&mut self.stream, obuf, deadline).await.map_err(|_| Fail::Abort(ErrorCode::ClientClosed))?;
         out.bytes_out += obuf.len() as u64;
         Ok(())
     }
@@ -538,7 +548,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         conn.buf.clear();
         let deadline = Instant::now() + rule.request_timeout;
         match read_more_until(&mut conn.stream, &mut conn.buf, BODY_CHUNK, deadline).await {
-            Ok(0) | Err(_) => Err(Fail::Abort),
+            Ok(0) | Err(IoFail::Io(_)) => Err(Fail::Abort(ErrorCode::BackendClosed)),
+            Err(IoFail::TimedOut) => Err(Fail::Abort(ErrorCode::Timeout)),
             Ok(n) => Ok(n),
         }
     }
@@ -561,6 +572,16 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         }
         self.rbuf.clear();
         self.tunnel = Some(conn);
+    }
+}
+
+/// A chunked response that breaks its framing: a 502 if nothing was sent
+/// yet (`first`: the head is still held back), else the client is cut off.
+fn chunk_fail(e: ringgate_http::ChunkError, first: bool, server: &str) -> Fail {
+    if first {
+        Fail::Proxy(ProxyError::InvalidResponse { server: server.to_string(), reason: e.reason() })
+    } else {
+        Fail::Abort(ErrorCode::InvalidResponse)
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
-use ringgate_config::{Config, Protocol};
+use ringgate_config::{Config, Protocol, SocketKey};
 use ringgate_health::HealthTable;
 
 use crate::access_log::AccessLog;
@@ -44,7 +44,7 @@ pub enum StartError {
 /// connections across workers without any accept lock.
 #[derive(Debug)]
 pub(crate) struct SocketHandoff {
-    pub addr: SocketAddr,
+    pub key: SocketKey,
     pub per_worker: Vec<Option<TcpListener>>,
 }
 
@@ -69,7 +69,7 @@ pub struct Shared {
     /// The plan generation each worker runs.
     pub(crate) applied: Vec<CachePadded<AtomicU64>>,
     pub(crate) sockets: Mutex<Vec<SocketHandoff>>,
-    pub(crate) bound: Mutex<Vec<(SocketAddr, SocketAddr)>>,
+    pub(crate) bound: Mutex<Vec<(SocketKey, SocketAddr)>>,
     pub(crate) access_log: Option<AccessLog>,
     /// Workers that have not finished yet.
     pub(crate) running: AtomicU64,
@@ -85,13 +85,13 @@ impl Shared {
         self.sockets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_bound(&self) -> MutexGuard<'_, Vec<(SocketAddr, SocketAddr)>> {
+    fn lock_bound(&self) -> MutexGuard<'_, Vec<(SocketKey, SocketAddr)>> {
         self.bound.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The address a configured listen address is actually bound to.
-    pub fn bound_addr(&self, configured: SocketAddr) -> Option<SocketAddr> {
-        self.lock_bound().iter().find(|(c, _)| *c == configured).map(|(_, b)| *b)
+    /// The address a listening socket is actually bound to.
+    pub fn bound_addr(&self, key: &SocketKey) -> Option<SocketAddr> {
+        self.lock_bound().iter().find(|(k, _)| k == key).map(|(_, b)| *b)
     }
 
     /// Listeners of the current plan with their bound addresses.
@@ -105,7 +105,7 @@ impl Shared {
                 name: l.name.clone(),
                 protocol: l.protocol,
                 configured: l.listen,
-                bound: self.bound_addr(l.listen).unwrap_or(l.listen),
+                bound: self.bound_addr(&l.socket_key()).unwrap_or(l.listen),
                 rule: cfg
                     .rule_for(ringgate_config::ListenerId(i))
                     .map_or(String::new(), |r| cfg.rules[r.0].name.clone()),
@@ -169,25 +169,25 @@ fn bind_hint(e: &std::io::Error, addr: SocketAddr) -> &'static str {
 fn bind_new(
     plan: &Plan,
     workers: usize,
-    already: &[SocketAddr],
+    already: &[SocketKey],
 ) -> Result<Vec<(SocketHandoff, SocketAddr)>, StartError> {
     let mut out = Vec::new();
     for s in &plan.sockets {
-        if already.contains(&s.addr) {
+        if already.contains(&s.key) {
             continue;
         }
-        match bind_group(s.addr, workers) {
-            Ok((bound, per_worker)) => out.push((SocketHandoff { addr: s.addr, per_worker }, bound)),
+        match bind_group(s.key.addr, workers) {
+            Ok((bound, per_worker)) => out.push((SocketHandoff { key: s.key.clone(), per_worker }, bound)),
             Err(e) => {
                 let names: Vec<String> = plan
                     .config
                     .listeners
                     .iter()
-                    .filter(|l| l.listen == s.addr)
+                    .filter(|l| l.socket_key() == s.key)
                     .map(|l| format!("\"{}\"", l.name))
                     .collect();
-                let hint = bind_hint(&e, s.addr);
-                return Err(StartError::Bind { listeners: names.join(", "), addr: s.addr, source: e, hint });
+                let hint = bind_hint(&e, s.key.addr);
+                return Err(StartError::Bind { listeners: names.join(", "), addr: s.key.addr, source: e, hint });
             }
         }
     }
@@ -209,7 +209,7 @@ impl Gateway {
         let mut bound = Vec::new();
         let mut sockets = Vec::new();
         for (h, b) in handoffs {
-            bound.push((h.addr, b));
+            bound.push((h.key.clone(), b));
             sockets.push(h);
         }
         let shared = Arc::new(Shared {
@@ -271,18 +271,18 @@ impl Gateway {
         let shared = &self.shared;
         let generation = self.generation + 1;
         let plan = Plan::build(config, generation, &shared.health, &shared.metrics);
-        let current: Vec<SocketAddr> = shared.plan.load().sockets.iter().map(|s| s.addr).collect();
+        let current: Vec<SocketKey> = shared.plan.load().sockets.iter().map(|s| s.key.clone()).collect();
         let new = bind_new(&plan, shared.workers, &current)?;
         let keys = plan.server_keys();
-        let wanted: Vec<SocketAddr> = plan.sockets.iter().map(|s| s.addr).collect();
+        let wanted: Vec<SocketKey> = plan.sockets.iter().map(|s| s.key.clone()).collect();
         {
             let mut sockets = shared.lock_sockets();
             let mut bound = shared.lock_bound();
             // Sockets of removed addresses that workers have not taken yet.
-            sockets.retain(|h| wanted.contains(&h.addr));
-            bound.retain(|(c, _)| wanted.contains(c));
+            sockets.retain(|h| wanted.contains(&h.key));
+            bound.retain(|(k, _)| wanted.contains(k));
             for (h, b) in new {
-                bound.push((h.addr, b));
+                bound.push((h.key.clone(), b));
                 sockets.push(h);
             }
         }

@@ -4,11 +4,11 @@
 //! cookies and the fast-path 502 responses are all made here, so serving a
 //! request formats nothing it could have prepared.
 
-use std::net::SocketAddr;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringgate_config::{Config, Protocol, RuleId};
+use ringgate_config::{Config, Protocol, RuleId, SocketKey};
 use ringgate_health::{HealthEntry, HealthTable, ServerKey};
 use ringgate_http::{ErrorCode, ParseLimits, error_response};
 
@@ -35,7 +35,7 @@ pub struct Plan {
 /// One listening address and the listeners (rules) that share it.
 #[derive(Debug)]
 pub struct SocketPlan {
-    pub addr: SocketAddr,
+    pub key: SocketKey,
     pub protocol: Protocol,
     pub routes: HostRoutes,
 }
@@ -93,7 +93,7 @@ impl Plan {
                         routes.add(&config.listeners[l.0].host_names, r.0);
                     }
                 }
-                SocketPlan { addr: g.addr, protocol: g.protocol, routes }
+                SocketPlan { key: g.key, protocol: g.protocol, routes }
             })
             .collect();
         let l = &config.gateway.limits;
@@ -118,8 +118,8 @@ impl Plan {
     }
 
     #[inline]
-    pub fn socket(&self, addr: SocketAddr) -> Option<&SocketPlan> {
-        self.sockets.iter().find(|s| s.addr == addr)
+    pub fn socket(&self, key: &SocketKey) -> Option<&SocketPlan> {
+        self.sockets.iter().find(|s| s.key == *key)
     }
 }
 

@@ -5,7 +5,7 @@
 //! servers' health states (one atomic load per pick).
 
 use std::cell::{Cell, RefCell};
-use std::net::SocketAddr;
+
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
+use ringgate_config::SocketKey;
 use monoio::io::Canceller;
 use monoio::net::TcpListener;
 use tracing::{debug, warn};
@@ -35,7 +36,7 @@ pub(crate) struct Worker {
     pub gauges: Arc<CachePadded<WorkerGauges>>,
     conns: RefCell<ConnRegistry>,
     draining: Cell<bool>,
-    accepting: RefCell<Vec<(SocketAddr, Canceller)>>,
+    accepting: RefCell<Vec<(SocketKey, Canceller)>>,
     /// Spare output buffers, so a request borrows one instead of allocating.
     spare_bufs: RefCell<Vec<Vec<u8>>>,
     /// Access log lines not yet handed to the writer.
@@ -193,29 +194,29 @@ impl Worker {
 
     /// Starts accepting on new addresses and stops on removed ones.
     fn reconcile_sockets(self: &Rc<Self>, plan: &crate::plan::Plan) {
-        let wanted: Vec<SocketAddr> = plan.sockets.iter().map(|s| s.addr).collect();
+        let wanted: Vec<&SocketKey> = plan.sockets.iter().map(|s| &s.key).collect();
         let mut accepting = self.accepting.borrow_mut();
-        accepting.retain_mut(|(addr, canceller)| {
-            if wanted.contains(addr) {
+        accepting.retain_mut(|(key, canceller)| {
+            if wanted.contains(&&*key) {
                 return true;
             }
-            debug!(worker = self.id, %addr, "listener removed");
+            debug!(worker = self.id, addr = %key, "listener removed");
             let _ = std::mem::take(canceller).cancel();
             false
         });
         let mut handoffs = self.shared.lock_sockets();
         for h in handoffs.iter_mut() {
-            if accepting.iter().any(|(a, _)| *a == h.addr) {
+            if accepting.iter().any(|(k, _)| *k == h.key) {
                 continue;
             }
             let Some(std_listener) = h.per_worker.get_mut(self.id).and_then(Option::take) else { continue };
             match TcpListener::from_std(std_listener) {
                 Ok(l) => {
                     let canceller = Canceller::new();
-                    monoio::spawn(accept_loop(self.clone(), l, h.addr, canceller.handle()));
-                    accepting.push((h.addr, canceller));
+                    monoio::spawn(accept_loop(self.clone(), l, h.key.clone(), canceller.handle()));
+                    accepting.push((h.key.clone(), canceller));
                 }
-                Err(e) => warn!(worker = self.id, addr = %h.addr, error = %e, "cannot use listener socket"),
+                Err(e) => warn!(worker = self.id, addr = %h.key, error = %e, "cannot use listener socket"),
             }
         }
     }
@@ -241,13 +242,14 @@ impl Worker {
     }
 }
 
-async fn accept_loop(w: Rc<Worker>, listener: TcpListener, addr: SocketAddr, cancel: monoio::io::CancelHandle) {
+async fn accept_loop(w: Rc<Worker>, listener: TcpListener, key: SocketKey, cancel: monoio::io::CancelHandle) {
+    let addr = key.addr;
     let mut last_warn: Option<Instant> = None;
     loop {
         match listener.cancelable_accept(cancel.clone()).await {
             Ok((stream, peer)) => {
                 w.gauges.accepted.add(1);
-                monoio::spawn(crate::client::serve(w.clone(), stream, peer, addr));
+                monoio::spawn(crate::client::serve(w.clone(), stream, peer, key.clone()));
             }
             Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => return,
             Err(e) => {

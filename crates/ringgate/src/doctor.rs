@@ -111,6 +111,10 @@ struct Live {
 pub fn run(path: &Path, admin: Option<String>, json: bool) -> ExitCode {
     let report = match load_file(path) {
         Ok(cfg) => diagnose(&cfg, admin),
+        Err(e) if e.unreadable => {
+            eprintln!("ringgate doctor: the check cannot run: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => config_report(path, &e),
     };
     if json {
@@ -154,7 +158,7 @@ fn config_report(path: &Path, e: &ConfigErrors) -> Report {
             code: Some("CONFIG_INVALID".into()),
             cause: Some(Cause::Configuration),
             summary: format!(
-                "the configuration has {} error{}: the gateway will not start with it, and a reload keeps the previous one",
+                "CONFIG_INVALID: the configuration has {} error{}: the gateway will not start with it, and a reload keeps the previous one",
                 e.errors.len(),
                 if e.errors.len() == 1 { "" } else { "s" }
             ),
@@ -268,7 +272,7 @@ fn slow_share(metrics: &str, rule: &str, limit: Duration) -> Option<(u64, u64)> 
     let mut below = 0u64;
     let mut total = None;
     for line in metrics.lines().filter(|l| l.starts_with(&prefix)) {
-        let le = line.split("le=\"").nth(1)?.split('"').next()?;
+        let le = line.split(",le=\"").nth(1)?.split('"').next()?;
         let n: u64 = line.rsplit(' ').next()?.parse().ok()?;
         if le == "+Inf" {
             total = Some(n);

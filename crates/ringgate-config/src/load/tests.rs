@@ -246,3 +246,13 @@ fn unreadable_file_is_one_clear_error() {
     assert_eq!(e.errors.len(), 1);
     assert!(e.to_string().contains("/nonexistent/ringgate.toml: file: cannot read the configuration"), "{e}");
 }
+
+#[test]
+fn port_zero_listeners_get_a_socket_each() {
+    let text = format!(
+        "{MINIMAL}\n[[listener]]\nname = \"second\"\nlisten = \"127.0.0.1:0\"\n[[rule]]\nname = \"rule02\"\nlistener = \"second\"\nbackend_pool = \"pool01\"\nbackend_http_settings = \"setting01\"\n"
+    )
+    .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"");
+    let cfg = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.socket_groups().len(), 2, "two basic listeners on port 0 do not share a socket");
+}

@@ -1,0 +1,482 @@
+//! `ringgate doctor` end to end: each of the reference's five causes of a 502
+//! is created for real (an empty backend pool, stopped servers, nothing on the
+//! default probe's port, a custom probe the servers answer 404, a server
+//! slower than the request time-out), and the doctor, run as its own process
+//! on the same configuration file, must name exactly that cause with the
+//! evidence an operator needs, and exit 1. A healthy setup exits 0, and an
+//! invalid file is reported by file, line and field.
+//!
+//! When a gateway runs, the doctor is pointed at its admin API with `--admin`:
+//! the file says `admin_listen = "127.0.0.1:0"`, and only the gateway's log
+//! knows which port that became.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use ringgate_e2e::*;
+use serde_json::Value;
+
+/// How long a probe-driven state change may take to show up (probe intervals
+/// here are 100 ms).
+const SOON: Duration = Duration::from_secs(5);
+
+/// One basic listener `public`, rule `rule01` to pool `pool01` (`addresses`,
+/// written as given) through settings `setting01` on `port` with the extra
+/// lines `settings_extra`. With `probe`, the settings use custom probe `p1`
+/// made of those lines; without, the default probe. `admin` is the
+/// `admin_listen` value (`"off"` when no gateway runs).
+fn config(addresses: &[String], port: u16, settings_extra: &str, probe: Option<&str>, admin: &str) -> String {
+    let addrs: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
+    let (use_probe, probe_table) = match probe {
+        Some(lines) => ("probe = \"p1\"\n", format!("\n[[probe]]\nname = \"p1\"\n{lines}\n")),
+        None => ("", String::new()),
+    };
+    format!(
+        r#"[gateway]
+workers = 1
+admin_listen = "{admin}"
+access_log = "off"
+drain_timeout = 5
+
+[[listener]]
+name = "public"
+listen = "127.0.0.1:0"
+
+[[backend_pool]]
+name = "pool01"
+addresses = [{addrs}]
+
+[[backend_http_settings]]
+name = "setting01"
+port = {port}
+{settings_extra}
+{use_probe}
+[[rule]]
+name = "rule01"
+listener = "public"
+backend_pool = "pool01"
+backend_http_settings = "setting01"
+{probe_table}"#,
+        addrs = addrs.join(", "),
+    )
+}
+
+/// Each server's full `ip:port`, for [`config`].
+fn addrs(servers: &[SocketAddr]) -> Vec<String> {
+    servers.iter().map(ToString::to_string).collect()
+}
+
+/// A fast custom probe on the test backend's health path: one failure marks a
+/// server down.
+const FAST_PROBE: &str = "path = \"/health\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 1\n";
+/// A custom probe on the health path for servers that must stay healthy: a
+/// loaded machine does not fail it (the doctor probes with the same time-out).
+const STEADY_PROBE: &str = "path = \"/health\"\ninterval = \"500ms\"\ntimeout = \"500ms\"\n";
+
+/// Writes `text` to `name` in `dir`.
+fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// One run of `ringgate doctor`.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Everything it printed, for assertion messages.
+    fn show(&self) -> String {
+        format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Runs `ringgate doctor --config <config> [--admin <admin>] [--json]`.
+fn doctor(config: &Path, admin: Option<SocketAddr>, json: bool) -> Run {
+    let mut cmd = Command::new(binary());
+    cmd.arg("doctor").arg("--config").arg(config);
+    if let Some(a) = admin {
+        cmd.arg("--admin").arg(a.to_string());
+    }
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().expect("run ringgate doctor");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A `--json` run: the parsed report and the run itself.
+fn doctor_json(config: &Path, admin: Option<SocketAddr>) -> (Value, Run) {
+    let run = doctor(config, admin, true);
+    let report = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json is not JSON ({e}):\n{}", run.show()));
+    (report, run)
+}
+
+/// The single verdict of a report (every configuration here has one rule).
+fn only_verdict(report: &Value) -> &Value {
+    let verdicts = report["verdicts"].as_array().unwrap_or_else(|| panic!("no verdicts: {report:#}"));
+    assert_eq!(verdicts.len(), 1, "one rule, one verdict: {report:#}");
+    &verdicts[0]
+}
+
+/// The findings of `cause`.
+fn findings<'a>(report: &'a Value, cause: &str) -> Vec<&'a Value> {
+    report["findings"].as_array().map(|f| f.iter().filter(|f| f["cause"] == cause).collect()).unwrap_or_default()
+}
+
+/// The finding of `cause` about `server`; panics when there is none.
+fn finding_for<'a>(report: &'a Value, cause: &str, server: &str) -> &'a Value {
+    findings(report, cause)
+        .into_iter()
+        .find(|f| f["server"] == server)
+        .unwrap_or_else(|| panic!("no {cause} finding about {server}: {report:#}"))
+}
+
+fn text<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field].as_str().unwrap_or_else(|| panic!("no string `{field}` in {v:#}"))
+}
+
+/// Checks the verdict's code and cause and the exit code 1.
+fn assert_verdict(report: &Value, run: &Run, code: &str, cause: &str) {
+    let v = only_verdict(report);
+    assert_eq!((&v["code"], &v["cause"]), (&Value::from(code), &Value::from(cause)), "verdict: {v:#}\n{}", run.show());
+    assert_eq!(run.code, Some(1), "a rule answers 502 {code}: {}", run.show());
+    assert_eq!(report["exit_code"], 1, "{report:#}");
+}
+
+/// The first verdict line of the human output: the header, a blank line,
+/// then one line per rule.
+fn verdict_line(run: &Run) -> &str {
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines.len() >= 3, "too short: {}", run.show());
+    assert!(lines[0].starts_with("ringgate doctor: "), "no header: {}", run.show());
+    assert!(lines[1].is_empty(), "no blank line after the header: {}", run.show());
+    run.stdout.lines().nth(2).unwrap_or_default()
+}
+
+/// Runs the human output and checks its verdict line names the failing rule,
+/// the code and the cause's title; returns the run.
+fn assert_human_verdict(config: &Path, admin: Option<SocketAddr>, code: &str, cause_title: &str) -> Run {
+    let run = doctor(config, admin, false);
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    let line = verdict_line(&run);
+    assert!(line.starts_with("FAIL rule \"rule01\" (listener \"public\"): "), "{line:?}\n{}", run.show());
+    assert!(line.contains(code), "no {code} in the verdict line {line:?}\n{}", run.show());
+    assert!(line.ends_with(&format!("[cause {cause_title}]")), "cause not named in {line:?}\n{}", run.show());
+    run
+}
+
+/// Server `address` of rule01 in the gateway's `GET /backend-health`.
+fn live_server(gw: &Gateway, address: &str) -> Value {
+    let (status, body) = gw.admin_get("/backend-health");
+    assert_eq!(status, 200, "GET /backend-health: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("/backend-health is not JSON ({e}): {body}"));
+    v["rules"]
+        .as_array()
+        .and_then(|rules| rules.iter().find(|r| r["rule"] == "rule01"))
+        .and_then(|r| r["servers"].as_array())
+        .and_then(|servers| servers.iter().find(|s| s["address"] == address))
+        .cloned()
+        .unwrap_or_else(|| panic!("no server {address} in rule01: {v:#}"))
+}
+
+/// Waits until the gateway shows server `address` in `state`.
+fn wait_state(gw: &Gateway, address: &str, state: &str) {
+    let mut last = Value::Null;
+    let ok = wait_until(SOON, || {
+        last = live_server(gw, address);
+        last["state"] == state
+    });
+    assert!(ok, "{address} never became {state}: {last:#}\nlog:\n{}", gw.stderr());
+}
+
+/// The number of milliseconds in `... took N ms ...` (or `N.NN s`).
+fn took_ms(evidence: &str) -> Option<f64> {
+    let rest = &evidence[evidence.find(" took ")? + 6..];
+    let mut words = rest.split_whitespace();
+    let n: f64 = words.next()?.parse().ok()?;
+    match words.next()? {
+        "ms" => Some(n),
+        "s" => Some(n * 1000.0),
+        _ => None,
+    }
+}
+
+#[test]
+fn doctor_names_an_empty_pool() {
+    let text_cfg = config(&[], 80, "", None, "127.0.0.1:0");
+    let gw = Gateway::start(&text_cfg);
+    // The gateway answers 502 POOL_EMPTY: the cause is real.
+    let r = get(gw.addr("public"), "/");
+    assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("POOL_EMPTY")), "{:?} {}", r.headers, r.text());
+
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    assert_verdict(&report, &run, "POOL_EMPTY", "empty_pool");
+    let f = findings(&report, "empty_pool");
+    assert_eq!(f.len(), 1, "{report:#}");
+    assert_eq!(f[0]["severity"], "error", "{report:#}");
+    assert!(text(f[0], "evidence").contains("\"pool01\" has no addresses"), "{report:#}");
+    assert!(text(f[0], "fix").contains("`addresses` of [[backend_pool]] \"pool01\""), "{report:#}");
+
+    assert_human_verdict(gw.config_path(), Some(gw.admin()), "POOL_EMPTY", "1 empty backend pool");
+}
+
+#[test]
+fn doctor_names_all_servers_stopped() {
+    let b1 = Backend::builder().name("b1").start().expect("start test backend");
+    let b2 = Backend::builder().name("b2").start().expect("start test backend");
+    let servers = addrs(&[b1.addr(), b2.addr()]);
+    let gw = Gateway::start(&config(&servers, 80, "", Some(FAST_PROBE), "127.0.0.1:0"));
+    for a in &servers {
+        wait_state(&gw, a, "Healthy");
+    }
+    for b in [&b1, &b2] {
+        b.stop_listening();
+        b.close_connections();
+    }
+    for a in &servers {
+        wait_state(&gw, a, "Unhealthy");
+    }
+    let r = get(gw.addr("public"), "/");
+    assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("ALL_UNHEALTHY")), "{}", r.text());
+
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    assert_verdict(&report, &run, "ALL_UNHEALTHY", "unhealthy_instances");
+    assert!(text(&report, "gateway").starts_with("running"), "{report:#}");
+    let summary = text(only_verdict(&report), "summary");
+    assert!(summary.contains("2 of 2 servers"), "{summary}");
+    for a in &servers {
+        let f = finding_for(&report, "unhealthy_instances", a);
+        assert_eq!(f["severity"], "error", "{f:#}");
+        let evidence = text(f, "evidence");
+        assert!(evidence.contains(&format!("connection refused on {a}")), "{evidence}");
+        // The gateway's own view, read from its admin API.
+        assert!(evidence.starts_with("gateway: Unhealthy since "), "{evidence}");
+        assert!(summary.contains(&format!("connection refused on {a}")), "{summary}");
+    }
+
+    let run = assert_human_verdict(gw.config_path(), Some(gw.admin()), "ALL_UNHEALTHY", "2 unhealthy instances");
+    // The human output for the README, when asked for.
+    if std::env::var_os("RINGGATE_SHOW_DOCTOR").is_some() {
+        eprintln!("{}", run.stdout);
+    }
+}
+
+#[test]
+fn doctor_names_the_default_probe_when_nothing_listens_on_the_settings_port() {
+    let port = closed_addr().port();
+    let dir = TempDir::new("doctor-default-probe");
+    let path = write(&dir, "ringgate.toml", &config(&["127.0.0.1".into()], port, "", None, "off"));
+    let server = format!("127.0.0.1:{port}");
+
+    let (report, run) = doctor_json(&path, None);
+    assert_verdict(&report, &run, "ALL_UNHEALTHY", "default_probe");
+    assert!(text(&report, "gateway").contains("admin API off"), "{report:#}");
+    let f = finding_for(&report, "default_probe", &server);
+    assert_eq!(f["severity"], "error", "{f:#}");
+    let evidence = text(f, "evidence");
+    assert!(evidence.contains(&format!("nothing listens on {server}")), "{evidence}");
+    assert!(evidence.contains(&format!("GET http://{server}/ (Host: 127.0.0.1)")), "{evidence}");
+    let fix = text(f, "fix");
+    assert!(fix.contains(&format!("the settings port is {port} (not 80)")), "{fix}");
+    assert!(fix.contains("`port` in [[backend_http_settings]] \"setting01\""), "{fix}");
+
+    assert_human_verdict(&path, None, "ALL_UNHEALTHY", "3 default probe");
+}
+
+#[test]
+fn doctor_names_a_custom_probe_with_a_wrong_path() {
+    // The servers run, but nothing is deployed at the probe's path.
+    let b1 = Backend::builder().name("b1").health(404, "not found").start().expect("start test backend");
+    let b2 = Backend::builder().name("b2").health(404, "not found").start().expect("start test backend");
+    let servers = addrs(&[b1.addr(), b2.addr()]);
+    let gw = Gateway::start(&config(&servers, 80, "", Some(FAST_PROBE), "127.0.0.1:0"));
+    for a in &servers {
+        wait_state(&gw, a, "Unhealthy");
+    }
+
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    assert_verdict(&report, &run, "ALL_UNHEALTHY", "custom_probe");
+    assert!(text(only_verdict(&report), "summary").contains("custom probe \"p1\""), "{report:#}");
+    for a in &servers {
+        let f = finding_for(&report, "custom_probe", a);
+        assert_eq!(f["severity"], "error", "{f:#}");
+        let evidence = text(f, "evidence");
+        assert!(evidence.contains(&format!("status 404 from {a}/health")), "{evidence}");
+        assert!(text(f, "fix").contains("path \"/health\""), "{f:#}");
+        let u = finding_for(&report, "unhealthy_instances", a);
+        let not_deployed = format!("{} {}", text(u, "evidence"), text(u, "fix"));
+        assert!(not_deployed.contains("application is not deployed"), "{u:#}");
+    }
+
+    assert_human_verdict(gw.config_path(), Some(gw.admin()), "ALL_UNHEALTHY", "4 custom probe");
+}
+
+#[test]
+fn doctor_names_a_backend_slower_than_the_request_timeout() {
+    // The health path ignores Mode::Slow, so the probe asks for the test
+    // backend's slow path: answered 200 after 700 ms, inside the probe's 2 s.
+    let b = Backend::builder().name("slow").start().expect("start test backend");
+    let a = b.addr().to_string();
+    let probe = "path = \"/slow?ms=700\"\ninterval = \"2s\"\ntimeout = \"2s\"\nunhealthy_threshold = 1\n";
+    let gw =
+        Gateway::start(&config(&addrs(&[b.addr()]), 80, "request_timeout = \"300ms\"", Some(probe), "127.0.0.1:0"));
+    wait_state(&gw, &a, "Healthy");
+    let r = get(gw.addr("public"), "/slow?ms=700");
+    assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("TIMEOUT")), "{:?} {}", r.headers, r.text());
+
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    assert_verdict(&report, &run, "TIMEOUT", "request_timeout");
+    let f = finding_for(&report, "request_timeout", &a);
+    assert_eq!(f["severity"], "error", "{f:#}");
+    let evidence = text(f, "evidence");
+    let took = took_ms(evidence).unwrap_or_else(|| panic!("no measured time in {evidence:?}"));
+    assert!((700.0..2000.0).contains(&took), "measured {took} ms for a 700 ms answer: {evidence}");
+    assert!(evidence.contains(&format!("GET http://{a}/slow?ms=700")), "{evidence}");
+    assert!(evidence.contains("request time-out of 300 ms"), "{evidence}");
+    let fix = text(f, "fix");
+    assert!(fix.contains("request_timeout in [[backend_http_settings]] \"setting01\" (now 300 ms)"), "{fix}");
+
+    assert_human_verdict(gw.config_path(), Some(gw.admin()), "TIMEOUT", "5 request time-out");
+}
+
+#[test]
+fn doctor_exits_0_on_a_healthy_setup() {
+    let b1 = Backend::builder().name("b1").start().expect("start test backend");
+    let b2 = Backend::builder().name("b2").start().expect("start test backend");
+    let servers = addrs(&[b1.addr(), b2.addr()]);
+    let gw = Gateway::start(&config(&servers, 80, "", Some(STEADY_PROBE), "127.0.0.1:0"));
+    for a in &servers {
+        wait_state(&gw, a, "Healthy");
+    }
+
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    assert_eq!(run.code, Some(0), "{}", run.show());
+    assert_eq!(report["exit_code"], 0, "{report:#}");
+    assert!(text(&report, "gateway").starts_with("running"), "{report:#}");
+    for v in report["verdicts"].as_array().expect("verdicts") {
+        assert!(v["code"].is_null() && v["cause"].is_null(), "{v:#}");
+        assert!(text(v, "summary").contains("OK"), "{v:#}");
+    }
+    assert_eq!(text(only_verdict(&report), "summary"), "pool01: OK: 2 of 2 servers healthy");
+    let errors: Vec<&Value> =
+        report["findings"].as_array().expect("findings").iter().filter(|f| f["severity"] == "error").collect();
+    assert!(errors.is_empty(), "errors on a healthy setup: {errors:#?}");
+
+    let run = doctor(gw.config_path(), Some(gw.admin()), false);
+    assert_eq!(run.code, Some(0), "{}", run.show());
+    assert!(verdict_line(&run).starts_with("ok   rule \"rule01\""), "{}", run.show());
+}
+
+#[test]
+fn doctor_reports_an_invalid_configuration() {
+    let b = Backend::builder().name("b1").start().expect("start test backend");
+    let dir = TempDir::new("doctor-invalid");
+    let probe = "path = \"health\"\ninterval = \"100ms\"\n";
+    let cfg = config(&addrs(&[b.addr()]), 80, "", Some(probe), "off");
+    let line = cfg.lines().position(|l| l == "path = \"health\"").expect("the probe path line") + 1;
+    let path = write(&dir, "ringgate.toml", &cfg);
+
+    let (report, run) = doctor_json(&path, None);
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    let v = only_verdict(&report);
+    assert_eq!(v["code"], "CONFIG_INVALID", "{v:#}");
+    assert!(text(v, "summary").contains("1 error"), "{v:#}");
+    let f = findings(&report, "custom_probe");
+    assert_eq!(f.len(), 1, "{report:#}");
+    let evidence = text(f[0], "evidence");
+    let location = format!("{}:{line}: [[probe]] \"p1\", field `path`", path.display());
+    assert!(evidence.starts_with(&location), "expected {location:?} in {evidence:?}");
+    assert!(evidence.contains("must start with '/'"), "{evidence}");
+
+    let run = doctor(&path, None, false);
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    assert!(verdict_line(&run).starts_with("FAIL "), "{}", run.show());
+    assert!(run.stdout.contains(&location), "{}", run.show());
+}
+
+#[test]
+fn doctor_human_output_names_config_invalid() {
+    let dir = TempDir::new("doctor-invalid-human");
+    let probe = "path = \"health\"\n";
+    let path = write(&dir, "ringgate.toml", &config(&["127.0.0.1:9".into()], 80, "", Some(probe), "off"));
+    let (report, _) = doctor_json(&path, None);
+    assert_eq!(only_verdict(&report)["code"], "CONFIG_INVALID", "{report:#}");
+    let run = doctor(&path, None, false);
+    assert_eq!(run.code, Some(1), "{}", run.show());
+    // Every other verdict line carries its code (`pool01: POOL_EMPTY: ...`).
+    assert!(verdict_line(&run).contains("CONFIG_INVALID"), "{}", run.show());
+}
+
+#[test]
+fn doctor_json_and_human_agree() {
+    // One server, answering the probe 503: a failure that reads the same on
+    // every run.
+    let b = Backend::builder().name("b1").health(503, "down").start().expect("start test backend");
+    let dir = TempDir::new("doctor-agree");
+    let path = write(&dir, "ringgate.toml", &config(&addrs(&[b.addr()]), 80, "", Some(FAST_PROBE), "off"));
+
+    let (report, json_run) = doctor_json(&path, None);
+    let human = doctor(&path, None, false);
+    assert_eq!(json_run.code, Some(1), "{}", json_run.show());
+    assert_eq!(human.code, json_run.code, "{}", human.show());
+    let v = only_verdict(&report);
+    let summary = text(v, "summary");
+    assert!(summary.contains("status 503"), "{v:#}");
+    let line = verdict_line(&human);
+    assert!(line.contains(summary), "human verdict line {line:?} lacks the JSON summary {summary:?}");
+    assert!(human.stdout.lines().next().is_some_and(|h| h.contains(text(&report, "config"))), "{}", human.show());
+    // Every finding that is not mere information is shown with its evidence.
+    for f in report["findings"].as_array().expect("findings").iter().filter(|f| f["severity"] != "info") {
+        let evidence = format!("    evidence: {}", text(f, "evidence"));
+        assert!(human.stdout.lines().any(|l| l == evidence), "{evidence:?} missing from:\n{}", human.stdout);
+    }
+}
+
+#[test]
+fn doctor_names_the_request_timeout_from_the_gateway_s_502s_when_the_probe_is_fast() {
+    // The usual cause 5: the probe path answers at once, the application is slow.
+    let b = Backend::builder().name("slow").start().expect("start test backend");
+    b.set_mode(Mode::Slow(Duration::from_millis(700)));
+    let a = b.addr().to_string();
+    let gw = Gateway::start(&config(
+        &addrs(&[b.addr()]),
+        80,
+        "request_timeout = \"300ms\"",
+        Some(STEADY_PROBE),
+        "127.0.0.1:0",
+    ));
+    wait_state(&gw, &a, "Healthy");
+    for i in 0..2 {
+        let r = get(gw.addr("public"), &format!("/app/{i}"));
+        assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("TIMEOUT")), "{:?} {}", r.headers, r.text());
+    }
+
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    assert_verdict(&report, &run, "TIMEOUT", "request_timeout");
+    let seen = findings(&report, "request_timeout")
+        .into_iter()
+        .find(|f| f["server"].is_null())
+        .unwrap_or_else(|| panic!("no request_timeout finding from the gateway's metrics: {report:#}"));
+    assert_eq!(seen["severity"], "error", "{seen:#}");
+    assert!(text(seen, "evidence").contains("2 requests answered 502 TIMEOUT"), "{seen:#}");
+    assert!(text(seen, "fix").contains("request_timeout in [[backend_http_settings]] \"setting01\""), "{seen:#}");
+}
+
+#[test]
+fn doctor_exits_2_when_the_configuration_cannot_be_read() {
+    let dir = TempDir::new("doctor-missing");
+    let path = dir.path().join("missing.toml");
+    let run = doctor(&path, None, true);
+    assert_eq!(run.code, Some(2), "{}", run.show());
+}
