@@ -742,3 +742,90 @@ mod tests {
         assert_eq!(parse_listening("nothing here"), None);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Helpers for the reliability suites (reload, faults, soak).
+
+impl Gateway {
+    /// The bound address of a listener, if it has been logged, at start or
+    /// after a reload (the gateway logs every listener again on each reload).
+    pub fn try_addr(&self, listener: &str) -> Option<SocketAddr> {
+        lock(&self.listeners).get(listener).copied()
+    }
+
+    /// Waits until the address of `listener` has been logged, e.g. one a
+    /// reload added; panics with the log after `timeout`.
+    pub fn wait_addr(&self, listener: &str, timeout: Duration) -> SocketAddr {
+        let mut found = None;
+        let ok = wait_until(timeout, || {
+            found = self.try_addr(listener);
+            found.is_some()
+        });
+        match found {
+            Some(addr) if ok => addr,
+            _ => panic!("listener {listener:?} was never logged as listening; log:\n{}", self.stderr()),
+        }
+    }
+
+    /// `GET /metrics`, the value of one series (name and labels exactly as
+    /// exposed), if present.
+    pub fn metric(&self, series: &str) -> Option<u64> {
+        let (status, text) = self.admin_get("/metrics");
+        assert_eq!(status, 200, "GET /metrics: {text}");
+        metric_value(&text, series)
+    }
+
+    /// Whether the process is still running (it has not exited, by itself or
+    /// by a signal).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own (after a
+    /// signal the test sent), without signalling it; kills it and returns
+    /// `None` when it is still running then.
+    pub fn wait_exit(mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit and returns
+/// the new soft limit. Gateways started afterwards inherit it.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the `rlimit` we
+    // pass, which lives on this stack frame for the whole call.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+/// Whether connecting to `addr` is refused now (nothing listens there).
+pub fn connect_refused(addr: SocketAddr) -> bool {
+    matches!(
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}

@@ -265,11 +265,7 @@ fn doctor_names_all_servers_stopped() {
         assert!(summary.contains(&format!("connection refused on {a}")), "{summary}");
     }
 
-    let run = assert_human_verdict(gw.config_path(), Some(gw.admin()), "ALL_UNHEALTHY", "2 unhealthy instances");
-    // The human output for the README, when asked for.
-    if std::env::var_os("RINGGATE_SHOW_DOCTOR").is_some() {
-        eprintln!("{}", run.stdout);
-    }
+    assert_human_verdict(gw.config_path(), Some(gw.admin()), "ALL_UNHEALTHY", "2 unhealthy instances");
 }
 
 #[test]
@@ -479,4 +475,7 @@ fn doctor_exits_2_when_the_configuration_cannot_be_read() {
     let path = dir.path().join("missing.toml");
     let run = doctor(&path, None, true);
     assert_eq!(run.code, Some(2), "{}", run.show());
+    // No report at all: a script reading --json must not take it for a verdict.
+    assert!(run.stdout.is_empty(), "{}", run.show());
+    assert!(run.stderr.contains(&path.display().to_string()), "the message does not name the file: {}", run.show());
 }

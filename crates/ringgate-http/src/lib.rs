@@ -9,6 +9,7 @@
 
 mod chunked;
 mod error;
+pub mod fuzz;
 mod head;
 mod request;
 mod response;

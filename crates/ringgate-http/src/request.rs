@@ -320,13 +320,13 @@ fn valid_authority(v: &[u8]) -> bool {
 /// might not, and that disagreement is a smuggling vector, so only CRLF is
 /// accepted.
 fn check_line_endings(head: &[u8]) -> Result<(), RequestError> {
-    for i in memchr::memchr_iter(b'\n', head) {
-        if i == 0 || head[i - 1] != b'\r' {
-            return Err(RequestError::Malformed("bare LF in the request head"));
-        }
-    }
-    for i in memchr::memchr_iter(b'\r', head) {
-        if head.get(i + 1) != Some(&b'\n') {
+    // One pass over both bytes: every LF must follow a CR, every CR precede an LF.
+    for i in memchr::memchr2_iter(b'\r', b'\n', head) {
+        if head[i] == b'\n' {
+            if i == 0 || head[i - 1] != b'\r' {
+                return Err(RequestError::Malformed("bare LF in the request head"));
+            }
+        } else if head.get(i + 1) != Some(&b'\n') {
             return Err(RequestError::Malformed("bare CR in the request head"));
         }
     }

@@ -287,7 +287,6 @@ impl Gateway {
             }
         }
         shared.plan.store(Arc::new(plan));
-        shared.health.retain(&keys);
         self.generation = generation;
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
@@ -296,6 +295,9 @@ impl Gateway {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+        // Servers the new plan dropped drain only now: until every worker
+        // switched, an old plan may still pick them for new requests.
+        shared.health.retain(&keys);
         Ok(())
     }
 

@@ -4,7 +4,6 @@
 //! cookies and the fast-path 502 responses are all made here, so serving a
 //! request formats nothing it could have prepared.
 
-
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -13,9 +13,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
-use ringgate_config::SocketKey;
 use monoio::io::Canceller;
 use monoio::net::TcpListener;
+use ringgate_config::SocketKey;
 use tracing::{debug, warn};
 
 use crate::conn_pool::ConnPool;

@@ -304,6 +304,9 @@ fn diagnose(cfg: &Config, admin: Option<String>) -> Report {
     let gateway = match (&admin, &live) {
         (None, _) => "admin API off: checked from here only".to_string(),
         (Some(a), Some(Ok(l))) => format!("running (admin API {a}, configuration generation {})", l.view.generation),
+        (Some(a), Some(Err(_))) if a.ends_with(":0") => format!(
+            "admin_listen is {a} (any free port): pass --admin with the address the gateway logged at start; checked from here only"
+        ),
         (Some(a), Some(Err(e))) => format!("not reachable on {a} ({e}): checked from here only"),
         (Some(_), None) => unreachable!("live is fetched whenever admin is set"),
     };
@@ -416,22 +419,47 @@ fn diagnose(cfg: &Config, admin: Option<String>) -> Report {
                 if let Some(s) = live_state {
                     let _ = write!(
                         evidence,
-                        "gateway: {} since {} ({} consecutive failed probes; last: {}); ",
+                        "gateway: {} since {} ({} consecutive failed probe{}; last: {}); ",
                         s.state,
                         s.since.as_deref().unwrap_or("start"),
                         s.consecutive_failures,
+                        if s.consecutive_failures == 1 { "" } else { "s" },
                         s.reason.as_deref().unwrap_or("-")
                     );
                 }
                 let _ = write!(evidence, "probe from here: GET {} (Host: {probe_host}): {why}", c.url);
                 let not_deployed = matches!(probe_failure, Some(ProbeFailure::StatusMismatch(404)));
-                let fix = if not_deployed {
-                    format!(
+                let port = c.addr.map_or(settings.port, |a| a.port());
+                let fix = match &probe_failure {
+                    Some(ProbeFailure::StatusMismatch(404)) => format!(
                         "the server accepts connections but does not serve {}: the application is not deployed there (or the probe path is wrong)",
                         probe.path
-                    )
-                } else {
-                    "make the server healthy (see the probe findings below for what the probe needs)".to_string()
+                    ),
+                    Some(ProbeFailure::ConnectionRefused) => format!(
+                        "nothing listens on port {port} of the server: start the application, or correct the address or `port` in [[backend_http_settings]] \"{}\"",
+                        settings.name
+                    ),
+                    Some(ProbeFailure::ConnectTimeout) => format!(
+                        "connections to port {port} time out: a firewall or network security rule drops packets between the gateway and the server, or the host is down"
+                    ),
+                    Some(ProbeFailure::ProbeTimeout) => format!(
+                        "the server accepts connections but does not answer {} within the probe time-out of {}",
+                        probe.path,
+                        ms(probe.timeout)
+                    ),
+                    Some(ProbeFailure::StatusMismatch(code)) => format!(
+                        "the server answers {code} on {}: make it answer 2xx/3xx there, or adjust the probe's `match.status_codes`",
+                        probe.path
+                    ),
+                    Some(ProbeFailure::BodyMismatch(_)) => format!(
+                        "the server's answer on {} lacks {:?}: fix the application, or the probe's `match.body`",
+                        probe.path,
+                        probe.body.as_deref().unwrap_or("")
+                    ),
+                    Some(ProbeFailure::DnsFailure(_)) | None if c.dns_error.is_some() => {
+                        "fix the host name or its DNS record".to_string()
+                    }
+                    _ => "make the server answer its probe (see the evidence)".to_string(),
                 };
                 let evidence = if not_deployed {
                     format!("{evidence}: healthy at the TCP level but the application is not deployed")
@@ -588,14 +616,13 @@ fn diagnose(cfg: &Config, admin: Option<String>) -> Report {
                         _
                     )))
                 );
+                // A server that takes no connection at all is cause 2, told
+                // above with its fix; the probe is not what is wrong.
+                if connect_level {
+                    continue;
+                }
                 let fix = if severity == Severity::Info {
                     String::new()
-                } else if connect_level {
-                    format!(
-                        "the server does not take connections on port {}: start it, open the port, or correct the address or `port` in [[backend_http_settings]] \"{}\"",
-                        c.addr.map_or(settings.port, |a| a.port()),
-                        settings.name
-                    )
                 } else {
                     format!(
                         "check [[probe]] \"{}\": path {:?}, host {:?}, accepted status {}, body {:?}; the server must answer that URL within {}",
@@ -740,6 +767,7 @@ fn render(r: &Report) -> String {
                 .flatten()
                 .collect::<Vec<_>>()
                 .join(" / ");
+            let whom = if whom.is_empty() { r.config.clone() } else { whom };
             let _ = writeln!(o, "- [{sev}] {}: {whom}", f.cause.title());
             let _ = writeln!(o, "    evidence: {}", f.evidence);
             if !f.fix.is_empty() {

@@ -1,0 +1,619 @@
+//! The side-by-side comparison: ringgate, nginx and HAProxy proxying to the
+//! same two nginx backends, driven by wrk, measured in interleaved rounds on
+//! one machine. Load generator and backends run on CPU 0, the proxy under test
+//! on CPU 1 with one worker, so the proxies' CPU time per request is
+//! comparable even when the load generator is the bottleneck.
+//!
+//! Run through `bench/compare.sh`, which installs nginx, HAProxy and wrk when
+//! missing and builds ringgate first. Prints Markdown tables.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+struct Opts {
+    ringgate: PathBuf,
+    rounds: usize,
+    duration: u32,
+    modes: Vec<String>,
+    out: PathBuf,
+    load_cpu: String,
+    proxy_cpu: String,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: compare [--ringgate PATH] [--rounds N] [--duration SECS] [--mode small|c256|c1024|body64k|fast502|idle|all]... [--out DIR]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Opts {
+    let mut o = Opts {
+        ringgate: PathBuf::from("target/release/ringgate"),
+        rounds: 5,
+        duration: 5,
+        modes: Vec::new(),
+        out: PathBuf::from("bench/results"),
+        load_cpu: "0".into(),
+        proxy_cpu: "1".into(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().unwrap_or_else(|| usage());
+        match a.as_str() {
+            "--ringgate" => o.ringgate = val().into(),
+            "--rounds" => o.rounds = val().parse().unwrap_or_else(|_| usage()),
+            "--duration" => o.duration = val().parse().unwrap_or_else(|_| usage()),
+            "--mode" => o.modes.push(val()),
+            "--out" => o.out = val().into(),
+            "--load-cpu" => o.load_cpu = val(),
+            "--proxy-cpu" => o.proxy_cpu = val(),
+            "-h" | "--help" => usage(),
+            _ => usage(),
+        }
+    }
+    if o.modes.is_empty() || o.modes.iter().any(|m| m == "all") {
+        o.modes = ["small", "c256", "c1024", "body64k", "fast502", "idle"].iter().map(|s| s.to_string()).collect();
+    }
+    o
+}
+
+const BACKEND_PORTS: [u16; 2] = [19101, 19102];
+const RINGGATE_PORT: u16 = 18101;
+const NGINX_PORT: u16 = 18102;
+const HAPROXY_PORT: u16 = 18103;
+const RINGGATE_502_PORT: u16 = 18111;
+const NGINX_502_PORT: u16 = 18112;
+const RINGGATE_ADMIN_PORT: u16 = 18199;
+
+/// A process this harness started; stopped by pid on drop.
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) on the pid of a child this harness spawned and has
+        // not reaped yet (so the pid cannot have been reused).
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{} did not stop on SIGTERM; killing it", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(name: &str, cpu: &str, program: &str, args: &[&str], log: &Path) -> Proc {
+    let out = std::fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+    let err = out.try_clone().expect("log handle");
+    let child = Command::new("taskset")
+        .arg("-c")
+        .arg(cpu)
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name} ({program}): {e}"));
+    Proc { name: name.to_string(), child }
+}
+
+fn wait_port(port: u16, what: &str, log: &Path) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} does not listen on {port}; its log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// CPU time (user, system) of a process and all its threads, in µs.
+fn cpu_us(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = 1_000_000 / clock_ticks();
+    let utime: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let stime: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (utime * tick, stime * tick)
+}
+
+fn clock_ticks() -> u64 {
+    #[allow(unsafe_code)]
+    // SAFETY: sysconf reads a constant of the running system.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The pids whose CPU time counts for a proxy: nginx's workers (not the
+/// master), HAProxy's process, ringgate's process.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let ppid: u32 = rest.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            if ppid == pid {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, Default)]
+struct Sample {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    user_us_per_req: f64,
+    sys_us_per_req: f64,
+    /// Socket errors (connect, read, write, time-out) seen by wrk.
+    errors: u64,
+    /// Responses other than 2xx/3xx (expected in the 502 mode).
+    non2xx: u64,
+}
+
+fn parse_latency(v: &str) -> f64 {
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+    let n: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => n,
+        "ms" => n * 1000.0,
+        "s" => n * 1_000_000.0,
+        _ => f64::NAN,
+    }
+}
+
+/// Runs wrk against `port` and measures the CPU of `pids` meanwhile.
+fn run_wrk(o: &Opts, port: u16, conns: u32, pids: &[u32]) -> Sample {
+    let before: Vec<(u64, u64)> = pids.iter().map(|&p| cpu_us(p)).collect();
+    let url = format!("http://127.0.0.1:{port}/");
+    let out = Command::new("taskset")
+        .args([
+            "-c",
+            &o.load_cpu,
+            "wrk",
+            "-t1",
+            &format!("-c{conns}"),
+            &format!("-d{}s", o.duration),
+            "--latency",
+            &url,
+        ])
+        .output()
+        .expect("run wrk");
+    let after: Vec<(u64, u64)> = pids.iter().map(|&p| cpu_us(p)).collect();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut s = Sample::default();
+    let mut requests = 0u64;
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["Requests/sec:", v] => s.rps = v.parse().unwrap_or(0.0),
+            ["50%", v] => s.p50_us = parse_latency(v),
+            ["99%", v] => s.p99_us = parse_latency(v),
+            [n, "requests", "in", ..] => requests = n.parse().unwrap_or(0),
+            ["Non-2xx", "or", "3xx", "responses:", n] => s.non2xx += n.parse::<u64>().unwrap_or(0),
+            ["Socket", "errors:", rest @ ..] => {
+                s.errors += rest.iter().filter_map(|x| x.trim_end_matches(',').parse::<u64>().ok()).sum::<u64>();
+            }
+            _ => {}
+        }
+    }
+    let (mut du, mut ds) = (0u64, 0u64);
+    for (b, a) in before.iter().zip(&after) {
+        du += a.0.saturating_sub(b.0);
+        ds += a.1.saturating_sub(b.1);
+    }
+    if requests > 0 {
+        s.user_us_per_req = du as f64 / requests as f64;
+        s.sys_us_per_req = ds as f64 / requests as f64;
+    }
+    s
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+struct Setup {
+    dir: PathBuf,
+    procs: Vec<Proc>,
+}
+
+fn backend_conf(dir: &Path, body64k: bool) -> PathBuf {
+    let conf = dir.join("backend.conf");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).expect("www");
+    std::fs::write(www.join("index.html"), "x".repeat(64 * 1024)).expect("64 KiB body");
+    let location = if body64k {
+        format!("location / {{ root {}; index index.html; }}", www.display())
+    } else {
+        "location / { return 200 \"hello, world\\n\"; }".to_string()
+    };
+    let servers: String = BACKEND_PORTS
+        .iter()
+        .map(|p| format!("  server {{ listen 127.0.0.1:{p} backlog=4096; {location} }}\n"))
+        .collect();
+    let text = format!(
+        "worker_processes 1;\ndaemon off;\npid {d}/backend.pid;\nerror_log {d}/backend-error.log warn;\nevents {{ worker_connections 8192; }}\nhttp {{\n  access_log off;\n  keepalive_requests 10000000;\n  sendfile on;\n{servers}}}\n",
+        d = dir.display()
+    );
+    std::fs::write(&conf, text).expect("write backend.conf");
+    conf
+}
+
+fn start_all(o: &Opts, dir: &Path, body64k: bool) -> Setup {
+    let mut procs = Vec::new();
+    let bconf = backend_conf(dir, body64k);
+    procs.push(spawn(
+        "backends (nginx)",
+        &o.load_cpu,
+        "nginx",
+        &["-c", &bconf.to_string_lossy(), "-e", &dir.join("backend-stderr.log").to_string_lossy()],
+        &dir.join("backend.out"),
+    ));
+    for p in BACKEND_PORTS {
+        wait_port(p, "backend nginx", &dir.join("backend-error.log"));
+    }
+    let backends = BACKEND_PORTS.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect::<Vec<_>>().join(", ");
+    let rg = dir.join("ringgate.toml");
+    std::fs::write(
+        &rg,
+        format!(
+            "[gateway]\nworkers = 1\nadmin_listen = \"127.0.0.1:{RINGGATE_ADMIN_PORT}\"\naccess_log = \"off\"\n\n[[listener]]\nname = \"bench\"\nlisten = \"127.0.0.1:{RINGGATE_PORT}\"\n\n[[listener]]\nname = \"fast502\"\nlisten = \"127.0.0.1:{RINGGATE_502_PORT}\"\n\n[[backend_pool]]\nname = \"nginx\"\naddresses = [{backends}]\n\n[[backend_pool]]\nname = \"empty\"\naddresses = []\n\n[[backend_http_settings]]\nname = \"s\"\nrequest_timeout = 30\nconnect_timeout = 5\nmax_idle_connections = 1024\n\n[[rule]]\nname = \"bench\"\nlistener = \"bench\"\nbackend_pool = \"nginx\"\nbackend_http_settings = \"s\"\n\n[[rule]]\nname = \"fast502\"\nlistener = \"fast502\"\nbackend_pool = \"empty\"\nbackend_http_settings = \"s\"\n"
+        ),
+    )
+    .expect("write ringgate.toml");
+    let rg_log = dir.join("ringgate.log");
+    procs.push(spawn(
+        "ringgate",
+        &o.proxy_cpu,
+        &o.ringgate.to_string_lossy(),
+        &["run", "--config", &rg.to_string_lossy()],
+        &rg_log,
+    ));
+    wait_port(RINGGATE_PORT, "ringgate", &rg_log);
+
+    let upstream: String = BACKEND_PORTS.iter().map(|p| format!("server 127.0.0.1:{p}; ")).collect();
+    let nconf = dir.join("proxy-nginx.conf");
+    std::fs::write(
+        &nconf,
+        format!(
+            "worker_processes 1;\ndaemon off;\npid {d}/proxy-nginx.pid;\nerror_log {d}/proxy-nginx-error.log warn;\nevents {{ worker_connections 16384; }}\nhttp {{\n  access_log off;\n  keepalive_requests 10000000;\n  upstream backends {{ {upstream} keepalive 1024; }}\n  server {{ listen 127.0.0.1:{NGINX_PORT} backlog=4096; location / {{ proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_connect_timeout 5s; proxy_read_timeout 30s; }} }}\n  server {{ listen 127.0.0.1:{NGINX_502_PORT} backlog=4096; location / {{ return 502 \"502 Bad Gateway\\n\"; }} }}\n}}\n",
+            d = dir.display()
+        ),
+    )
+    .expect("write proxy nginx conf");
+    let nlog = dir.join("proxy-nginx.out");
+    procs.push(spawn(
+        "nginx (proxy)",
+        &o.proxy_cpu,
+        "nginx",
+        &["-c", &nconf.to_string_lossy(), "-e", &dir.join("proxy-nginx-stderr.log").to_string_lossy()],
+        &nlog,
+    ));
+    wait_port(NGINX_PORT, "nginx proxy", &dir.join("proxy-nginx-error.log"));
+
+    let servers: String =
+        BACKEND_PORTS.iter().enumerate().map(|(i, p)| format!("  server s{i} 127.0.0.1:{p}\n")).collect();
+    let hconf = dir.join("haproxy.cfg");
+    std::fs::write(
+        &hconf,
+        format!(
+            "global\n  nbthread 1\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 30s\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:{HAPROXY_PORT}\n  default_backend be\nbackend be\n  balance roundrobin\n{servers}"
+        ),
+    )
+    .expect("write haproxy.cfg");
+    let hlog = dir.join("haproxy.log");
+    procs.push(spawn("haproxy", &o.proxy_cpu, "haproxy", &["-f", &hconf.to_string_lossy()], &hlog));
+    wait_port(HAPROXY_PORT, "haproxy", &hlog);
+    Setup { dir: dir.to_path_buf(), procs }
+}
+
+/// Pids to measure for each proxy.
+fn proxy_pids(setup: &Setup) -> BTreeMap<&'static str, Vec<u32>> {
+    let mut m = BTreeMap::new();
+    for p in &setup.procs {
+        let pid = p.child.id();
+        match p.name.as_str() {
+            "ringgate" => {
+                m.insert("ringgate", vec![pid]);
+            }
+            "nginx (proxy)" => {
+                // taskset execs nginx in place; the workers are its children.
+                let kids = children_of(pid);
+                m.insert("nginx", if kids.is_empty() { vec![pid] } else { kids });
+            }
+            "haproxy" => {
+                m.insert("haproxy", vec![pid]);
+            }
+            _ => {}
+        }
+    }
+    m
+}
+
+struct Table {
+    title: String,
+    rows: Vec<(String, Vec<Sample>)>,
+}
+
+fn render(t: &Table) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "### {}\n", t.title);
+    let _ = writeln!(
+        o,
+        "| proxy | req/s (median) | p50 | p99 | CPU µs/req (user+sys) | user | sys | socket errors | non-2xx | CPU vs best peer | p99 vs best peer |"
+    );
+    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let med = |s: &[Sample], f: fn(&Sample) -> f64| median(s.iter().map(f).collect());
+    let cpu = |s: &[Sample]| med(s, |x| x.user_us_per_req + x.sys_us_per_req);
+    let peers: Vec<&(String, Vec<Sample>)> = t.rows.iter().filter(|(n, _)| !n.starts_with("ringgate")).collect();
+    let best_cpu = peers.iter().map(|(_, s)| cpu(s)).fold(f64::INFINITY, f64::min);
+    let best_p99 = peers.iter().map(|(_, s)| med(s, |x| x.p99_us)).fold(f64::INFINITY, f64::min);
+    for (name, s) in &t.rows {
+        let c = cpu(s);
+        let p99 = med(s, |x| x.p99_us);
+        let _ = writeln!(
+            o,
+            "| {name} | {:.0} | {:.0} µs | {:.0} µs | {:.2} | {:.2} | {:.2} | {} | {} | {:.2}× | {:.2}× |",
+            med(s, |x| x.rps),
+            med(s, |x| x.p50_us),
+            p99,
+            c,
+            med(s, |x| x.user_us_per_req),
+            med(s, |x| x.sys_us_per_req),
+            s.iter().map(|x| x.errors).sum::<u64>(),
+            s.iter().map(|x| x.non2xx).sum::<u64>(),
+            c / best_cpu,
+            p99 / best_p99
+        );
+    }
+    o
+}
+
+fn interleaved(o: &Opts, conns: u32, targets: &[(&str, u16, Vec<u32>)]) -> Vec<(String, Vec<Sample>)> {
+    // Warm-up: connections, pools and caches everywhere.
+    for (_, port, pids) in targets {
+        let short = Opts { duration: 1, ..o.clone() };
+        let _ = run_wrk(&short, *port, conns, pids);
+    }
+    let mut rows: Vec<(String, Vec<Sample>)> = targets.iter().map(|(n, _, _)| (n.to_string(), Vec::new())).collect();
+    for round in 0..o.rounds {
+        for (i, (name, port, pids)) in targets.iter().enumerate() {
+            let s = run_wrk(o, *port, conns, pids);
+            eprintln!(
+                "  round {} {name:<10} {:>9.0} req/s  p99 {:>8.0} µs  cpu {:>6.2} µs/req (user {:.2} sys {:.2}) errors {}",
+                round + 1,
+                s.rps,
+                s.p99_us,
+                s.user_us_per_req + s.sys_us_per_req,
+                s.user_us_per_req,
+                s.sys_us_per_req,
+                s.errors
+            );
+            rows[i].1.push(s);
+        }
+    }
+    rows
+}
+
+/// Resident memory per idle keep-alive connection: opens `n` connections,
+/// each makes one request and stays open.
+fn idle_memory(pid: u32, port: u16, n: usize) -> String {
+    use std::io::{Read, Write};
+    let before = rss_kib(pid);
+    let mut conns = Vec::with_capacity(n);
+    let mut buf = [0u8; 4096];
+    for i in 0..n {
+        let mut s = match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => s,
+            Err(e) => return format!("opening connection {i} of {n} failed: {e} (raise `ulimit -n`)"),
+        };
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n");
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = s.read(&mut buf);
+        conns.push(s);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let after = rss_kib(pid);
+    let per = (after.saturating_sub(before)) as f64 * 1024.0 / n as f64;
+    drop(conns);
+    format!(
+        "ringgate RSS {before} KiB before, {after} KiB with {n} idle keep-alive client connections: {:.1} KiB per connection ({per:.0} bytes)",
+        per / 1024.0
+    )
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = Command::new("uname")
+        .arg("-r")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let version = |cmd: &str, arg: &str| {
+        Command::new(cmd)
+            .arg(arg)
+            .output()
+            .map(|o| {
+                let t = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+                t.lines().next().unwrap_or("").trim().to_string()
+            })
+            .unwrap_or_default()
+    };
+    format!(
+        "{cores} cores ({cpu}), Linux {kernel}; {}; {}; {}",
+        version("nginx", "-v"),
+        version("haproxy", "-v"),
+        version("wrk", "-v").split(" [").next().unwrap_or("")
+    )
+}
+
+fn main() {
+    let o = parse_args();
+    for tool in ["nginx", "haproxy", "wrk", "taskset"] {
+        if Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map(|x| !x.status.success())
+            .unwrap_or(true)
+        {
+            eprintln!("compare: {tool} is missing: run bench/compare.sh, which installs it");
+            std::process::exit(2);
+        }
+    }
+    if !o.ringgate.exists() {
+        eprintln!("compare: {} is missing: build it with `cargo build --release -p ringgate`", o.ringgate.display());
+        std::process::exit(2);
+    }
+    let ports = [
+        BACKEND_PORTS[0],
+        BACKEND_PORTS[1],
+        RINGGATE_PORT,
+        NGINX_PORT,
+        HAPROXY_PORT,
+        RINGGATE_502_PORT,
+        NGINX_502_PORT,
+        RINGGATE_ADMIN_PORT,
+    ];
+    let taken: Vec<u16> = ports.iter().copied().filter(|p| !port_free(*p)).collect();
+    if !taken.is_empty() {
+        eprintln!("compare: ports {taken:?} are taken; refusing to start (stop what listens there)");
+        std::process::exit(2);
+    }
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let dir = o.out.join(format!("run-{stamp}"));
+    std::fs::create_dir_all(&dir).expect("results dir");
+    // nginx reads relative paths against its own prefix: hand it absolute ones.
+    let dir = std::fs::canonicalize(&dir).expect("results dir path");
+    let mut report = String::new();
+    let _ = writeln!(report, "## ringgate vs nginx vs HAProxy\n");
+    let _ = writeln!(
+        report,
+        "Machine: {}. wrk and the two nginx backends pinned to CPU {}, each proxy to CPU {} with one worker; {} interleaved rounds of {} s per proxy; medians. CPU µs/req is the proxy's user+system time from /proc/<pid>/stat over the round divided by the requests wrk completed.\n",
+        machine(),
+        o.load_cpu,
+        o.proxy_cpu,
+        o.rounds,
+        o.duration
+    );
+    for mode in &o.modes {
+        let body64k = mode == "body64k";
+        let setup = start_all(&o, &dir, body64k);
+        let pids = proxy_pids(&setup);
+        let all = |conns: u32| -> Vec<(&str, u16, Vec<u32>)> {
+            vec![
+                ("ringgate", RINGGATE_PORT, pids["ringgate"].clone()),
+                ("nginx", NGINX_PORT, pids["nginx"].clone()),
+                ("haproxy", HAPROXY_PORT, pids["haproxy"].clone()),
+            ]
+            .into_iter()
+            .map(|(n, p, v)| (n, p, v))
+            .filter(|_| conns > 0)
+            .collect()
+        };
+        eprintln!("mode {mode}:");
+        let table = match mode.as_str() {
+            "small" => Some(Table {
+                title: "Proxied small response (13 B body), 64 connections".into(),
+                rows: interleaved(&o, 64, &all(64)),
+            }),
+            "c256" => Some(Table {
+                title: "Proxied small response, 256 connections".into(),
+                rows: interleaved(&o, 256, &all(256)),
+            }),
+            "c1024" => Some(Table {
+                title: "Proxied small response, 1024 connections".into(),
+                rows: interleaved(&o, 1024, &all(1024)),
+            }),
+            "body64k" => Some(Table {
+                title: "Proxied 64 KiB response, 64 connections".into(),
+                rows: interleaved(&o, 64, &all(64)),
+            }),
+            "fast502" => {
+                let targets = vec![
+                    ("ringgate 502", RINGGATE_502_PORT, pids["ringgate"].clone()),
+                    ("nginx return 502", NGINX_502_PORT, pids["nginx"].clone()),
+                ];
+                Some(Table {
+                    title: "Fast-path 502 (ringgate: empty pool; nginx: `return 502`), 64 connections".into(),
+                    rows: interleaved(&o, 64, &targets),
+                })
+            }
+            "idle" => {
+                let line = idle_memory(pids["ringgate"][0], RINGGATE_PORT, 10_000);
+                eprintln!("  {line}");
+                let _ = writeln!(report, "### Memory per idle connection\n\n{line}\n");
+                None
+            }
+            other => {
+                eprintln!("compare: unknown mode {other}");
+                None
+            }
+        };
+        if let Some(t) = table {
+            let text = render(&t);
+            eprintln!("{text}");
+            report.push_str(&text);
+            report.push('\n');
+        }
+        drop(setup.procs);
+        let _ = setup.dir;
+    }
+    let path = dir.join("report.md");
+    std::fs::write(&path, &report).expect("write report");
+    println!("{report}");
+    eprintln!("report written to {}", path.display());
+}
