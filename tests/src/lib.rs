@@ -730,19 +730,6 @@ backend_http_settings = "setting01"
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listening_lines_are_parsed() {
-        let l =
-            "2026-01-01T00:00:00Z INFO listener \"public\" listening on http://127.0.0.1:4321 (basic) -> rule \"r\"";
-        assert_eq!(parse_listening(l), Some(("public".into(), "127.0.0.1:4321".parse().unwrap())));
-        assert_eq!(parse_listening("nothing here"), None);
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Helpers for the reliability suites (reload, faults, soak).
 
@@ -828,4 +815,17 @@ pub fn connect_refused(addr: SocketAddr) -> bool {
         TcpStream::connect_timeout(&addr, Duration::from_secs(2)),
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_lines_are_parsed() {
+        let l =
+            "2026-01-01T00:00:00Z INFO listener \"public\" listening on http://127.0.0.1:4321 (basic) -> rule \"r\"";
+        assert_eq!(parse_listening(l), Some(("public".into(), "127.0.0.1:4321".parse().unwrap())));
+        assert_eq!(parse_listening("nothing here"), None);
+    }
 }

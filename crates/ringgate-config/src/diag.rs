@@ -80,6 +80,8 @@ impl fmt::Display for ConfigErrors {
 pub(crate) struct Diags {
     file: PathBuf,
     line_starts: Vec<usize>,
+    /// Relative paths in the file are relative to its directory.
+    pub(crate) base: PathBuf,
     pub(crate) errors: Vec<Diagnostic>,
     pub(crate) warnings: Vec<Diagnostic>,
 }
@@ -88,7 +90,8 @@ impl Diags {
     pub(crate) fn new(file: &Path, text: &str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Diags { file: file.to_path_buf(), line_starts, errors: Vec::new(), warnings: Vec::new() }
+        let base = file.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+        Diags { file: file.to_path_buf(), line_starts, base, errors: Vec::new(), warnings: Vec::new() }
     }
 
     /// 1-based line holding byte offset `at`.

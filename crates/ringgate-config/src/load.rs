@@ -133,6 +133,7 @@ pub(crate) struct RawListener {
     pub listen: Option<SocketAddr>,
     pub host_names: Vec<(HostPattern, usize)>,
     pub protocol: Option<Protocol>,
+    pub tls: Option<crate::model::ListenerTls>,
 }
 
 #[derive(Debug)]
@@ -157,6 +158,7 @@ pub(crate) struct RawSettings {
     pub connect_timeout: Option<Duration>,
     pub probe: Option<(String, usize)>,
     pub host_name: Option<String>,
+    pub trusted_roots: Option<crate::model::TrustedRoots>,
     pub max_idle_connections: Option<u64>,
     pub idle_timeout: Option<Duration>,
 }
@@ -584,7 +586,7 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
     g
 }
 
-const LISTENER_FIELDS: &[&str] = &["name", "listen", "host_names", "protocol"];
+const LISTENER_FIELDS: &[&str] = &["name", "listen", "host_names", "protocol", "certificate", "private_key"];
 
 fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawListener {
     let mut f = Fields::new(d, t, String::new(), at, LISTENER_FIELDS);
@@ -605,17 +607,43 @@ fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawList
         }
     }
     let protocol = if f.get("protocol").is_some() { f.protocol("protocol") } else { Some(Protocol::Http) };
-    if protocol == Some(Protocol::Https) {
-        let at = f.get("protocol").map_or(at, |v| v.span().start);
-        f.err(
-            at,
-            "protocol",
-            "HTTPS listeners need TLS certificates, which this build does not support yet; use \"http\"".into(),
-        );
-    }
+    let certificate = f.string_at("certificate");
+    let private_key = f.string_at("private_key");
+    let tls = match protocol {
+        Some(Protocol::Https) => match (certificate, private_key) {
+            (Some((c, c_at)), Some((k, _))) => {
+                let (certificate, private_key) = (f.d.base.join(c), f.d.base.join(k));
+                match ringgate_tls::load_certified_key(&certificate, &private_key) {
+                    Ok(key) => Some(crate::model::ListenerTls { certificate, private_key, key }),
+                    Err(e) => {
+                        f.err(c_at, "certificate", e);
+                        None
+                    }
+                }
+            }
+            (c, k) => {
+                let at = f.get("protocol").map_or(at, |v| v.span().start);
+                if c.is_none() {
+                    f.err(at, "certificate", "missing: an https listener needs a certificate chain (PEM file)".into());
+                }
+                if k.is_none() {
+                    f.err(at, "private_key", "missing: an https listener needs the certificate's private key (PEM file)".into());
+                }
+                None
+            }
+        },
+        _ => {
+            for (field, v) in [("certificate", certificate), ("private_key", private_key)] {
+                if let Some((_, at)) = v {
+                    f.err(at, field, "only used with protocol = \"https\"".into());
+                }
+            }
+            None
+        }
+    };
     let (label, at) = (f.label.clone(), f.at);
     f.finish();
-    RawListener { at, label, name, listen, host_names, protocol }
+    RawListener { at, label, name, listen, host_names, protocol, tls }
 }
 
 const POOL_FIELDS: &[&str] = &["name", "addresses"];
@@ -646,6 +674,7 @@ const SETTINGS_FIELDS: &[&str] = &[
     "connect_timeout",
     "probe",
     "host_name",
+    "trusted_root_certificates",
     "max_idle_connections",
     "idle_timeout",
 ];
@@ -655,15 +684,20 @@ fn read_settings(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawSett
     let name = f.name("backend_http_settings", n);
     let port = f.int("port", 1, 65535).map(|p| p as u16);
     let protocol = f.protocol("protocol");
-    if protocol == Some(Protocol::Https) {
-        let at = f.get("protocol").map_or(at, |v| v.span().start);
-        f.err(
-            at,
-            "protocol",
-            "HTTPS to backends needs trusted root certificates, which this build does not support yet; use \"http\""
-                .into(),
-        );
-    }
+    let trusted_roots = f.string_at("trusted_root_certificates").and_then(|(p, at)| {
+        if protocol != Some(Protocol::Https) {
+            f.err(at, "trusted_root_certificates", "only used with protocol = \"https\"".into());
+            return None;
+        }
+        let path = f.d.base.join(p);
+        match ringgate_tls::load_roots(&path) {
+            Ok(store) => Some(crate::model::TrustedRoots { path, store }),
+            Err(e) => {
+                f.err(at, "trusted_root_certificates", e);
+                None
+            }
+        }
+    });
     let cookie_based_affinity = f.bool("cookie_based_affinity");
     let affinity_cookie_name = f.string_at("affinity_cookie_name").and_then(|(s, at)| {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
@@ -703,6 +737,7 @@ fn read_settings(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawSett
         connect_timeout,
         probe,
         host_name,
+        trusted_roots,
         max_idle_connections,
         idle_timeout,
     }
@@ -726,10 +761,6 @@ fn read_probe(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawProbe {
     let mut f = Fields::new(d, t, String::new(), at, PROBE_FIELDS);
     let name = f.name("probe", n);
     let protocol = f.protocol("protocol");
-    if protocol == Some(Protocol::Https) {
-        let at = f.get("protocol").map_or(at, |v| v.span().start);
-        f.err(at, "protocol", "HTTPS probes are not supported by this build yet; use \"http\"".into());
-    }
     let host = f.string_at("host").and_then(|(s, at)| match parse_host(&s) {
         Ok(h) => Some(h),
         Err(e) => {

@@ -6,6 +6,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Diagnostic;
@@ -137,12 +138,30 @@ impl fmt::Display for Protocol {
 /// answers. Listeners with the same address share one socket; the request's
 /// Host then picks among them (exact names, then wildcards, then the basic
 /// listener without host names).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Listener {
     pub name: String,
     pub listen: SocketAddr,
     pub host_names: Vec<HostPattern>,
     pub protocol: Protocol,
+    /// The certificate of an `https` listener.
+    pub tls: Option<ListenerTls>,
+}
+
+/// An HTTPS listener's certificate chain and private key, loaded and checked
+/// to belong together at configuration load.
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+    pub key: Arc<ringgate_tls::CertifiedKey>,
+}
+
+/// The root certificates an HTTPS backend's certificate must chain to.
+#[derive(Debug, Clone)]
+pub struct TrustedRoots {
+    pub path: PathBuf,
+    pub store: Arc<ringgate_tls::RootCertStore>,
 }
 
 /// Identifies a listening socket: its address, plus, for port 0 ("any free
@@ -260,7 +279,7 @@ impl fmt::Display for ServerHost {
 }
 
 /// `[[backend_http_settings]]`: how requests and probes reach a pool's servers.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct BackendHttpSettings {
     pub name: String,
     /// Port used for servers whose address has none.
@@ -278,6 +297,8 @@ pub struct BackendHttpSettings {
     pub probe: Option<ProbeId>,
     /// Host header sent to the backend instead of the client's.
     pub host_name: Option<String>,
+    /// Roots for `https` backends (`None`: the Mozilla roots).
+    pub trusted_roots: Option<TrustedRoots>,
     /// Idle keep-alive connections kept per server and worker.
     pub max_idle_connections: usize,
     /// How long an idle pooled connection is kept.
@@ -354,9 +375,11 @@ impl Config {
     /// The probe that watches servers reached through `settings`: its custom
     /// probe, or the default probe.
     pub fn probe_for(&self, settings: SettingsId) -> Probe {
-        match self.settings[settings.0].probe {
+        let s = &self.settings[settings.0];
+        match s.probe {
             Some(p) => self.probes[p.0].clone(),
-            None => Probe::default_probe(),
+            // The default probe speaks the settings' protocol.
+            None => Probe { protocol: s.protocol, ..Probe::default_probe() },
         }
     }
 
@@ -428,7 +451,8 @@ impl Config {
                 format!("multi-site: {}", lst.host_names.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", "))
             };
             let rule = self.rule_for(ListenerId(i)).map_or("-".into(), |r| self.rules[r.0].name.clone());
-            let _ = writeln!(o, "[[listener]] {}: {}://{} {hosts}; rule {rule}", lst.name, lst.protocol, lst.listen);
+            let cert = lst.tls.as_ref().map_or(String::new(), |t| format!("; certificate {}", t.certificate.display()));
+            let _ = writeln!(o, "[[listener]] {}: {}://{} {hosts}; rule {rule}{cert}", lst.name, lst.protocol, lst.listen);
         }
         for p in &self.pools {
             let state = if p.servers.is_empty() {

@@ -204,6 +204,7 @@ pub(crate) fn resolve(raw: RawConfig, d: &mut Diags, source: &Path) -> Option<Co
             listen,
             host_names: l.host_names.iter().map(|(h, _)| h.clone()).collect(),
             protocol,
+            tls: l.tls.clone(),
         });
     }
 
@@ -311,6 +312,7 @@ pub(crate) fn resolve(raw: RawConfig, d: &mut Diags, source: &Path) -> Option<Co
             connect_timeout,
             probe,
             host_name: s.host_name.clone(),
+            trusted_roots: s.trusted_roots.clone(),
             max_idle_connections: s.max_idle_connections.unwrap_or(64) as usize,
             idle_timeout: s.idle_timeout.unwrap_or(Duration::from_secs(60)),
         });

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use ringgate_config::{Config, Probe, ServerHost, SettingsId};
 use ringgate_http::{BodyKind, ChunkedDecoder, Parsed, ResponseHead, parse_response};
@@ -40,6 +40,8 @@ pub struct ProbeTarget {
     /// The server's host, for resolving host names again.
     pub host: ServerHost,
     pub port: u16,
+    /// For https probes.
+    pub tls: Option<ProbeTls>,
 }
 
 impl ProbeTarget {
@@ -74,12 +76,16 @@ pub fn targets(config: &Config, table: &HealthTable) -> Vec<ProbeTarget> {
             let key = ServerKey::of(config, r.pool.0, r.settings, i);
             let port = addr.port_or(settings.port);
             let entry = table.ensure(&key, &addr.host, port);
+            let tls = (probe.protocol == ringgate_config::Protocol::Https)
+                .then(|| ProbeTls::for_settings(settings, &addr.host))
+                .flatten();
             out.push(ProbeTarget {
                 entry,
                 probe: probe.clone(),
                 host_header: host_header.clone(),
                 host: addr.host.clone(),
                 port,
+                tls,
             });
         }
     }
@@ -356,14 +362,14 @@ pub(crate) async fn probe_once(t: &ProbeTarget) -> ProbeResult {
         };
         return Err((ProbeFailure::DnsFailure(why), None));
     };
-    probe_addr(addr, &t.probe, &t.host_header).await
+    probe_addr(addr, &t.probe, &t.host_header, t.tls.as_ref()).await
 }
 
 /// Probes `addr` directly (also used by `ringgate doctor`).
-pub async fn probe_addr(addr: SocketAddr, probe: &Probe, host_header: &str) -> ProbeResult {
+pub async fn probe_addr(addr: SocketAddr, probe: &Probe, host_header: &str, tls: Option<&ProbeTls>) -> ProbeResult {
     let start = Instant::now();
     let deadline = start + probe.timeout;
-    let mut stream = match monoio::time::timeout_at(deadline.into(), TcpStream::connect_addr(addr)).await {
+    let stream = match monoio::time::timeout_at(deadline.into(), TcpStream::connect_addr(addr)).await {
         Err(_) => return Err((ProbeFailure::ConnectTimeout, None)),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             return Err((ProbeFailure::ConnectionRefused, None));
@@ -371,6 +377,50 @@ pub async fn probe_addr(addr: SocketAddr, probe: &Probe, host_header: &str) -> P
         Ok(Err(e)) => return Err((ProbeFailure::ConnectError(e.to_string()), None)),
         Ok(Ok(s)) => s,
     };
+    if probe.protocol == ringgate_config::Protocol::Http {
+        let mut stream = stream;
+        return http_probe(&mut stream, probe, host_header, start, deadline).await;
+    }
+    let Some(tls) = tls else {
+        return Err((ProbeFailure::TlsHandshake("no TLS configuration for this https probe".into()), None));
+    };
+    let connector = monoio_rustls::TlsConnector::from(tls.config.clone());
+    let mut stream = match monoio::time::timeout_at(deadline.into(), connector.connect(tls.name.clone(), stream)).await {
+        Err(_) => return Err((ProbeFailure::ProbeTimeout, None)),
+        Ok(Err(e)) => {
+            let e: std::io::Error = e.into();
+            return Err((ProbeFailure::TlsHandshake(ringgate_tls::explain(&e)), None));
+        }
+        Ok(Ok(s)) => s,
+    };
+    http_probe(&mut stream, probe, host_header, start, deadline).await
+}
+
+/// TLS for an https probe: the settings' trust roots and the server name
+/// the certificate must carry.
+#[derive(Debug, Clone)]
+pub struct ProbeTls {
+    pub config: Arc<ringgate_tls::ClientConfig>,
+    pub name: rustls_pki_types::ServerName<'static>,
+}
+
+impl ProbeTls {
+    /// For servers reached through `settings` at `host` (a name or an IP).
+    pub fn for_settings(settings: &ringgate_config::BackendHttpSettings, host: &ServerHost) -> Option<ProbeTls> {
+        let name = settings.host_name.clone().unwrap_or_else(|| host.to_string());
+        let config = ringgate_tls::client_config(settings.trusted_roots.as_ref().map(|r| r.store.clone())).ok()?;
+        Some(ProbeTls { config, name: ringgate_tls::server_name(&name)? })
+    }
+}
+
+/// The HTTP part of a probe, over plain TCP or TLS.
+async fn http_probe<S: AsyncReadRent + AsyncWriteRent>(
+    stream: &mut S,
+    probe: &Probe,
+    host_header: &str,
+    start: Instant,
+    deadline: Instant,
+) -> ProbeResult {
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: ringgate-probe/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         probe.path,
@@ -392,7 +442,7 @@ pub async fn probe_addr(addr: SocketAddr, probe: &Probe, host_header: &str) -> P
                 Err(e) => return Err((ProbeFailure::InvalidResponse(e.reason().to_string()), None)),
             }
         }
-        match read(&mut stream, &mut buf, deadline).await {
+        match read(stream, &mut buf, deadline).await {
             Ok(0) => return Err((ProbeFailure::Closed, None)),
             Ok(_) => {}
             Err(f) => return Err((f, None)),
@@ -403,7 +453,7 @@ pub async fn probe_addr(addr: SocketAddr, probe: &Probe, host_header: &str) -> P
         return Err((ProbeFailure::StatusMismatch(head.status), Some(latency)));
     }
     if let Some(want) = &probe.body {
-        let body = match read_body(&mut stream, &mut buf, head_len, head.body, deadline).await {
+        let body = match read_body(stream, &mut buf, head_len, head.body, deadline).await {
             Ok(b) => b,
             Err(f) => return Err((f, Some(latency))),
         };
@@ -414,7 +464,7 @@ pub async fn probe_addr(addr: SocketAddr, probe: &Probe, host_header: &str) -> P
     Ok((head.status, latency))
 }
 
-async fn read(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> Result<usize, ProbeFailure> {
+async fn read<S: AsyncReadRent>(stream: &mut S, buf: &mut Vec<u8>, deadline: Instant) -> Result<usize, ProbeFailure> {
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(4096);
     }
@@ -432,8 +482,8 @@ async fn read(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> R
 }
 
 /// Reads the body (up to [`MAX_PROBE_BODY`]) as framed by the head.
-async fn read_body(
-    stream: &mut TcpStream,
+async fn read_body<S: AsyncReadRent>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     head_len: usize,
     kind: BodyKind,

@@ -70,6 +70,9 @@ pub enum ProbeFailure {
     InvalidResponse(String),
     /// Another connect error (unreachable network, ...).
     ConnectError(String),
+    /// An https probe's TLS handshake failed (untrusted certificate, wrong
+    /// name, peer not speaking TLS, ...).
+    TlsHandshake(String),
 }
 
 impl ProbeFailure {
@@ -85,6 +88,7 @@ impl ProbeFailure {
             ProbeFailure::Closed => "closed",
             ProbeFailure::InvalidResponse(_) => "invalid_response",
             ProbeFailure::ConnectError(_) => "connect_error",
+            ProbeFailure::TlsHandshake(_) => "tls_handshake_failed",
         }
     }
 }
@@ -101,6 +105,7 @@ impl fmt::Display for ProbeFailure {
             ProbeFailure::Closed => f.write_str("connection closed before a complete response"),
             ProbeFailure::InvalidResponse(e) => write!(f, "invalid response: {e}"),
             ProbeFailure::ConnectError(e) => write!(f, "connect error: {e}"),
+            ProbeFailure::TlsHandshake(e) => write!(f, "TLS handshake failed: {e}"),
         }
     }
 }

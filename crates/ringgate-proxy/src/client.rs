@@ -113,15 +113,47 @@ pub(crate) struct Client<S> {
 }
 
 /// Entry point of a client connection task.
-pub(crate) async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, socket: SocketKey) {
-    let max = w.plan().plan.max_connections;
-    let Some(guard) = w.register(stream.as_raw_fd(), max) else {
+pub(crate) async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, socket: SocketKey) {
+    let lp = w.plan();
+    let Some(guard) = w.register(stream.as_raw_fd(), lp.plan.max_connections) else {
         w.gauges.refused_over_limit.add(1);
         return;
     };
     let _ = stream.set_nodelay(true);
-    let client = Client::new(w, stream, peer, socket, guard);
-    client.run().await;
+    // The certificates of the plan current at accept time: a reload changes
+    // them for new connections only, never dropping established ones.
+    let Some(tls) = lp.plan.socket(&socket).and_then(|s| s.tls.clone()) else {
+        Client::new(w, stream, peer, socket, guard).run().await;
+        return;
+    };
+    // Look at the first bytes: a client speaking plain HTTP to this port gets
+    // told so in plain HTTP, instead of a TLS alert it cannot read.
+    let deadline = Instant::now() + lp.plan.header_timeout;
+    let mut first = Vec::with_capacity(INITIAL_READ);
+    match read_more_until(&mut stream, &mut first, INITIAL_READ, deadline).await {
+        Ok(n) if n > 0 => {}
+        _ => return,
+    }
+    if !ringgate_tls::looks_like_tls(first[0]) {
+        let mut c = Client::new(w, stream, peer, socket, guard);
+        c.rbuf = first;
+        c.refuse_plain_http(&lp.plan).await;
+        return;
+    }
+    let io = monoio::io::PrefixedReadIo::new(stream, std::io::Cursor::new(first));
+    let acceptor = monoio_rustls::TlsAcceptor::from(tls);
+    match monoio::time::timeout_at(deadline.into(), acceptor.accept(io)).await {
+        Ok(Ok(tls_stream)) => Client::new(w, tls_stream, peer, socket, guard).run().await,
+        Ok(Err(e)) => {
+            w.gauges.tls_handshake_failures.add(1);
+            let e: std::io::Error = e.into();
+            tracing::debug!(%peer, "TLS handshake failed: {}", ringgate_tls::explain(&e));
+        }
+        Err(_) => {
+            w.gauges.tls_handshake_failures.add(1);
+            tracing::debug!(%peer, "TLS handshake did not finish within header_read_timeout");
+        }
+    }
 }
 
 enum HeadRead {
@@ -320,6 +352,18 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let mut out = self.exchange(rule, index, addr, from_cookie, start).await;
         out.server = Some(index);
         out
+    }
+
+    /// Answers a plain HTTP request sent to an HTTPS port, and closes.
+    async fn refuse_plain_http(&mut self, plan: &Plan) {
+        let start = Instant::now();
+        if self.w.shared.access_log.is_some() {
+            self.meta.capture_raw(&self.rbuf);
+        }
+        let out = self
+            .reply_error(ErrorCode::BadRequest, "400 Bad Request: this port speaks HTTPS: use https:// to reach it", true)
+            .await;
+        self.finish(plan, None, start, out);
     }
 
     /// Drops the current request head from the read buffer when the request

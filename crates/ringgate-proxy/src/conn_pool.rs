@@ -5,14 +5,23 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
+use crate::backend_stream::BackendStream;
+
+/// Which pooled connections may serve a request: same address, and the same
+/// TLS identity (0 for plain TCP; else a tag of the server name and roots),
+/// so a TLS connection is never handed to a plain request or the other way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    pub addr: SocketAddr,
+    pub tls: u64,
+}
 
 /// An open connection to a backend server, with its read buffer.
 #[derive(Debug)]
 pub(crate) struct BackendConn {
-    pub stream: TcpStream,
+    pub stream: BackendStream,
     pub buf: Vec<u8>,
-    pub addr: SocketAddr,
+    pub key: PoolKey,
 }
 
 #[derive(Debug)]
@@ -26,15 +35,15 @@ struct Idle {
 pub(crate) struct ConnPool {
     // FxHash: a socket address is not attacker-chosen, and SipHash showed up
     // in the request path's profile.
-    idle: rustc_hash::FxHashMap<SocketAddr, Vec<Idle>>,
+    idle: rustc_hash::FxHashMap<PoolKey, Vec<Idle>>,
     count: usize,
 }
 
 impl ConnPool {
     /// The most recently returned live connection to `addr`. Most recent
     /// first keeps a small hot set in use and lets the rest expire.
-    pub fn take(&mut self, addr: SocketAddr, now: Instant) -> Option<BackendConn> {
-        let list = self.idle.get_mut(&addr)?;
+    pub fn take(&mut self, key: PoolKey, now: Instant) -> Option<BackendConn> {
+        let list = self.idle.get_mut(&key)?;
         while let Some(i) = list.pop() {
             self.count -= 1;
             if i.expires > now {
@@ -47,7 +56,7 @@ impl ConnPool {
     /// Keeps `conn` for reuse unless `max` idle connections to its address are
     /// already kept. Returns whether it was kept.
     pub fn put(&mut self, mut conn: BackendConn, max: usize, idle_timeout: Duration, now: Instant) -> bool {
-        let list = self.idle.entry(conn.addr).or_default();
+        let list = self.idle.entry(conn.key).or_default();
         if list.len() >= max {
             return false;
         }

@@ -33,6 +33,8 @@ pub enum ProxyError {
     },
     #[error("server {server} sent an invalid response: {reason}")]
     InvalidResponse { server: String, reason: &'static str },
+    #[error("TLS handshake with {server} failed: {detail}")]
+    TlsHandshake { server: String, detail: String },
 }
 
 impl ProxyError {
@@ -47,6 +49,7 @@ impl ProxyError {
             ProxyError::Timeout { .. } => ErrorCode::Timeout,
             ProxyError::BackendClosed { .. } => ErrorCode::BackendClosed,
             ProxyError::InvalidResponse { .. } => ErrorCode::InvalidResponse,
+            ProxyError::TlsHandshake { .. } => ErrorCode::TlsHandshakeFailed,
         }
     }
 
@@ -55,7 +58,10 @@ impl ProxyError {
     pub fn is_server_fault(&self) -> bool {
         matches!(
             self,
-            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } | ProxyError::BackendClosed { .. }
+            ProxyError::Connect { .. }
+                | ProxyError::ConnectTimeout { .. }
+                | ProxyError::BackendClosed { .. }
+                | ProxyError::TlsHandshake { .. }
         )
     }
 

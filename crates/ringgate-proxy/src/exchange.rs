@@ -18,10 +18,11 @@ use ringgate_http::{
 };
 
 use crate::client::{Client, Outcome};
-use crate::conn_pool::BackendConn;
+use crate::backend_stream::BackendStream;
+use crate::conn_pool::{BackendConn, PoolKey};
 use crate::error::ProxyError;
 use crate::io::{IoFail, consume, read_more_until, write_all_until, write_range_until};
-use crate::plan::RulePlan;
+use crate::plan::{RulePlan, ServerPlan};
 
 /// Largest response head accepted from a backend.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -226,11 +227,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let replayable = method.is_idempotent() && body.is_done();
         let mut retried = false;
         let (mut conn, response_head_len) = loop {
-            let (mut conn, reused) = match self.pooled(addr) {
+            let key = PoolKey { addr, tls: server.pool_tag };
+            let (mut conn, reused) = match self.pooled(key) {
                 Some(c) => (c, true),
                 None => {
                     let t0 = Instant::now();
-                    let c = connect(addr, rule.connect_timeout, &server.display).await.map_err(Fail::Proxy)?;
+                    let c = connect(key, rule, server).await.map_err(Fail::Proxy)?;
                     self.w.gauges.backend_connections.add(1);
                     out.connect_time = Some(t0.elapsed());
                     (c, false)
@@ -371,8 +373,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     }
 
     /// A pooled connection to `addr`, if one is idle.
-    fn pooled(&self, addr: SocketAddr) -> Option<BackendConn> {
-        let c = self.w.pool.borrow_mut().take(addr, Instant::now())?;
+    fn pooled(&self, key: PoolKey) -> Option<BackendConn> {
+        let c = self.w.pool.borrow_mut().take(key, Instant::now())?;
         self.w.gauges.idle_pooled.add(-1);
         Some(c)
     }
@@ -396,7 +398,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             let n = body.advance(&self.rbuf, plan.max_request_body).map_err(Fail::Client)?;
             let deadline = Instant::now() + rule.request_timeout;
             if let Err(e) = write_range_until(&mut conn.stream, &mut self.rbuf, 0..n, deadline).await {
-                let server = conn.addr.to_string();
+                let server = conn.key.addr.to_string();
                 return Err(Fail::Proxy(backend_io_error(e, &server, rule.request_timeout)));
             }
             consume(&mut self.rbuf, n);
@@ -585,16 +587,39 @@ fn chunk_fail(e: ringgate_http::ChunkError, first: bool, server: &str) -> Fail {
     }
 }
 
-/// Opens a connection to `addr` within `timeout`.
-async fn connect(addr: SocketAddr, timeout: Duration, display: &str) -> Result<BackendConn, ProxyError> {
-    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(BackendConn { stream, buf: Vec::with_capacity(BODY_CHUNK), addr })
+/// Opens a connection to a server within the connect time-out, with a TLS
+/// handshake for `https` settings (bounded by the same time-out).
+async fn connect(key: PoolKey, rule: &RulePlan, server: &ServerPlan) -> Result<BackendConn, ProxyError> {
+    let timeout = rule.connect_timeout;
+    let display = || server.display.to_string();
+    let deadline = Instant::now() + timeout;
+    let stream = match monoio::time::timeout_at(deadline.into(), TcpStream::connect_addr(key.addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(ProxyError::Connect { server: display(), source: e }),
+        Err(_) => return Err(ProxyError::ConnectTimeout { server: display(), after: timeout }),
+    };
+    let _ = stream.set_nodelay(true);
+    let stream = match (&rule.backend_tls, &server.tls_name) {
+        (Some(cfg), Some(name)) => {
+            let connector = monoio_rustls::TlsConnector::from(cfg.clone());
+            match monoio::time::timeout_at(deadline.into(), connector.connect(name.clone(), stream)).await {
+                Ok(Ok(tls)) => BackendStream::Tls(Box::new(tls)),
+                Ok(Err(e)) => {
+                    let e: std::io::Error = e.into();
+                    return Err(ProxyError::TlsHandshake { server: display(), detail: ringgate_tls::explain(&e) });
+                }
+                Err(_) => return Err(ProxyError::ConnectTimeout { server: display(), after: timeout }),
+            }
         }
-        Ok(Err(e)) => Err(ProxyError::Connect { server: display.to_string(), source: e }),
-        Err(_) => Err(ProxyError::ConnectTimeout { server: display.to_string(), after: timeout }),
-    }
+        (Some(_), None) => {
+            return Err(ProxyError::TlsHandshake {
+                server: display(),
+                detail: "no valid server name to verify the certificate against (set host_name in the settings)".into(),
+            });
+        }
+        _ => BackendStream::Plain(stream),
+    };
+    Ok(BackendConn { stream, buf: Vec::with_capacity(BODY_CHUNK), key })
 }
 
 fn backend_io_error(e: IoFail, server: &str, timeout: Duration) -> ProxyError {

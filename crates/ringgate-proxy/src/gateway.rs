@@ -37,6 +37,8 @@ pub enum StartError {
     },
     #[error("access log: {0}")]
     AccessLog(#[source] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A listening address handed to the workers: one socket per worker, all
@@ -203,7 +205,7 @@ impl Gateway {
         metrics: Arc<MetricsRegistry>,
     ) -> Result<Gateway, StartError> {
         let workers = metrics.workers();
-        let plan = Plan::build(config.clone(), 1, &health, &metrics);
+        let plan = Plan::build(config.clone(), 1, &health, &metrics).map_err(StartError::Tls)?;
         let handoffs = bind_new(&plan, workers, &[])?;
         let access_log = AccessLog::open(&config.gateway.access_log).map_err(StartError::AccessLog)?;
         let mut bound = Vec::new();
@@ -270,7 +272,7 @@ impl Gateway {
     pub fn reload(&mut self, config: Arc<Config>, wait: Duration) -> Result<(), StartError> {
         let shared = &self.shared;
         let generation = self.generation + 1;
-        let plan = Plan::build(config, generation, &shared.health, &shared.metrics);
+        let plan = Plan::build(config, generation, &shared.health, &shared.metrics).map_err(StartError::Tls)?;
         let current: Vec<SocketKey> = shared.plan.load().sockets.iter().map(|s| s.key.clone()).collect();
         let new = bind_new(&plan, shared.workers, &current)?;
         let keys = plan.server_keys();

@@ -7,6 +7,7 @@
 //! [`Plan`], swapped atomically on reload.
 
 mod access_log;
+mod backend_stream;
 mod balance;
 mod client;
 mod conn_pool;

@@ -114,6 +114,8 @@ pub struct WorkerGauges {
     pub retries: Counter,
     /// Access log lines dropped because the writer fell behind.
     pub log_dropped: Counter,
+    /// Client TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: Counter,
 }
 
 /// Identifies a rule's series (all empty: requests no rule took).

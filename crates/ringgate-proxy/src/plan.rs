@@ -37,6 +37,8 @@ pub struct SocketPlan {
     pub key: SocketKey,
     pub protocol: Protocol,
     pub routes: HostRoutes,
+    /// TLS for an `https` socket: its listeners' certificates, picked by SNI.
+    pub tls: Option<Arc<ringgate_tls::ServerConfig>>,
 }
 
 /// A rule with its pool and settings resolved.
@@ -61,6 +63,8 @@ pub struct RulePlan {
     pub pool_empty: [Box<[u8]>; 2],
     pub all_unhealthy: [Box<[u8]>; 2],
     pub metrics: RuleSeries,
+    /// For `https` settings: the TLS client configuration.
+    pub backend_tls: Option<Arc<ringgate_tls::ClientConfig>>,
 }
 
 /// One server of a rule's pool.
@@ -68,6 +72,11 @@ pub struct RulePlan {
 pub struct ServerPlan {
     /// `host:port` as shown in logs and errors.
     pub display: Arc<str>,
+    /// For `https` settings: the name the server's certificate must carry
+    /// (sent as SNI).
+    pub tls_name: Option<rustls_pki_types::ServerName<'static>>,
+    /// Which pooled connections fit this server (see `PoolKey`).
+    pub pool_tag: u64,
     pub health: Arc<HealthEntry>,
     pub affinity_token: Box<[u8]>,
     /// The whole `Set-Cookie` value that pins a client to this server.
@@ -77,7 +86,12 @@ pub struct ServerPlan {
 impl Plan {
     /// Builds the plan of `config`, taking (or creating) each server's health
     /// entry from `health` and each rule's counters from `metrics`.
-    pub fn build(config: Arc<Config>, generation: u64, health: &HealthTable, metrics: &MetricsRegistry) -> Plan {
+    pub fn build(
+        config: Arc<Config>,
+        generation: u64,
+        health: &HealthTable,
+        metrics: &MetricsRegistry,
+    ) -> Result<Plan, String> {
         let mut rules = Vec::with_capacity(config.rules.len());
         for (i, _) in config.rules.iter().enumerate() {
             rules.push(build_rule(&config, RuleId(i), health, metrics));
@@ -92,11 +106,15 @@ impl Plan {
                         routes.add(&config.listeners[l.0].host_names, r.0);
                     }
                 }
-                SocketPlan { key: g.key, protocol: g.protocol, routes }
+                let tls = match g.protocol {
+                    Protocol::Https => Some(socket_tls(&config, &g.listeners)?),
+                    Protocol::Http => None,
+                };
+                Ok(SocketPlan { key: g.key, protocol: g.protocol, routes, tls })
             })
-            .collect();
+            .collect::<Result<Vec<_>, String>>()?;
         let l = &config.gateway.limits;
-        Plan {
+        Ok(Plan {
             generation,
             sockets,
             rules,
@@ -107,7 +125,7 @@ impl Plan {
             max_connections: l.max_connections_per_worker,
             unrouted: metrics.rule(RuleLabels::default()),
             config,
-        }
+        })
     }
 
     /// Every (settings, pool, server) key this plan uses, for pruning the
@@ -136,14 +154,36 @@ fn build_rule(config: &Config, id: RuleId, health: &HealthTable, metrics: &Metri
             let entry = health.ensure(&key, &addr.host, addr.port_or(settings.port));
             let token = affinity_token(&pool.name, &key.server);
             let set_cookie = format!("{}={token}; Path=/; HttpOnly", settings.affinity_cookie_name);
+            let tls_name = (settings.protocol == Protocol::Https)
+                .then(|| {
+                    let name = settings.host_name.clone().unwrap_or_else(|| addr.host.to_string());
+                    ringgate_tls::server_name(&name)
+                })
+                .flatten();
+            let pool_tag = match &tls_name {
+                None => 0,
+                Some(n) => {
+                    let roots = settings.trusted_roots.as_ref().map(|r| r.path.display().to_string()).unwrap_or_default();
+                    tag(&format!("{n:?}|{roots}"))
+                }
+            };
             ServerPlan {
                 display: key.server.as_str().into(),
+                tls_name,
+                pool_tag,
                 health: entry,
                 affinity_token: token.into_bytes().into(),
                 set_cookie: set_cookie.into_bytes().into(),
             }
         })
         .collect();
+    let backend_tls = match settings.protocol {
+        Protocol::Https => {
+            let roots = settings.trusted_roots.as_ref().map(|r| r.store.clone());
+            ringgate_tls::client_config(roots).ok()
+        }
+        Protocol::Http => None,
+    };
     let canned = |code: ErrorCode, text: String| -> [Box<[u8]>; 2] {
         [error_response(code, &text, false).into(), error_response(code, &text, true).into()]
     };
@@ -177,10 +217,44 @@ fn build_rule(config: &Config, id: RuleId, health: &HealthTable, metrics: &Metri
                 rule.name, pool.name
             ),
         ),
+        backend_tls,
         metrics: metrics.rule(RuleLabels {
             listener: listener.name.clone(),
             rule: rule.name.clone(),
             pool: pool.name.clone(),
         }),
     }
+}
+
+/// The TLS acceptor of a socket: each listener's certificate, chosen by SNI
+/// among the host names it answers; the basic listener's is the default.
+fn socket_tls(config: &Config, listeners: &[ringgate_config::ListenerId]) -> Result<Arc<ringgate_tls::ServerConfig>, String> {
+    let mut sites = Vec::new();
+    let mut default = None;
+    for id in listeners {
+        let l = &config.listeners[id.0];
+        let Some(tls) = &l.tls else { continue };
+        if l.is_basic() {
+            default = Some(tls.key.clone());
+        }
+        let mut site = ringgate_tls::SniSite { exact: Vec::new(), wildcard_suffixes: Vec::new(), key: tls.key.clone() };
+        for h in &l.host_names {
+            match h {
+                ringgate_config::HostPattern::Exact(n) => site.exact.push(n.clone()),
+                ringgate_config::HostPattern::Wildcard(s) => site.wildcard_suffixes.push(s.clone()),
+            }
+        }
+        sites.push(site);
+    }
+    ringgate_tls::server_config(sites, default)
+}
+
+/// A stable 64-bit tag of a string (FNV-1a), never 0.
+fn tag(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h | 1
 }

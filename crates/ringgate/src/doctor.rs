@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ringgate_config::{Config, ConfigErrors, Probe, Protocol, SettingsId, load_file};
-use ringgate_health::{ProbeFailure, probe_addr, resolve};
+use ringgate_health::{ProbeFailure, ProbeTls, probe_addr, resolve};
 use serde::Serialize;
 
 use crate::health_view::{HealthView, ServerView};
@@ -187,7 +187,8 @@ fn probe_all(cfg: &Config) -> BTreeMap<(usize, SettingsId), Vec<ServerCheck>> {
             pairs.push((r.pool.0, r.settings));
         }
     }
-    let mut jobs: Vec<((usize, SettingsId), ServerCheck, Probe, String)> = Vec::new();
+    type Job = ((usize, SettingsId), ServerCheck, Probe, String, Option<ProbeTls>);
+    let mut jobs: Vec<Job> = Vec::new();
     for &(pool, sid) in &pairs {
         let settings = &cfg.settings[sid.0];
         let probe = cfg.probe_for(sid);
@@ -200,18 +201,20 @@ fn probe_all(cfg: &Config) -> BTreeMap<(usize, SettingsId), Vec<ServerCheck>> {
                 Err(e) => (None, Some(e)),
             };
             let url = format!("{}://{}{}", probe.protocol, server, probe.path);
+            let tls = (probe.protocol == Protocol::Https).then(|| ProbeTls::for_settings(settings, &s.host)).flatten();
             jobs.push((
                 (pool, sid),
                 ServerCheck { server, addr, dns_error, url, result: None },
                 probe.clone(),
                 host.clone(),
+                tls,
             ));
         }
     }
     let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build();
     let mut out: BTreeMap<(usize, SettingsId), Vec<ServerCheck>> = BTreeMap::new();
     let Ok(mut rt) = rt else {
-        for (k, c, _, _) in jobs {
+        for (k, c, ..) in jobs {
             out.entry(k).or_default().push(c);
         }
         return out;
@@ -219,14 +222,14 @@ fn probe_all(cfg: &Config) -> BTreeMap<(usize, SettingsId), Vec<ServerCheck>> {
     let results = rt.block_on(async move {
         let handles: Vec<_> = jobs
             .into_iter()
-            .map(|(k, mut c, mut probe, host)| {
+            .map(|(k, mut c, mut probe, host, tls)| {
                 monoio::spawn(async move {
                     if let Some(addr) = c.addr {
                         // The probe's own time-out (the reference's 30 s for
                         // the default probe), so the verdict matches the
                         // gateway's; never longer.
                         probe.timeout = probe.timeout.min(Duration::from_secs(30));
-                        c.result = Some(probe_addr(addr, &probe, &host).await);
+                        c.result = Some(probe_addr(addr, &probe, &host, tls.as_ref()).await);
                     }
                     (k, c)
                 })
@@ -456,6 +459,10 @@ fn diagnose(cfg: &Config, admin: Option<String>) -> Report {
                         probe.path,
                         probe.body.as_deref().unwrap_or("")
                     ),
+                    Some(ProbeFailure::TlsHandshake(detail)) => format!(
+                        "{detail}: set `trusted_root_certificates` in [[backend_http_settings]] \"{}\" to the CA that issued the server's certificate, or fix the certificate",
+                        settings.name
+                    ),
                     Some(ProbeFailure::DnsFailure(_)) | None if c.dns_error.is_some() => {
                         "fix the host name or its DNS record".to_string()
                     }
@@ -472,6 +479,7 @@ fn diagnose(cfg: &Config, admin: Option<String>) -> Report {
                     Some(
                         ProbeFailure::StatusMismatch(_)
                             | ProbeFailure::BodyMismatch(_)
+                            | ProbeFailure::TlsHandshake(_)
                             | ProbeFailure::ProbeTimeout
                             | ProbeFailure::InvalidResponse(_)
                     )

@@ -1,0 +1,81 @@
+//! A connection to a backend server: plain TCP, or TLS over TCP for
+//! `protocol = "https"` settings. One type for both, so the exchange code and
+//! the connection pool do not care which.
+
+use std::future::Future;
+
+use monoio::BufResult;
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
+use monoio::net::TcpStream;
+
+/// A backend connection's byte stream.
+#[derive(Debug)]
+pub(crate) enum BackendStream {
+    Plain(TcpStream),
+    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
+}
+
+// SAFETY: both variants are `Split` (monoio's TcpStream, and monoio-rustls'
+// stream over a `Split` I/O), so reads and writes may run concurrently on
+// either; the enum adds no shared state of its own.
+#[allow(unsafe_code)]
+unsafe impl Split for BackendStream {}
+
+impl AsyncReadRent for BackendStream {
+    fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        async move {
+            match self {
+                BackendStream::Plain(s) => s.read(buf).await,
+                BackendStream::Tls(s) => s.read(buf).await,
+            }
+        }
+    }
+
+    fn readv<T: IoVecBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        async move {
+            match self {
+                BackendStream::Plain(s) => s.readv(buf).await,
+                BackendStream::Tls(s) => s.readv(buf).await,
+            }
+        }
+    }
+}
+
+impl AsyncWriteRent for BackendStream {
+    fn write<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        async move {
+            match self {
+                BackendStream::Plain(s) => s.write(buf).await,
+                BackendStream::Tls(s) => s.write(buf).await,
+            }
+        }
+    }
+
+    fn writev<T: IoVecBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        async move {
+            match self {
+                BackendStream::Plain(s) => s.writev(buf).await,
+                BackendStream::Tls(s) => s.writev(buf).await,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> impl Future<Output = std::io::Result<()>> {
+        async move {
+            match self {
+                BackendStream::Plain(s) => s.flush().await,
+                BackendStream::Tls(s) => s.flush().await,
+            }
+        }
+    }
+
+    fn shutdown(&mut self) -> impl Future<Output = std::io::Result<()>> {
+        async move {
+            match self {
+                BackendStream::Plain(s) => s.shutdown().await,
+                BackendStream::Tls(s) => s.shutdown().await,
+            }
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Backend side: the configuration for HTTPS backends and probes.
+
+use std::sync::Arc;
+
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::ServerName;
+
+/// Trusts `roots` (the settings' `trusted_root_certificates`), or the Mozilla
+/// roots of webpki-roots when none are configured.
+pub fn client_config(roots: Option<Arc<RootCertStore>>) -> Result<Arc<ClientConfig>, String> {
+    let roots = match roots {
+        Some(r) => (*r).clone(),
+        None => RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
+    };
+    let mut cfg = ClientConfig::builder_with_provider(crate::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// The name to verify a backend's certificate against (and send as SNI): a
+/// host name, or an IP address.
+pub fn server_name(host: &str) -> Option<ServerName<'static>> {
+    ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_ips() {
+        assert!(matches!(server_name("app.example.com"), Some(ServerName::DnsName(_))));
+        assert!(matches!(server_name("10.0.0.1"), Some(ServerName::IpAddress(_))));
+        assert!(matches!(server_name("[::1]"), Some(ServerName::IpAddress(_))));
+        assert!(server_name("bad name").is_none());
+    }
+
+    #[test]
+    fn default_roots_are_the_mozilla_set() {
+        assert!(client_config(None).is_ok());
+    }
+}

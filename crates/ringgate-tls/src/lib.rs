@@ -1,0 +1,68 @@
+//! ringgate's TLS, on rustls with the ring provider: TLS 1.2 and 1.3 only,
+//! ALPN `http/1.1`.
+//!
+//! - [`load_certified_key`] and [`load_roots`] read PEM files once, at
+//!   configuration load, and say exactly what is wrong with them.
+//! - [`server_config`] builds a listener's configuration: the client's SNI
+//!   picks the certificate of the listener that answers that host.
+//! - [`client_config`] builds the configuration for HTTPS backends and probes.
+//! - [`explain`] turns a handshake error into the sentence an operator needs.
+
+mod client;
+mod pem;
+mod server;
+
+pub use client::{client_config, server_name};
+pub use pem::{load_certified_key, load_roots};
+pub use rustls::{ClientConfig, RootCertStore, ServerConfig, sign::CertifiedKey};
+pub use server::{SniSite, server_config};
+
+use std::sync::Arc;
+
+/// The crypto provider every configuration uses.
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Does this first byte of a connection start a TLS handshake record?
+/// (Plain HTTP starts with a method's first letter.)
+pub fn looks_like_tls(first: u8) -> bool {
+    first == 0x16
+}
+
+/// A handshake failure in plain words, from the error rustls reported (as an
+/// `io::Error` through the TLS stream).
+pub fn explain(e: &std::io::Error) -> String {
+    let Some(inner) = e.get_ref().and_then(|x| x.downcast_ref::<rustls::Error>()) else {
+        return e.to_string();
+    };
+    use rustls::{CertificateError, Error};
+    match inner {
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "the backend's certificate is not trusted by the settings' root certificates (unknown issuer)".into()
+        }
+        Error::InvalidCertificate(CertificateError::NotValidForName)
+        | Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {
+            "the backend's certificate is not valid for the name the gateway connects to (set host_name in the settings)"
+                .into()
+        }
+        Error::InvalidCertificate(CertificateError::Expired)
+        | Error::InvalidCertificate(CertificateError::ExpiredContext { .. }) => "the backend's certificate has expired".into(),
+        Error::InvalidCertificate(CertificateError::NotValidYet)
+        | Error::InvalidCertificate(CertificateError::NotValidYetContext { .. }) => {
+            "the backend's certificate is not valid yet".into()
+        }
+        Error::InvalidCertificate(c) => format!("the backend's certificate is rejected: {c:?}"),
+        Error::AlertReceived(a) => format!("the peer refused the handshake (alert {a:?})"),
+        Error::InvalidMessage(m) => format!("the peer does not speak TLS ({m:?})"),
+        other => format!("TLS handshake failed: {other}"),
+    }
+}
+
+/// Is this error a certificate problem (as opposed to the peer going away)?
+pub fn is_certificate_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.get_ref().and_then(|x| x.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(_))
+    )
+}

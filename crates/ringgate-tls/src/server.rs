@@ -1,0 +1,60 @@
+//! Listener side: certificate selection by SNI among the listeners that share
+//! a socket, and the server configuration.
+
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// A listener's certificate and the host names it answers (lower-case;
+/// wildcards as ".suffix"). A site with no names is the default.
+#[derive(Debug, Clone)]
+pub struct SniSite {
+    pub exact: Vec<String>,
+    pub wildcard_suffixes: Vec<String>,
+    pub key: Arc<CertifiedKey>,
+}
+
+#[derive(Debug)]
+struct Resolver {
+    sites: Vec<SniSite>,
+    default: Option<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let Some(name) = hello.server_name() else { return self.default.clone() };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(s) = self.sites.iter().find(|s| s.exact.iter().any(|e| *e == name)) {
+            return Some(s.key.clone());
+        }
+        let wild = self
+            .sites
+            .iter()
+            .flat_map(|s| s.wildcard_suffixes.iter().map(move |w| (w, s)))
+            .filter(|(w, _)| name.len() > w.len() && name.ends_with(w.as_str()))
+            .max_by_key(|(w, _)| w.len());
+        if let Some((_, s)) = wild {
+            return Some(s.key.clone());
+        }
+        self.default.clone()
+    }
+}
+
+/// The configuration of a socket whose listeners are `sites`. Clients
+/// without SNI, or asking for a host no site names, get `default` (the basic
+/// listener's certificate, else the first site's).
+pub fn server_config(sites: Vec<SniSite>, default: Option<Arc<CertifiedKey>>) -> Result<Arc<ServerConfig>, String> {
+    let default = default.or_else(|| sites.first().map(|s| s.key.clone()));
+    let mut cfg = ServerConfig::builder_with_provider(crate::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Resolver { sites, default }));
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Session tickets let clients resume without a full handshake on any
+    // worker (the ticket key is shared through this configuration).
+    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
+    Ok(Arc::new(cfg))
+}
