@@ -112,6 +112,8 @@ pub(crate) struct RawGateway {
     pub admin_at: usize,
     pub drain_timeout: Option<Duration>,
     pub dns_refresh: Option<Duration>,
+    pub watch_config: Option<bool>,
+    pub watch_interval: Option<Duration>,
     pub access_log: Option<String>,
     pub max_request_head: Option<u64>,
     pub max_headers: Option<u64>,
@@ -459,6 +461,8 @@ const GATEWAY_FIELDS: &[&str] = &[
     "admin_listen",
     "drain_timeout",
     "dns_refresh",
+    "watch_config",
+    "watch_interval",
     "access_log",
     "limits",
     "io_uring",
@@ -517,6 +521,8 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
     });
     let drain_timeout = f.duration("drain_timeout", Duration::ZERO, TIME_MAX);
     let dns_refresh = f.duration("dns_refresh", Duration::from_secs(1), TIME_MAX);
+    let watch_config = f.bool("watch_config");
+    let watch_interval = f.duration("watch_interval", Duration::from_millis(100), TIME_MAX);
     let access_log = f.string_at("access_log").and_then(|(s, at)| {
         if s.trim().is_empty() {
             f.err(at, "access_log", "must be \"off\", \"stdout\" or a file path".into());
@@ -533,6 +539,8 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
         admin_at,
         drain_timeout,
         dns_refresh,
+        watch_config,
+        watch_interval,
         access_log,
         max_request_head: None,
         max_headers: None,

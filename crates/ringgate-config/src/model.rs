@@ -60,6 +60,10 @@ pub struct Gateway {
     pub drain_timeout: Duration,
     /// How often host names in backend pools are resolved again.
     pub dns_refresh: Duration,
+    /// Reload when the file's content changes (polled every
+    /// `watch_interval`), e.g. a Kubernetes ConfigMap update.
+    pub watch_config: bool,
+    pub watch_interval: Duration,
     pub access_log: AccessLog,
     pub limits: Limits,
     pub io_uring: IoUringTuning,

@@ -474,6 +474,8 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
         admin_listen: Some(([127, 0, 0, 1], 9901).into()),
         drain_timeout: Duration::from_secs(30),
         dns_refresh: Duration::from_secs(60),
+        watch_config: false,
+        watch_interval: Duration::from_secs(2),
         access_log: AccessLog::Stdout,
         limits: Limits {
             max_request_head: 16 * 1024,
@@ -530,6 +532,8 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
         admin_listen: r.admin_listen.unwrap_or(defaults.admin_listen),
         drain_timeout: r.drain_timeout.unwrap_or(defaults.drain_timeout),
         dns_refresh: r.dns_refresh.unwrap_or(defaults.dns_refresh),
+        watch_config: r.watch_config.unwrap_or(defaults.watch_config),
+        watch_interval: r.watch_interval.unwrap_or(defaults.watch_interval),
         access_log,
         limits,
         io_uring: IoUringTuning {

@@ -88,4 +88,18 @@ mod tests {
         super::response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close, x\r\nX: 1\r\n\r\nok");
         super::chunked(b"\x055\r\nhello\r\n0\r\n\r\n");
     }
+
+    /// Found by the fuzzer: an absolute-form target whose path starts with
+    /// the query was forwarded without its leading slash.
+    #[test]
+    fn absolute_target_with_query_only() {
+        super::request(b"GET http://h?P//p HTTP/1.1\r\nHost: h\r\n\r\n");
+    }
+
+    /// Found by the fuzzer: empty lines before the status line (which
+    /// httparse skips) made the status line's span start at 0.
+    #[test]
+    fn empty_lines_before_the_status_line() {
+        super::response(b"\r\nHTTP/1.1 199 OK\r\nConnection: close\r\n\r\n");
+    }
 }

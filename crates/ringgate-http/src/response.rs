@@ -105,8 +105,10 @@ pub fn parse_response(
     }
     head.status = code;
     head.version = if minor == 1 { Version::Http11 } else { Version::Http10 };
-    let line_end = memchr::memchr(b'\r', buf).unwrap_or(0);
-    head.status_line = Span { start: 0, end: line_end as u32 };
+    // httparse skips empty lines before the status line (RFC 9112 §2.2).
+    let line_start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(0);
+    let line_end = memchr::memchr(b'\r', &buf[line_start..]).map_or(line_start, |i| line_start + i);
+    head.status_line = Span { start: line_start as u32, end: line_end as u32 };
     head.head_len = len;
     head.headers.clear();
 

@@ -48,8 +48,13 @@ fn copy_kept(buf: &[u8], headers: &[Header], fields_end: usize, keep: impl Fn(&H
 pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(head.method_span.of(buf));
     out.push(b' ');
+    // An absolute-form target's path may be empty or start with the query
+    // ("http://h?q"); origin-form needs the leading slash.
     let path = head.path.of(buf);
-    out.extend_from_slice(if path.is_empty() { b"/" } else { path });
+    if path.first() != Some(&b'/') && path != b"*" {
+        out.push(b'/');
+    }
+    out.extend_from_slice(path);
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     let host = match (info.host_override, head.host) {
         (Some(h), _) => h,
@@ -124,7 +129,7 @@ pub fn write_response_head(buf: &[u8], head: &ResponseHead, rw: &ResponseRewrite
     // The gateway speaks its own version (RFC 9110 §6.2), whatever the
     // backend's; the rest of the status line is the backend's.
     out.extend_from_slice(b"HTTP/1.1");
-    out.extend_from_slice(&buf[8..head.status_line.end as usize]);
+    out.extend_from_slice(&buf[head.status_line.start as usize + 8..head.status_line.end as usize]);
     out.extend_from_slice(b"\r\n");
     let repeated_cl = head.content_length_repeated;
     let keep = |h: &Header| {

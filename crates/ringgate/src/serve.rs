@@ -81,6 +81,16 @@ pub fn serve(cfg: Arc<Config>, on_ready: impl FnOnce(&Shared)) -> ExitCode {
     if let Err(e) = forward_signals(tx.clone()) {
         warn!("signals will not be handled: {e}");
     }
+    if cfg.gateway.watch_config {
+        match watch_file(cfg.source.clone(), cfg.gateway.watch_interval, tx.clone()) {
+            Ok(()) => info!(
+                "watching {} for changes every {}ms (watch_config)",
+                cfg.source.display(),
+                cfg.gateway.watch_interval.as_millis()
+            ),
+            Err(e) => warn!("cannot watch {}: {e}", cfg.source.display()),
+        }
+    }
     on_ready(&shared);
     control_loop(gateway, prober, rx, cfg)
 }
@@ -141,6 +151,34 @@ fn forward_signals(tx: Sender<Control>) -> std::io::Result<()> {
             };
             if tx.send(msg).is_err() {
                 return;
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// Polls the configuration file and asks for a reload when its content
+/// changes. Polling the content (through symlinks) rather than watching inodes
+/// is what follows a Kubernetes ConfigMap update, which swaps a symlink.
+fn watch_file(path: std::path::PathBuf, every: Duration, tx: Sender<Control>) -> std::io::Result<()> {
+    let digest = |p: &Path| -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let bytes = std::fs::read(p).ok()?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        Some(h.finish())
+    };
+    let mut last = digest(&path);
+    std::thread::Builder::new().name("ringgate-watch".into()).spawn(move || {
+        loop {
+            std::thread::sleep(every);
+            let now = digest(&path);
+            if now.is_some() && now != last {
+                info!("{} changed: reloading", path.display());
+                last = now;
+                if tx.send(Control::Reload { reply: None }).is_err() {
+                    return;
+                }
             }
         }
     })?;
