@@ -100,7 +100,22 @@ impl Gateway {
     /// Like [`Gateway::start`]; returns the process output when it fails to
     /// start within 20 s (or exits).
     pub fn start_with(config: &str, env: &[(&str, &str)]) -> Result<Gateway, String> {
+        Self::start_in(TempDir::new("gw"), config, env)
+    }
+
+    /// Like [`Gateway::start`], with `files` (name, content) written next to
+    /// the configuration file first: certificates and keys that the
+    /// configuration names by relative paths.
+    pub fn start_with_files(config: &str, files: &[(impl AsRef<str>, impl AsRef<[u8]>)]) -> Gateway {
         let dir = TempDir::new("gw");
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name.as_ref()), content).expect("write a file next to the config");
+        }
+        Self::start_in(dir, config, &[]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Writes `config` to `ringgate.toml` in `dir` and starts on it.
+    fn start_in(dir: TempDir, config: &str, env: &[(&str, &str)]) -> Result<Gateway, String> {
         let path = dir.path().join("ringgate.toml");
         std::fs::write(&path, config).expect("write config");
         let mut cmd = Command::new(binary());

@@ -57,7 +57,7 @@ fn assert_recovered(b: &Backend, gw: &Gateway, baseline: usize) {
     assert!(pooled, "{} backend connections open after the fault; one idle one is kept", b.open_connections());
 }
 
-/// Requests the backend received other than probes, as `path`s.
+/// The targets of the requests the backend received, probes left out.
 fn paths_seen(b: &Backend) -> Vec<String> {
     b.recorded().iter().filter(|r| r.path() != PROBE_PATH).map(|r| r.target.clone()).collect()
 }

@@ -435,10 +435,11 @@ fn soak_mixed_load_keeps_memory_and_fds_flat() {
     }
     spawn(Box::new(move |s| aborting_client(normal_addr, 0x1234_5678_9abc_def1, s, limit)));
 
-    // The failing server cycles through two faults and, briefly, good
-    // behaviour, so its health keeps flipping and requests keep reaching it
-    // rather than all taking the all-unhealthy shortcut.
-    let modes = [Mode::Reset, Mode::Garbage, Mode::Ok];
+    // The failing server alternates its two faults, with a spell of good
+    // behaviour before each, so it is healthy when a fault starts: requests
+    // keep reaching it (and failing) rather than all taking the
+    // all-unhealthy shortcut once the probes have marked it down.
+    let modes = [Mode::Reset, Mode::Ok, Mode::Garbage, Mode::Ok];
     let began = Instant::now();
     let mut samples: Vec<Sample> = Vec::new();
     let mut next_sample = began + Duration::from_secs(1);
@@ -450,7 +451,7 @@ fn soak_mixed_load_keeps_memory_and_fds_flat() {
         if now >= next_mode {
             failing.set_mode(modes[mode_index % modes.len()].clone());
             mode_index += 1;
-            next_mode += Duration::from_millis(if mode_index % modes.len() == 0 { 300 } else { 700 });
+            next_mode += Duration::from_millis(500);
         }
         if now >= next_sample {
             assert!(gw.is_running(), "the gateway died under load:\n{}", gw.stderr());
@@ -504,6 +505,8 @@ fn soak_mixed_load_keeps_memory_and_fds_flat() {
         assert!(t.ok > 0, "{}: nothing went as expected", t.role);
         assert_eq!(t.unexpected, 0, "{}: {:?}", t.role, t.first_unexpected);
     }
+    let stopping = Instant::now();
     let status = gw.stop();
+    eprintln!("soak: gateway stopped in {:?}", stopping.elapsed());
     assert!(status.success(), "{status}");
 }

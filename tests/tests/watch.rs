@@ -7,10 +7,8 @@ use std::time::Duration;
 use ringgate_e2e::*;
 
 fn config(backend: std::net::SocketAddr) -> String {
-    simple_config(&[backend], "").replace(
-        "drain_timeout = 5\n",
-        "drain_timeout = 5\nwatch_config = true\nwatch_interval = \"100ms\"\n",
-    )
+    simple_config(&[backend], "")
+        .replace("drain_timeout = 5\n", "drain_timeout = 5\nwatch_config = true\nwatch_interval = \"100ms\"\n")
 }
 
 fn backend_of(gw: &Gateway) -> String {

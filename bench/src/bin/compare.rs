@@ -58,7 +58,10 @@ fn parse_args() -> Opts {
         }
     }
     if o.modes.is_empty() || o.modes.iter().any(|m| m == "all") {
-        o.modes = ["small", "c256", "c1024", "body64k", "fast502", "idle"].iter().map(|s| s.to_string()).collect();
+        o.modes = ["small", "c256", "c1024", "body64k", "fast502", "https", "log", "idle"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     }
     o
 }
@@ -70,6 +73,10 @@ const HAPROXY_PORT: u16 = 18103;
 const RINGGATE_502_PORT: u16 = 18111;
 const NGINX_502_PORT: u16 = 18112;
 const RINGGATE_ADMIN_PORT: u16 = 18199;
+const RINGGATE_TLS_PORT: u16 = 18121;
+const NGINX_TLS_PORT: u16 = 18122;
+const RINGGATE_LOGGED_PORT: u16 = 18131;
+const RINGGATE_LOGGED_ADMIN_PORT: u16 = 18198;
 
 /// A process this harness started; stopped by pid on drop.
 struct Proc {
@@ -201,23 +208,26 @@ fn parse_latency(v: &str) -> f64 {
     }
 }
 
+/// What wrk sends: plain or TLS, keep-alive or a new connection per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    Http,
+    Https,
+    HttpsHandshakes,
+}
+
 /// Runs wrk against `port` and measures the CPU of `pids` meanwhile.
-fn run_wrk(o: &Opts, port: u16, conns: u32, pids: &[u32]) -> Sample {
+fn run_wrk(o: &Opts, port: u16, conns: u32, pids: &[u32], load: Load) -> Sample {
     let before: Vec<(u64, u64)> = pids.iter().map(|&p| cpu_us(p)).collect();
-    let url = format!("http://127.0.0.1:{port}/");
-    let out = Command::new("taskset")
-        .args([
-            "-c",
-            &o.load_cpu,
-            "wrk",
-            "-t1",
-            &format!("-c{conns}"),
-            &format!("-d{}s", o.duration),
-            "--latency",
-            &url,
-        ])
-        .output()
-        .expect("run wrk");
+    let scheme = if load == Load::Http { "http" } else { "https" };
+    let url = format!("{scheme}://127.0.0.1:{port}/");
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", &o.load_cpu, "wrk", "-t1", &format!("-c{conns}"), &format!("-d{}s", o.duration), "--latency"]);
+    if load == Load::HttpsHandshakes {
+        // A new connection, so a full TLS handshake, per request.
+        cmd.args(["-H", "Connection: close"]);
+    }
+    let out = cmd.arg(&url).output().expect("run wrk");
     let after: Vec<(u64, u64)> = pids.iter().map(|&p| cpu_us(p)).collect();
     let text = String::from_utf8_lossy(&out.stdout);
     let mut s = Sample::default();
@@ -285,6 +295,25 @@ fn backend_conf(dir: &Path, body64k: bool) -> PathBuf {
     conf
 }
 
+/// A CA and a leaf for "localhost" and 127.0.0.1, shared by ringgate and nginx.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "ringgate bench CA");
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let leaf =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("leaf params");
+    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("leaf cert");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, format!("{}{}", leaf_cert.pem(), ca_cert.pem())).expect("write cert");
+    std::fs::write(&key, leaf_key.serialize_pem()).expect("write key");
+    (cert, key)
+}
+
 fn start_all(o: &Opts, dir: &Path, body64k: bool) -> Setup {
     let mut procs = Vec::new();
     let bconf = backend_conf(dir, body64k);
@@ -299,14 +328,48 @@ fn start_all(o: &Opts, dir: &Path, body64k: bool) -> Setup {
         wait_port(p, "backend nginx", &dir.join("backend-error.log"));
     }
     let backends = BACKEND_PORTS.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect::<Vec<_>>().join(", ");
-    let rg = dir.join("ringgate.toml");
-    std::fs::write(
-        &rg,
+    let (cert, key) = certificates(dir);
+    let rg_conf = |admin: u16, log: &str, listeners: &str| {
         format!(
-            "[gateway]\nworkers = 1\nadmin_listen = \"127.0.0.1:{RINGGATE_ADMIN_PORT}\"\naccess_log = \"off\"\n\n[[listener]]\nname = \"bench\"\nlisten = \"127.0.0.1:{RINGGATE_PORT}\"\n\n[[listener]]\nname = \"fast502\"\nlisten = \"127.0.0.1:{RINGGATE_502_PORT}\"\n\n[[backend_pool]]\nname = \"nginx\"\naddresses = [{backends}]\n\n[[backend_pool]]\nname = \"empty\"\naddresses = []\n\n[[backend_http_settings]]\nname = \"s\"\nrequest_timeout = 30\nconnect_timeout = 5\nmax_idle_connections = 1024\n\n[[rule]]\nname = \"bench\"\nlistener = \"bench\"\nbackend_pool = \"nginx\"\nbackend_http_settings = \"s\"\n\n[[rule]]\nname = \"fast502\"\nlistener = \"fast502\"\nbackend_pool = \"empty\"\nbackend_http_settings = \"s\"\n"
-        ),
-    )
-    .expect("write ringgate.toml");
+            r#"[gateway]
+workers = 1
+admin_listen = "127.0.0.1:{admin}"
+access_log = "{log}"
+{listeners}
+[[backend_pool]]
+name = "nginx"
+addresses = [{backends}]
+
+[[backend_pool]]
+name = "empty"
+addresses = []
+
+[[backend_http_settings]]
+name = "s"
+request_timeout = 30
+connect_timeout = 5
+max_idle_connections = 1024
+"#
+        )
+    };
+    let listener = |name: &str, port: u16, pool: &str, tls: bool| {
+        let tls = if tls {
+            format!("protocol = \"https\"\ncertificate = \"{}\"\nprivate_key = \"{}\"\n", cert.display(), key.display())
+        } else {
+            String::new()
+        };
+        format!(
+            "\n[[listener]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n{tls}\n[[rule]]\nname = \"{name}\"\nlistener = \"{name}\"\nbackend_pool = \"{pool}\"\nbackend_http_settings = \"s\"\n"
+        )
+    };
+    let rg = dir.join("ringgate.toml");
+    let listeners = [
+        listener("bench", RINGGATE_PORT, "nginx", false),
+        listener("fast502", RINGGATE_502_PORT, "empty", false),
+        listener("tls", RINGGATE_TLS_PORT, "nginx", true),
+    ]
+    .concat();
+    std::fs::write(&rg, rg_conf(RINGGATE_ADMIN_PORT, "off", &listeners)).expect("write ringgate.toml");
     let rg_log = dir.join("ringgate.log");
     procs.push(spawn(
         "ringgate",
@@ -317,13 +380,58 @@ fn start_all(o: &Opts, dir: &Path, body64k: bool) -> Setup {
     ));
     wait_port(RINGGATE_PORT, "ringgate", &rg_log);
 
+    // The same, with the access log on (to a file), to measure its cost.
+    let rg2 = dir.join("ringgate-logged.toml");
+    let access = dir.join("access.log");
+    std::fs::write(
+        &rg2,
+        rg_conf(
+            RINGGATE_LOGGED_ADMIN_PORT,
+            &access.display().to_string(),
+            &listener("logged", RINGGATE_LOGGED_PORT, "nginx", false),
+        ),
+    )
+    .expect("write ringgate-logged.toml");
+    let rg2_log = dir.join("ringgate-logged.log");
+    procs.push(spawn(
+        "ringgate+log",
+        &o.proxy_cpu,
+        &o.ringgate.to_string_lossy(),
+        &["run", "--config", &rg2.to_string_lossy()],
+        &rg2_log,
+    ));
+    wait_port(RINGGATE_LOGGED_PORT, "ringgate with access log", &rg2_log);
+
     let upstream: String = BACKEND_PORTS.iter().map(|p| format!("server 127.0.0.1:{p}; ")).collect();
     let nconf = dir.join("proxy-nginx.conf");
+    let proxy = r#"proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_connect_timeout 5s; proxy_read_timeout 30s;"#;
     std::fs::write(
         &nconf,
         format!(
-            "worker_processes 1;\ndaemon off;\npid {d}/proxy-nginx.pid;\nerror_log {d}/proxy-nginx-error.log warn;\nevents {{ worker_connections 16384; }}\nhttp {{\n  access_log off;\n  keepalive_requests 10000000;\n  upstream backends {{ {upstream} keepalive 1024; }}\n  server {{ listen 127.0.0.1:{NGINX_PORT} backlog=4096; location / {{ proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_connect_timeout 5s; proxy_read_timeout 30s; }} }}\n  server {{ listen 127.0.0.1:{NGINX_502_PORT} backlog=4096; location / {{ return 502 \"502 Bad Gateway\\n\"; }} }}\n}}\n",
-            d = dir.display()
+            r#"worker_processes 1;
+daemon off;
+pid {d}/proxy-nginx.pid;
+error_log {d}/proxy-nginx-error.log warn;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  upstream backends {{ {upstream} keepalive 1024; }}
+  server {{ listen 127.0.0.1:{NGINX_PORT} backlog=4096; location / {{ {proxy} }} }}
+  server {{ listen 127.0.0.1:{NGINX_502_PORT} backlog=4096; location / {{ return 502 "502 Bad Gateway\n"; }} }}
+  server {{
+    listen 127.0.0.1:{NGINX_TLS_PORT} ssl backlog=4096;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    location / {{ {proxy} }}
+  }}
+}}
+"#,
+            d = dir.display(),
+            cert = cert.display(),
+            key = key.display()
         ),
     )
     .expect("write proxy nginx conf");
@@ -362,6 +470,9 @@ fn proxy_pids(setup: &Setup) -> BTreeMap<&'static str, Vec<u32>> {
             "ringgate" => {
                 m.insert("ringgate", vec![pid]);
             }
+            "ringgate+log" => {
+                m.insert("ringgate+log", vec![pid]);
+            }
             "nginx (proxy)" => {
                 // taskset execs nginx in place; the workers are its children.
                 let kids = children_of(pid);
@@ -391,7 +502,11 @@ fn render(t: &Table) -> String {
     let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let med = |s: &[Sample], f: fn(&Sample) -> f64| median(s.iter().map(f).collect());
     let cpu = |s: &[Sample]| med(s, |x| x.user_us_per_req + x.sys_us_per_req);
-    let peers: Vec<&(String, Vec<Sample>)> = t.rows.iter().filter(|(n, _)| !n.starts_with("ringgate")).collect();
+    let mut peers: Vec<&(String, Vec<Sample>)> = t.rows.iter().filter(|(n, _)| !n.starts_with("ringgate")).collect();
+    if peers.is_empty() {
+        // A ringgate-only table (the access log's cost): compare with its first row.
+        peers = t.rows.iter().take(1).collect();
+    }
     let best_cpu = peers.iter().map(|(_, s)| cpu(s)).fold(f64::INFINITY, f64::min);
     let best_p99 = peers.iter().map(|(_, s)| med(s, |x| x.p99_us)).fold(f64::INFINITY, f64::min);
     for (name, s) in &t.rows {
@@ -416,15 +531,19 @@ fn render(t: &Table) -> String {
 }
 
 fn interleaved(o: &Opts, conns: u32, targets: &[(&str, u16, Vec<u32>)]) -> Vec<(String, Vec<Sample>)> {
+    interleaved_load(o, conns, targets, Load::Http)
+}
+
+fn interleaved_load(o: &Opts, conns: u32, targets: &[(&str, u16, Vec<u32>)], load: Load) -> Vec<(String, Vec<Sample>)> {
     // Warm-up: connections, pools and caches everywhere.
     for (_, port, pids) in targets {
         let short = Opts { duration: 1, ..o.clone() };
-        let _ = run_wrk(&short, *port, conns, pids);
+        let _ = run_wrk(&short, *port, conns, pids, load);
     }
     let mut rows: Vec<(String, Vec<Sample>)> = targets.iter().map(|(n, _, _)| (n.to_string(), Vec::new())).collect();
     for round in 0..o.rounds {
         for (i, (name, port, pids)) in targets.iter().enumerate() {
-            let s = run_wrk(o, *port, conns, pids);
+            let s = run_wrk(o, *port, conns, pids, load);
             eprintln!(
                 "  round {} {name:<10} {:>9.0} req/s  p99 {:>8.0} µs  cpu {:>6.2} µs/req (user {:.2} sys {:.2}) errors {}",
                 round + 1,
@@ -527,6 +646,10 @@ fn main() {
         RINGGATE_502_PORT,
         NGINX_502_PORT,
         RINGGATE_ADMIN_PORT,
+        RINGGATE_TLS_PORT,
+        NGINX_TLS_PORT,
+        RINGGATE_LOGGED_PORT,
+        RINGGATE_LOGGED_ADMIN_PORT,
     ];
     let taken: Vec<u16> = ports.iter().copied().filter(|p| !port_free(*p)).collect();
     if !taken.is_empty() {
@@ -589,6 +712,34 @@ fn main() {
                 ];
                 Some(Table {
                     title: "Fast-path 502 (ringgate: empty pool; nginx: `return 502`), 64 connections".into(),
+                    rows: interleaved(&o, 64, &targets),
+                })
+            }
+            "https" => {
+                let targets = vec![
+                    ("ringgate", RINGGATE_TLS_PORT, pids["ringgate"].clone()),
+                    ("nginx", NGINX_TLS_PORT, pids["nginx"].clone()),
+                ];
+                let keep = Table {
+                    title: "HTTPS, keep-alive (TLS 1.3, same certificate), 64 connections: requests/s".into(),
+                    rows: interleaved_load(&o, 64, &targets, Load::Https),
+                };
+                let text = render(&keep);
+                eprintln!("{text}");
+                report.push_str(&text);
+                report.push('\n');
+                Some(Table {
+                    title: "HTTPS, a new connection per request (full handshake), 16 connections: req/s = handshakes/s, CPU µs per handshake".into(),
+                    rows: interleaved_load(&o, 16, &targets, Load::HttpsHandshakes),
+                })
+            }
+            "log" => {
+                let targets = vec![
+                    ("ringgate (log off)", RINGGATE_PORT, pids["ringgate"].clone()),
+                    ("ringgate+log", RINGGATE_LOGGED_PORT, pids["ringgate+log"].clone()),
+                ];
+                Some(Table {
+                    title: "Access log cost: the same ringgate with the JSON access log to a file, 64 connections (the ratio columns compare with the log-off run)".into(),
                     rows: interleaved(&o, 64, &targets),
                 })
             }

@@ -635,7 +635,11 @@ fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawList
                     f.err(at, "certificate", "missing: an https listener needs a certificate chain (PEM file)".into());
                 }
                 if k.is_none() {
-                    f.err(at, "private_key", "missing: an https listener needs the certificate's private key (PEM file)".into());
+                    f.err(
+                        at,
+                        "private_key",
+                        "missing: an https listener needs the certificate's private key (PEM file)".into(),
+                    );
                 }
                 None
             }

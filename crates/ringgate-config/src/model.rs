@@ -456,7 +456,8 @@ impl Config {
             };
             let rule = self.rule_for(ListenerId(i)).map_or("-".into(), |r| self.rules[r.0].name.clone());
             let cert = lst.tls.as_ref().map_or(String::new(), |t| format!("; certificate {}", t.certificate.display()));
-            let _ = writeln!(o, "[[listener]] {}: {}://{} {hosts}; rule {rule}{cert}", lst.name, lst.protocol, lst.listen);
+            let _ =
+                writeln!(o, "[[listener]] {}: {}://{} {hosts}; rule {rule}{cert}", lst.name, lst.protocol, lst.listen);
         }
         for p in &self.pools {
             let state = if p.servers.is_empty() {

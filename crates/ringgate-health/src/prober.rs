@@ -385,7 +385,8 @@ pub async fn probe_addr(addr: SocketAddr, probe: &Probe, host_header: &str, tls:
         return Err((ProbeFailure::TlsHandshake("no TLS configuration for this https probe".into()), None));
     };
     let connector = monoio_rustls::TlsConnector::from(tls.config.clone());
-    let mut stream = match monoio::time::timeout_at(deadline.into(), connector.connect(tls.name.clone(), stream)).await {
+    let mut stream = match monoio::time::timeout_at(deadline.into(), connector.connect(tls.name.clone(), stream)).await
+    {
         Err(_) => return Err((ProbeFailure::ProbeTimeout, None)),
         Ok(Err(e)) => {
             let e: std::io::Error = e.into();

@@ -114,21 +114,26 @@ pub(crate) struct Client<S> {
 
 /// Entry point of a client connection task.
 pub(crate) async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, socket: SocketKey) {
-    let lp = w.plan();
-    let Some(guard) = w.register(stream.as_raw_fd(), lp.plan.max_connections) else {
+    // Copied out, not held: a connection must not keep a plan alive (and its
+    // removed servers listed as draining) while it waits.
+    let (max, header_timeout, tls) = {
+        let lp = w.plan();
+        (lp.plan.max_connections, lp.plan.header_timeout, lp.plan.socket(&socket).and_then(|s| s.tls.clone()))
+    };
+    let Some(guard) = w.register(stream.as_raw_fd(), max) else {
         w.gauges.refused_over_limit.add(1);
         return;
     };
     let _ = stream.set_nodelay(true);
     // The certificates of the plan current at accept time: a reload changes
     // them for new connections only, never dropping established ones.
-    let Some(tls) = lp.plan.socket(&socket).and_then(|s| s.tls.clone()) else {
+    let Some(tls) = tls else {
         Client::new(w, stream, peer, socket, guard).run().await;
         return;
     };
     // Look at the first bytes: a client speaking plain HTTP to this port gets
     // told so in plain HTTP, instead of a TLS alert it cannot read.
-    let deadline = Instant::now() + lp.plan.header_timeout;
+    let deadline = Instant::now() + header_timeout;
     let mut first = Vec::with_capacity(INITIAL_READ);
     match read_more_until(&mut stream, &mut first, INITIAL_READ, deadline).await {
         Ok(n) if n > 0 => {}
@@ -137,7 +142,7 @@ pub(crate) async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr
     if !ringgate_tls::looks_like_tls(first[0]) {
         let mut c = Client::new(w, stream, peer, socket, guard);
         c.rbuf = first;
-        c.refuse_plain_http(&lp.plan).await;
+        c.refuse_plain_http().await;
         return;
     }
     let io = monoio::io::PrefixedReadIo::new(stream, std::io::Cursor::new(first));
@@ -156,6 +161,13 @@ pub(crate) async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr
     }
 }
 
+/// What reading a request head needs from the plan, copied out of it.
+struct HeadWait {
+    limits: ringgate_http::ParseLimits,
+    keepalive: Duration,
+    header: Duration,
+}
+
 enum HeadRead {
     Ready,
     /// The client went away or idled out between requests: close quietly.
@@ -167,10 +179,21 @@ enum HeadRead {
 impl<S: AsyncReadRent + AsyncWriteRent + monoio::io::Split> Client<S> {
     pub(crate) async fn run(mut self) {
         loop {
-            let lp = self.w.plan();
+            // The plan is taken once the head is in, not before waiting for
+            // it: a keep-alive connection idle across a reload must serve its
+            // next request with the new plan.
+            let wait = {
+                let lp = self.w.plan();
+                HeadWait {
+                    limits: lp.plan.limits,
+                    keepalive: lp.plan.keepalive_timeout,
+                    header: lp.plan.header_timeout,
+                }
+            };
             self.meta.reset();
-            let read = self.read_head(&lp.plan).await;
+            let read = self.read_head(&wait).await;
             let start = Instant::now();
+            let lp = self.w.plan();
             let keep = match read {
                 HeadRead::Ready => self.handle(&lp, start).await,
                 HeadRead::Closed => return,
@@ -234,7 +257,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     /// Reads until a whole request head is buffered. The first request and
     /// each started head must arrive within `header_read_timeout`; an idle
     /// keep-alive connection is closed after `client_keepalive_timeout`.
-    async fn read_head(&mut self, plan: &Plan) -> HeadRead {
+    async fn read_head(&mut self, plan: &HeadWait) -> HeadRead {
         let mut deadline: Option<Instant> = None;
         loop {
             if !self.rbuf.is_empty() {
@@ -247,9 +270,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             let idle = self.rbuf.is_empty();
             let wait = match deadline {
                 Some(d) => d,
-                None if idle && self.served > 0 => Instant::now() + plan.keepalive_timeout,
+                None if idle && self.served > 0 => Instant::now() + plan.keepalive,
                 None => {
-                    let d = Instant::now() + plan.header_timeout;
+                    let d = Instant::now() + plan.header;
                     if !idle {
                         deadline = Some(d);
                     }
@@ -272,7 +295,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 Ok(0) | Err(IoFail::Io(_)) => return HeadRead::Closed,
                 Ok(_) => {
                     if deadline.is_none() {
-                        deadline = Some(Instant::now() + plan.header_timeout);
+                        deadline = Some(Instant::now() + plan.header);
                     }
                 }
                 Err(IoFail::TimedOut) if idle => return HeadRead::Closed,
@@ -355,15 +378,20 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     }
 
     /// Answers a plain HTTP request sent to an HTTPS port, and closes.
-    async fn refuse_plain_http(&mut self, plan: &Plan) {
+    async fn refuse_plain_http(&mut self) {
         let start = Instant::now();
         if self.w.shared.access_log.is_some() {
             self.meta.capture_raw(&self.rbuf);
         }
         let out = self
-            .reply_error(ErrorCode::BadRequest, "400 Bad Request: this port speaks HTTPS: use https:// to reach it", true)
+            .reply_error(
+                ErrorCode::BadRequest,
+                "400 Bad Request: this port speaks HTTPS: use https:// to reach it",
+                true,
+            )
             .await;
-        self.finish(plan, None, start, out);
+        let lp = self.w.plan();
+        self.finish(&lp.plan, None, start, out);
     }
 
     /// Drops the current request head from the read buffer when the request

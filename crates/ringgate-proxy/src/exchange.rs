@@ -17,8 +17,8 @@ use ringgate_http::{
     write_request_head, write_response_head,
 };
 
-use crate::client::{Client, Outcome};
 use crate::backend_stream::BackendStream;
+use crate::client::{Client, Outcome};
 use crate::conn_pool::{BackendConn, PoolKey};
 use crate::error::ProxyError;
 use crate::io::{IoFail, consume, read_more_until, write_all_until, write_range_until};

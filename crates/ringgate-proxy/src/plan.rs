@@ -163,7 +163,8 @@ fn build_rule(config: &Config, id: RuleId, health: &HealthTable, metrics: &Metri
             let pool_tag = match &tls_name {
                 None => 0,
                 Some(n) => {
-                    let roots = settings.trusted_roots.as_ref().map(|r| r.path.display().to_string()).unwrap_or_default();
+                    let roots =
+                        settings.trusted_roots.as_ref().map(|r| r.path.display().to_string()).unwrap_or_default();
                     tag(&format!("{n:?}|{roots}"))
                 }
             };
@@ -228,7 +229,10 @@ fn build_rule(config: &Config, id: RuleId, health: &HealthTable, metrics: &Metri
 
 /// The TLS acceptor of a socket: each listener's certificate, chosen by SNI
 /// among the host names it answers; the basic listener's is the default.
-fn socket_tls(config: &Config, listeners: &[ringgate_config::ListenerId]) -> Result<Arc<ringgate_tls::ServerConfig>, String> {
+fn socket_tls(
+    config: &Config,
+    listeners: &[ringgate_config::ListenerId],
+) -> Result<Arc<ringgate_tls::ServerConfig>, String> {
     let mut sites = Vec::new();
     let mut default = None;
     for id in listeners {

@@ -61,8 +61,5 @@ pub fn explain(e: &std::io::Error) -> String {
 
 /// Is this error a certificate problem (as opposed to the peer going away)?
 pub fn is_certificate_error(e: &std::io::Error) -> bool {
-    matches!(
-        e.get_ref().and_then(|x| x.downcast_ref::<rustls::Error>()),
-        Some(rustls::Error::InvalidCertificate(_))
-    )
+    matches!(e.get_ref().and_then(|x| x.downcast_ref::<rustls::Error>()), Some(rustls::Error::InvalidCertificate(_)))
 }

@@ -225,7 +225,12 @@ pub fn render(shared: &Shared) -> String {
         "Access log lines dropped because the writer fell behind.",
     );
     let _ = writeln!(o, "ringgate_access_log_dropped_total {}", sum_u(&|w| w.log_dropped.get()));
-    header(&mut o, "ringgate_tls_handshake_failures_total", "counter", "Client TLS handshakes that failed or timed out.");
+    header(
+        &mut o,
+        "ringgate_tls_handshake_failures_total",
+        "counter",
+        "Client TLS handshakes that failed or timed out.",
+    );
     let _ = writeln!(o, "ringgate_tls_handshake_failures_total {}", sum_u(&|w| w.tls_handshake_failures.get()));
     header(
         &mut o,
