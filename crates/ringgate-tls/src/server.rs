@@ -26,7 +26,7 @@ impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let Some(name) = hello.server_name() else { return self.default.clone() };
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(s) = self.sites.iter().find(|s| s.exact.iter().any(|e| *e == name)) {
+        if let Some(s) = self.sites.iter().find(|s| s.exact.contains(&name)) {
             return Some(s.key.clone());
         }
         let wild = self
