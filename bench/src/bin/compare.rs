@@ -683,7 +683,6 @@ fn main() {
                 ("haproxy", HAPROXY_PORT, pids["haproxy"].clone()),
             ]
             .into_iter()
-            .map(|(n, p, v)| (n, p, v))
             .filter(|_| conns > 0)
             .collect()
         };

@@ -350,7 +350,9 @@ fn record(t: &ProbeTarget, result: Result<(u16, Duration), (ProbeFailure, Option
     }
 }
 
-type ProbeResult = Result<(u16, Duration), (ProbeFailure, Option<Duration>)>;
+/// A probe's outcome: the status and latency, or the failure (with the latency
+/// when a response came).
+pub type ProbeResult = Result<(u16, Duration), (ProbeFailure, Option<Duration>)>;
 
 /// One probe: `GET <path>` with the probe's Host, judged by status and body.
 pub(crate) async fn probe_once(t: &ProbeTarget) -> ProbeResult {

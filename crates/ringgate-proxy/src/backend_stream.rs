@@ -2,8 +2,6 @@
 //! `protocol = "https"` settings. One type for both, so the exchange code and
 //! the connection pool do not care which.
 
-use std::future::Future;
-
 use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
@@ -23,59 +21,47 @@ pub(crate) enum BackendStream {
 unsafe impl Split for BackendStream {}
 
 impl AsyncReadRent for BackendStream {
-    fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        async move {
-            match self {
-                BackendStream::Plain(s) => s.read(buf).await,
-                BackendStream::Tls(s) => s.read(buf).await,
-            }
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            BackendStream::Plain(s) => s.read(buf).await,
+            BackendStream::Tls(s) => s.read(buf).await,
         }
     }
 
-    fn readv<T: IoVecBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        async move {
-            match self {
-                BackendStream::Plain(s) => s.readv(buf).await,
-                BackendStream::Tls(s) => s.readv(buf).await,
-            }
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            BackendStream::Plain(s) => s.readv(buf).await,
+            BackendStream::Tls(s) => s.readv(buf).await,
         }
     }
 }
 
 impl AsyncWriteRent for BackendStream {
-    fn write<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        async move {
-            match self {
-                BackendStream::Plain(s) => s.write(buf).await,
-                BackendStream::Tls(s) => s.write(buf).await,
-            }
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            BackendStream::Plain(s) => s.write(buf).await,
+            BackendStream::Tls(s) => s.write(buf).await,
         }
     }
 
-    fn writev<T: IoVecBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        async move {
-            match self {
-                BackendStream::Plain(s) => s.writev(buf).await,
-                BackendStream::Tls(s) => s.writev(buf).await,
-            }
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            BackendStream::Plain(s) => s.writev(buf).await,
+            BackendStream::Tls(s) => s.writev(buf).await,
         }
     }
 
-    fn flush(&mut self) -> impl Future<Output = std::io::Result<()>> {
-        async move {
-            match self {
-                BackendStream::Plain(s) => s.flush().await,
-                BackendStream::Tls(s) => s.flush().await,
-            }
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            BackendStream::Plain(s) => s.flush().await,
+            BackendStream::Tls(s) => s.flush().await,
         }
     }
 
-    fn shutdown(&mut self) -> impl Future<Output = std::io::Result<()>> {
-        async move {
-            match self {
-                BackendStream::Plain(s) => s.shutdown().await,
-                BackendStream::Tls(s) => s.shutdown().await,
-            }
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            BackendStream::Plain(s) => s.shutdown().await,
+            BackendStream::Tls(s) => s.shutdown().await,
         }
     }
 }

@@ -432,6 +432,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     /// Sends the response head in `obuf` and relays the body. Returns whether
     /// the backend connection ended exactly at the end of the response.
     async fn relay_response(

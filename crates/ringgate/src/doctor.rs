@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ringgate_config::{Config, ConfigErrors, Probe, Protocol, SettingsId, load_file};
-use ringgate_health::{ProbeFailure, ProbeTls, probe_addr, resolve};
+use ringgate_health::{ProbeFailure, ProbeResult, ProbeTls, probe_addr, resolve};
 use serde::Serialize;
 
 use crate::health_view::{HealthView, ServerView};
@@ -99,7 +99,7 @@ struct ServerCheck {
     addr: Option<SocketAddr>,
     dns_error: Option<String>,
     url: String,
-    result: Option<Result<(u16, Duration), (ProbeFailure, Option<Duration>)>>,
+    result: Option<ProbeResult>,
 }
 
 /// Live state of a running gateway.

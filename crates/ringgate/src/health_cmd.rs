@@ -81,8 +81,8 @@ fn render(view: &HealthView, rows: &[(ServerView, String)]) -> String {
     );
     let _ = writeln!(
         o,
-        "{:<10} {:<24} {:<28} {:>6} {:>9} {:>5}  {}",
-        "STATE", "SERVER", "POOL / SETTINGS", "STATUS", "LATENCY", "FAILS", "REASON / PROBE"
+        "{:<10} {:<24} {:<28} {:>6} {:>9} {:>5}  REASON / PROBE",
+        "STATE", "SERVER", "POOL / SETTINGS", "STATUS", "LATENCY", "FAILS"
     );
     for (s, probe) in rows {
         let status = s.last_status.map_or("-".to_string(), |c| c.to_string());
