@@ -111,6 +111,7 @@ pub(crate) struct RawGateway {
     pub admin_listen: Option<Option<SocketAddr>>,
     pub admin_at: usize,
     pub drain_timeout: Option<Duration>,
+    pub shutdown_delay: Option<Duration>,
     pub dns_refresh: Option<Duration>,
     pub watch_config: Option<bool>,
     pub watch_interval: Option<Duration>,
@@ -299,7 +300,8 @@ impl<'a, 'i> Fields<'a, 'i> {
         let d = match v.get_ref() {
             DeValue::Integer(_) => {
                 let n = self.int_of(key, v)?;
-                let lo = min.as_secs().max(1) as i64;
+                // Zero is allowed only where the field means "none" (delays).
+                let lo = if min.is_zero() { 0 } else { min.as_secs().max(1) as i64 };
                 if n < lo || n > max.as_secs() as i64 {
                     self.err(
                         at,
@@ -460,6 +462,7 @@ const GATEWAY_FIELDS: &[&str] = &[
     "prober_cpu",
     "admin_listen",
     "drain_timeout",
+    "shutdown_delay",
     "dns_refresh",
     "watch_config",
     "watch_interval",
@@ -520,6 +523,7 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
         }
     });
     let drain_timeout = f.duration("drain_timeout", Duration::ZERO, TIME_MAX);
+    let shutdown_delay = f.duration("shutdown_delay", Duration::ZERO, TIME_MAX);
     let dns_refresh = f.duration("dns_refresh", Duration::from_secs(1), TIME_MAX);
     let watch_config = f.bool("watch_config");
     let watch_interval = f.duration("watch_interval", Duration::from_millis(100), TIME_MAX);
@@ -538,6 +542,7 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
         admin_listen,
         admin_at,
         drain_timeout,
+        shutdown_delay,
         dns_refresh,
         watch_config,
         watch_interval,

@@ -58,6 +58,9 @@ pub struct Gateway {
     pub admin_listen: Option<SocketAddr>,
     /// How long in-flight requests may take to finish on shutdown.
     pub drain_timeout: Duration,
+    /// On shutdown, how long to keep serving with `/healthz` failing before
+    /// the drain, so load balancers stop sending traffic first.
+    pub shutdown_delay: Duration,
     /// How often host names in backend pools are resolved again.
     pub dns_refresh: Duration,
     /// Reload when the file's content changes (polled every

@@ -68,6 +68,8 @@ pub struct Shared {
     pub metrics: Arc<MetricsRegistry>,
     pub(crate) workers: usize,
     pub(crate) draining: AtomicBool,
+    /// Shutdown is announced (readiness fails) but traffic is still served.
+    pub(crate) unready: AtomicBool,
     /// The plan generation each worker runs.
     pub(crate) applied: Vec<CachePadded<AtomicU64>>,
     pub(crate) sockets: Mutex<Vec<SocketHandoff>>,
@@ -117,6 +119,17 @@ impl Shared {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Fails readiness (`/healthz` answers 503) while still serving, so a
+    /// load balancer stops sending new connections before the drain starts.
+    pub fn announce_shutdown(&self) {
+        self.unready.store(true, Ordering::Relaxed);
+    }
+
+    /// Ready for new traffic: not shutting down.
+    pub fn is_ready(&self) -> bool {
+        !self.unready.load(Ordering::Relaxed) && !self.is_draining()
     }
 
     pub fn workers(&self) -> usize {
@@ -220,6 +233,7 @@ impl Gateway {
             metrics,
             workers,
             draining: AtomicBool::new(false),
+            unready: AtomicBool::new(false),
             applied: (0..workers).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
             sockets: Mutex::new(sockets),
             bound: Mutex::new(bound),

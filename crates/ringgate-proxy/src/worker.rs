@@ -16,7 +16,7 @@ use crossbeam_utils::CachePadded;
 use monoio::io::Canceller;
 use monoio::net::TcpListener;
 use ringgate_config::SocketKey;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::conn_pool::ConnPool;
 use crate::gateway::Shared;
@@ -318,11 +318,14 @@ pub(crate) fn run(
     {
         warn!(worker = id, cpu, error = ?e, "cannot pin worker to its CPU");
     }
-    let rt = build_runtime(entries, tuning).or_else(|e| {
-        // Kernels before 6.1 refuse some setup flags: fall back to a plain ring.
-        warn!(worker = id, error = %e, "io_uring setup flags refused; using a plain ring");
-        build_runtime(entries, IoUringFlags::default())
-    });
+    let (rt, tuning) = match build_runtime(entries, tuning) {
+        Ok(rt) => (Ok(rt), tuning),
+        Err(e) => {
+            // Kernels before 6.1 refuse some setup flags: fall back to a plain ring.
+            warn!(worker = id, error = %e, "io_uring setup flags refused; using a plain ring");
+            (build_runtime(entries, IoUringFlags::default()), IoUringFlags::default())
+        }
+    };
     let mut rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
@@ -331,6 +334,19 @@ pub(crate) fn run(
             return;
         }
     };
+    // Container runtimes often forbid io_uring (seccomp); monoio then falls
+    // back to epoll. Say which, since it matters for performance.
+    match &rt {
+        monoio::FusionRuntime::Uring(_) => info!(
+            worker = id,
+            "I/O driver: io_uring (coop_taskrun {}, defer_taskrun {})",
+            tuning.coop_taskrun,
+            tuning.defer_taskrun
+        ),
+        monoio::FusionRuntime::Legacy(_) => {
+            warn!(worker = id, "I/O driver: epoll (io_uring is unavailable here, e.g. blocked by seccomp)")
+        }
+    }
     let task_shared = shared.clone();
     rt.block_on(async move {
         let shared = task_shared;

@@ -100,7 +100,7 @@ fn route(head: &RequestHead, buf: &[u8], shared: &Shared, control: &Sender<Contr
     let get = matches!(head.method, Method::Get | Method::Head);
     match (path, get, head.method) {
         (b"/healthz", true, _) => {
-            if shared.is_draining() {
+            if !shared.is_ready() {
                 Reply::text(503, "draining\n")
             } else {
                 Reply::text(200, "ok\n")
