@@ -113,7 +113,7 @@ pub(crate) struct Client<S> {
 }
 
 /// Entry point of a client connection task.
-pub(crate) async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, socket: SocketKey) {
+pub(crate) async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, socket: SocketKey) {
     // Copied out, not held: a connection must not keep a plan alive (and its
     // removed servers listed as draining) while it waits.
     let (max, header_timeout, tls) = {
@@ -131,6 +131,21 @@ pub(crate) async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr
         Client::new(w, stream, peer, socket, guard).run().await;
         return;
     };
+    // Boxed: the handshake and a TLS stream's buffers would otherwise make
+    // every connection's task, plain ones included, several KB larger.
+    Box::pin(serve_tls(w, stream, peer, socket, guard, tls, header_timeout)).await;
+}
+
+/// An `https` socket's connection: TLS handshake, then the same request loop.
+async fn serve_tls(
+    w: Rc<Worker>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    socket: SocketKey,
+    guard: ConnGuard,
+    tls: std::sync::Arc<ringgate_tls::ServerConfig>,
+    header_timeout: Duration,
+) {
     // Look at the first bytes: a client speaking plain HTTP to this port gets
     // told so in plain HTTP, instead of a TLS alert it cannot read.
     let deadline = Instant::now() + header_timeout;
@@ -195,14 +210,18 @@ impl<S: AsyncReadRent + AsyncWriteRent + monoio::io::Split> Client<S> {
             let start = Instant::now();
             let lp = self.w.plan();
             let keep = match read {
-                HeadRead::Ready => self.handle(&lp, start).await,
+                // Boxed: the exchange with a backend is a large future, and
+                // an idle keep-alive connection should not carry its space
+                // (measured: 6.3 KB per connection inline, vs one small
+                // allocation per request).
+                HeadRead::Ready => Box::pin(self.handle(&lp, start)).await,
                 HeadRead::Closed => return,
                 HeadRead::Refused(e) => {
                     if self.w.shared.access_log.is_some() {
                         self.meta.capture_raw(&self.rbuf);
                     }
                     let text = format!("{} {}: {}", e.status(), ringgate_http::reason_phrase(e.status()), e.reason());
-                    let out = self.reply_error(e.code(), &text, true).await;
+                    let out = Box::pin(self.reply_error(e.code(), &text, true)).await;
                     self.finish(&lp.plan, None, start, out);
                     false
                 }
@@ -210,13 +229,12 @@ impl<S: AsyncReadRent + AsyncWriteRent + monoio::io::Split> Client<S> {
                     if self.w.shared.access_log.is_some() {
                         self.meta.capture_raw(&self.rbuf);
                     }
-                    let out = self
-                        .reply_error(
-                            ErrorCode::RequestTimeout,
-                            "408 Request Timeout: the request head did not arrive within header_read_timeout",
-                            true,
-                        )
-                        .await;
+                    let out = Box::pin(self.reply_error(
+                        ErrorCode::RequestTimeout,
+                        "408 Request Timeout: the request head did not arrive within header_read_timeout",
+                        true,
+                    ))
+                    .await;
                     self.finish(&lp.plan, None, start, out);
                     false
                 }
@@ -224,7 +242,8 @@ impl<S: AsyncReadRent + AsyncWriteRent + monoio::io::Split> Client<S> {
             if let Some(conn) = self.tunnel.take() {
                 let w = self.w.clone();
                 let _guard = self.guard;
-                crate::tunnel::splice_both(self.stream, conn.stream, crate::exchange::TUNNEL_IDLE).await;
+                // Boxed for the same reason as the exchange: rare, and large.
+                Box::pin(crate::tunnel::splice_both(self.stream, conn.stream, crate::exchange::TUNNEL_IDLE)).await;
                 w.gauges.backend_connections.add(-1);
                 return;
             }
@@ -325,13 +344,13 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             return !close;
         };
         let rule = &plan.rules[ri];
-        let out = self.route(lp, ri, rule, start).await;
+        let out = self.route(lp, ri, rule).await;
         let keep = out.keep;
         self.finish(plan, Some(rule), start, out);
         keep
     }
 
-    async fn route(&mut self, lp: &Rc<LocalPlan>, ri: usize, rule: &RulePlan, start: Instant) -> Outcome {
+    async fn route(&mut self, lp: &Rc<LocalPlan>, ri: usize, rule: &RulePlan) -> Outcome {
         let plan = &lp.plan;
         let has_body = self.head.body != BodyKind::Empty;
         if let BodyKind::Length(n) = self.head.body
@@ -372,7 +391,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             out.server = Some(index);
             return out;
         };
-        let mut out = self.exchange(rule, index, addr, from_cookie, start).await;
+        let mut out = self.exchange(rule, index, addr, from_cookie).await;
         out.server = Some(index);
         out
     }

@@ -21,6 +21,9 @@ pub(crate) struct PoolKey {
 pub(crate) struct BackendConn {
     pub stream: BackendStream,
     pub buf: Vec<u8>,
+    /// The connection's own buffer while a large body streams through a
+    /// borrowed one (see `Client::use_body_buffer`).
+    pub small_buf: Option<Vec<u8>>,
     pub key: PoolKey,
 }
 

@@ -29,6 +29,8 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const MAX_RESPONSE_HEADERS: usize = 256;
 /// Read size for bodies.
 const BODY_CHUNK: usize = 16 * 1024;
+/// Size of the spare buffers large bodies are streamed through.
+const BODY_BUFFER: usize = 64 * 1024;
 /// A tunnel (WebSocket) with no traffic either way is closed after this.
 pub(crate) const TUNNEL_IDLE: Duration = Duration::from_secs(300);
 
@@ -125,11 +127,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         index: usize,
         addr: SocketAddr,
         from_cookie: bool,
-        start: Instant,
     ) -> Outcome {
         let mut out = Outcome::default();
         let mut obuf = self.w.take_buf();
-        let result = self.exchange_inner(rule, index, addr, from_cookie, start, &mut obuf, &mut out).await;
+        let result = self.exchange_inner(rule, index, addr, from_cookie, &mut obuf, &mut out).await;
         self.w.give_buf(obuf);
         match result {
             Ok(()) => out,
@@ -186,7 +187,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         index: usize,
         addr: SocketAddr,
         from_cookie: bool,
-        start: Instant,
         obuf: &mut Vec<u8>,
         out: &mut Outcome,
     ) -> Result<(), Fail> {
@@ -368,7 +368,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             gauge_conn_dropped(self);
         }
         out.keep = !close;
-        let _ = start;
         Ok(())
     }
 
@@ -460,6 +459,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 conn.buf.clear();
                 let mut remaining = n - take as u64;
                 self.send_to_client(obuf, write_deadline(), out).await?;
+                if remaining > 0 {
+                    self.use_body_buffer(conn);
+                }
                 while remaining > 0 {
                     let got = self.fill_body(conn, rule).await?;
                     let take = (got as u64).min(remaining) as usize;
@@ -504,6 +506,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                     if done {
                         break;
                     }
+                    self.use_body_buffer(conn);
                     self.fill_body(conn, rule).await?;
                 }
             }
@@ -511,6 +514,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 obuf.extend_from_slice(&conn.buf);
                 conn.buf.clear();
                 self.send_to_client(obuf, write_deadline(), out).await?;
+                self.use_body_buffer(conn);
                 loop {
                     conn.buf.clear();
                     let deadline = Instant::now() + rule.request_timeout;
@@ -532,7 +536,25 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         if kind == BodyKind::Empty {
             self.send_to_client(obuf, write_deadline(), out).await?;
         }
+        self.done_with_body_buffer(conn);
         Ok(clean)
+    }
+
+    /// Streams the rest of a body through one of the worker's large spare
+    /// buffers, so a large body takes a few big reads and writes, while the
+    /// connection keeps only its small buffer for heads once back in the pool.
+    fn use_body_buffer(&self, conn: &mut BackendConn) {
+        if conn.buf.capacity() < BODY_BUFFER {
+            let big = self.w.take_body_buf(BODY_BUFFER);
+            conn.small_buf = Some(std::mem::replace(&mut conn.buf, big));
+        }
+    }
+
+    fn done_with_body_buffer(&self, conn: &mut BackendConn) {
+        if let Some(small) = conn.small_buf.take() {
+            let big = std::mem::replace(&mut conn.buf, small);
+            self.w.give_body_buf(big);
+        }
     }
 
     /// Writes `obuf` to the client.
@@ -620,7 +642,7 @@ async fn connect(key: PoolKey, rule: &RulePlan, server: &ServerPlan) -> Result<B
         }
         _ => BackendStream::Plain(stream),
     };
-    Ok(BackendConn { stream, buf: Vec::with_capacity(BODY_CHUNK), key })
+    Ok(BackendConn { stream, buf: Vec::with_capacity(BODY_CHUNK), small_buf: None, key })
 }
 
 fn backend_io_error(e: IoFail, server: &str, timeout: Duration) -> ProxyError {

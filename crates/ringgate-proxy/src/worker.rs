@@ -39,6 +39,8 @@ pub(crate) struct Worker {
     accepting: RefCell<Vec<(SocketKey, Canceller)>>,
     /// Spare output buffers, so a request borrows one instead of allocating.
     spare_bufs: RefCell<Vec<Vec<u8>>>,
+    /// Spare large buffers for streaming bodies.
+    body_bufs: RefCell<Vec<Vec<u8>>>,
     /// Access log lines not yet handed to the writer.
     pub log_buf: RefCell<Vec<u8>>,
 }
@@ -110,6 +112,7 @@ impl Worker {
             draining: Cell::new(false),
             accepting: RefCell::new(Vec::new()),
             spare_bufs: RefCell::new(Vec::new()),
+            body_bufs: RefCell::new(Vec::new()),
             log_buf: RefCell::new(Vec::new()),
             shared,
         })
@@ -163,6 +166,20 @@ impl Worker {
             if spare.len() < 64 {
                 spare.push(buf);
             }
+        }
+    }
+
+    /// Borrows a large buffer for streaming a body.
+    pub fn take_body_buf(&self, size: usize) -> Vec<u8> {
+        self.body_bufs.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(size))
+    }
+
+    /// Returns a body buffer; a few are kept for the next large bodies.
+    pub fn give_body_buf(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        let mut spare = self.body_bufs.borrow_mut();
+        if spare.len() < 16 {
+            spare.push(buf);
         }
     }
 
@@ -339,9 +356,7 @@ pub(crate) fn run(
     match &rt {
         monoio::FusionRuntime::Uring(_) => info!(
             worker = id,
-            "I/O driver: io_uring (coop_taskrun {}, defer_taskrun {})",
-            tuning.coop_taskrun,
-            tuning.defer_taskrun
+            "I/O driver: io_uring (coop_taskrun {}, defer_taskrun {})", tuning.coop_taskrun, tuning.defer_taskrun
         ),
         monoio::FusionRuntime::Legacy(_) => {
             warn!(worker = id, "I/O driver: epoll (io_uring is unavailable here, e.g. blocked by seccomp)")

@@ -201,7 +201,10 @@ fn control_loop(mut gateway: Gateway, prober: Prober, rx: Receiver<Control>, mut
             Control::Shutdown(why) => {
                 let delay = cfg.gateway.shutdown_delay;
                 if !delay.is_zero() {
-                    info!("{why}: /healthz now fails; serving for {}ms more (shutdown_delay) before draining", delay.as_millis());
+                    info!(
+                        "{why}: /healthz now fails; serving for {}ms more (shutdown_delay) before draining",
+                        delay.as_millis()
+                    );
                     gateway.shared().announce_shutdown();
                     std::thread::sleep(delay);
                 }
