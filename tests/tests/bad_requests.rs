@@ -97,6 +97,26 @@ fn invalid_chunk_size_is_refused_with_400() {
 }
 
 #[test]
+fn invalid_chunk_extension_is_refused_with_400() {
+    let b = Backend::start_ok("b1").unwrap();
+    let gw = gateway(&b);
+    // `;=x` has no extension name; a quoted value must close its quote.
+    for body in [&b"5;=x\r\nhello\r\n0\r\n\r\n"[..], b"5;a=\"open\r\nhello\r\n0\r\n\r\n"] {
+        let mut req = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        req.extend_from_slice(body);
+        refused(&gw, &req, 400, "BAD_REQUEST", "invalid chunk extension");
+    }
+}
+
+#[test]
+fn bare_cr_in_a_header_is_refused_with_400() {
+    let b = Backend::start_ok("b1").unwrap();
+    let gw = gateway(&b);
+    refused(&gw, b"GET / HTTP/1.1\r\nHost: t\r\nX-Split: a\rb\r\n\r\n", 400, "BAD_REQUEST", "header value");
+    assert!(b.recorded().iter().all(|r| r.header("x-split").is_none()), "the request did not reach the backend");
+}
+
+#[test]
 fn missing_host_in_http11_is_refused_with_400() {
     let b = Backend::start_ok("b1").unwrap();
     let gw = gateway(&b);

@@ -302,6 +302,25 @@ fn pooled_connection_closed_by_the_backend_is_replaced_transparently() {
 }
 
 #[test]
+fn post_on_a_dead_pooled_connection_is_not_replayed_and_answers_502() {
+    let b = Backend::start_ok("b1").unwrap();
+    let gw = Gateway::start(&simple_config(&[b.addr()], ""));
+    let mut c = Client::connect(gw.addr("public")).unwrap();
+    // The gateway pools a connection the backend has already closed.
+    assert_eq!(c.request("GET", "/close", &[], b"").unwrap().status, 200);
+    assert!(wait_until(Duration::from_secs(5), || b.open_connections() == 0), "the backend never closed");
+    // A POST may have side effects: it is not sent twice, so the dead
+    // connection costs this request a 502 rather than a silent replay.
+    let r = c.request("POST", "/echo", &[], b"once").unwrap();
+    assert_eq!(r.status, 502, "{r:?}\n{}", gw.stderr());
+    assert_eq!(r.header("x-ringgate-error"), Some("BACKEND_CLOSED"));
+    assert_eq!(b.requests_to("/echo"), 0, "the POST was not replayed on a fresh connection");
+    // The next request is served normally.
+    let mut c = Client::connect(gw.addr("public")).unwrap();
+    assert_eq!(c.request("POST", "/echo", &[], b"again").unwrap().body, b"again");
+}
+
+#[test]
 fn pooled_connection_closed_while_idle_is_replaced_transparently() {
     let b = Backend::builder().name("b1").idle_timeout(Duration::from_millis(200)).start().unwrap();
     let gw = Gateway::start(&simple_config(&[b.addr()], ""));
