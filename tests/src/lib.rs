@@ -266,21 +266,9 @@ impl Gateway {
     }
 
     /// SIGTERM, then waits up to `timeout` for the exit.
-    pub fn stop_within(mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub fn stop_within(self, timeout: Duration) -> Option<ExitStatus> {
         self.signal(libc::SIGTERM);
-        let mut child = self.child.take()?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(s)) = child.try_wait() {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.wait_exit(timeout)
     }
 
     /// Stops the gateway and returns its exit status.
@@ -708,6 +696,53 @@ backend_http_settings = "settings-{n}"
         ));
     }
     out
+}
+
+/// One basic listener `public`, rule `rule01` to pool `pool01` (`addresses`,
+/// written as given) through settings `setting01` on `port` with the extra
+/// lines `settings_extra`. With `probe`, the settings use custom probe `p1`
+/// made of those lines; without, the default probe. `admin` is the
+/// `admin_listen` value (`"off"` when no gateway runs).
+pub fn probed_config(
+    addresses: &[String],
+    port: u16,
+    settings_extra: &str,
+    probe: Option<&str>,
+    admin: &str,
+) -> String {
+    let addrs: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
+    let (use_probe, probe_table) = match probe {
+        Some(lines) => ("probe = \"p1\"\n", format!("\n[[probe]]\nname = \"p1\"\n{lines}\n")),
+        None => ("", String::new()),
+    };
+    format!(
+        r#"[gateway]
+workers = 1
+admin_listen = "{admin}"
+access_log = "off"
+drain_timeout = 5
+
+[[listener]]
+name = "public"
+listen = "127.0.0.1:0"
+
+[[backend_pool]]
+name = "pool01"
+addresses = [{addrs}]
+
+[[backend_http_settings]]
+name = "setting01"
+port = {port}
+{settings_extra}
+{use_probe}
+[[rule]]
+name = "rule01"
+listener = "public"
+backend_pool = "pool01"
+backend_http_settings = "setting01"
+{probe_table}"#,
+        addrs = addrs.join(", "),
+    )
 }
 
 /// A minimal configuration: one basic listener `public`, one rule `rule01` to

@@ -22,45 +22,8 @@ use serde_json::Value;
 /// here are 100 ms).
 const SOON: Duration = Duration::from_secs(5);
 
-/// One basic listener `public`, rule `rule01` to pool `pool01` (`addresses`,
-/// written as given) through settings `setting01` on `port` with the extra
-/// lines `settings_extra`. With `probe`, the settings use custom probe `p1`
-/// made of those lines; without, the default probe. `admin` is the
-/// `admin_listen` value (`"off"` when no gateway runs).
 fn config(addresses: &[String], port: u16, settings_extra: &str, probe: Option<&str>, admin: &str) -> String {
-    let addrs: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
-    let (use_probe, probe_table) = match probe {
-        Some(lines) => ("probe = \"p1\"\n", format!("\n[[probe]]\nname = \"p1\"\n{lines}\n")),
-        None => ("", String::new()),
-    };
-    format!(
-        r#"[gateway]
-workers = 1
-admin_listen = "{admin}"
-access_log = "off"
-drain_timeout = 5
-
-[[listener]]
-name = "public"
-listen = "127.0.0.1:0"
-
-[[backend_pool]]
-name = "pool01"
-addresses = [{addrs}]
-
-[[backend_http_settings]]
-name = "setting01"
-port = {port}
-{settings_extra}
-{use_probe}
-[[rule]]
-name = "rule01"
-listener = "public"
-backend_pool = "pool01"
-backend_http_settings = "setting01"
-{probe_table}"#,
-        addrs = addrs.join(", "),
-    )
+    probed_config(addresses, port, settings_extra, probe, admin)
 }
 
 /// Each server's full `ip:port`, for [`config`].

@@ -18,43 +18,9 @@ const PROBE_PATH: &str = "/health";
 /// How long a state change may take to show up when it is expected soon.
 const SOON: Duration = Duration::from_secs(5);
 
-/// One basic listener `public` and one rule to pool `pool01` (`addresses`,
-/// written as given) through settings `setting01` on `port`. With `probe`,
-/// the settings use the custom probe `p1` made of those lines; without, the
-/// default probe.
+/// See [`probed_config`]: access log off, admin API on port 0.
 fn gateway_config(addresses: &[String], port: u16, probe: Option<&str>) -> String {
-    let addrs: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
-    let (use_probe, probe_table) = match probe {
-        Some(lines) => ("probe = \"p1\"\n", format!("\n[[probe]]\nname = \"p1\"\n{lines}\n")),
-        None => ("", String::new()),
-    };
-    format!(
-        r#"[gateway]
-workers = 1
-admin_listen = "127.0.0.1:0"
-access_log = "off"
-drain_timeout = 5
-
-[[listener]]
-name = "public"
-listen = "127.0.0.1:0"
-
-[[backend_pool]]
-name = "pool01"
-addresses = [{addrs}]
-
-[[backend_http_settings]]
-name = "setting01"
-port = {port}
-{use_probe}
-[[rule]]
-name = "rule01"
-listener = "public"
-backend_pool = "pool01"
-backend_http_settings = "setting01"
-{probe_table}"#,
-        addrs = addrs.join(", "),
-    )
+    probed_config(addresses, port, "", probe, "127.0.0.1:0")
 }
 
 /// `addresses` for [`gateway_config`]: each server's full `ip:port`.
