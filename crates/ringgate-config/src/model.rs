@@ -378,6 +378,20 @@ pub struct SocketGroup {
     pub listeners: Vec<ListenerId>,
 }
 
+/// Indices of listeners that share a socket, grouped in file order of first
+/// appearance (also used by validation, before a `Config` exists).
+pub(crate) fn group_by_socket(listeners: &[Listener]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(SocketKey, Vec<usize>)> = Vec::new();
+    for (i, l) in listeners.iter().enumerate() {
+        let key = l.socket_key();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
 impl Config {
     /// The probe that watches servers reached through `settings`: its custom
     /// probe, or the default probe.
@@ -409,15 +423,17 @@ impl Config {
 
     /// Listeners grouped by address, in file order of first appearance.
     pub fn socket_groups(&self) -> Vec<SocketGroup> {
-        let mut groups: Vec<SocketGroup> = Vec::new();
-        for (i, l) in self.listeners.iter().enumerate() {
-            let key = l.socket_key();
-            match groups.iter_mut().find(|g| g.key == key) {
-                Some(g) => g.listeners.push(ListenerId(i)),
-                None => groups.push(SocketGroup { key, protocol: l.protocol, listeners: vec![ListenerId(i)] }),
-            }
-        }
-        groups
+        group_by_socket(&self.listeners)
+            .into_iter()
+            .map(|g| {
+                let first = &self.listeners[g[0]];
+                SocketGroup {
+                    key: first.socket_key(),
+                    protocol: first.protocol,
+                    listeners: g.into_iter().map(ListenerId).collect(),
+                }
+            })
+            .collect()
     }
 
     /// Renders the effective configuration for `ringgate check`, with every

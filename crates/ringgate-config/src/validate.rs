@@ -368,7 +368,7 @@ pub(crate) fn resolve(raw: RawConfig, d: &mut Diags, source: &Path) -> Option<Co
 
     // Listeners sharing an address form one multi-site socket: same protocol,
     // at most one basic listener, and no host name answered twice.
-    for g in group_by_address(&listeners) {
+    for g in crate::model::group_by_socket(&listeners) {
         let mut basic: Option<usize> = None;
         let mut hosts: HashMap<&HostPattern, usize> = HashMap::new();
         for &i in &g {
@@ -453,17 +453,6 @@ pub(crate) fn resolve(raw: RawConfig, d: &mut Diags, source: &Path) -> Option<Co
         rules,
         warnings: d.warnings.clone(),
     })
-}
-
-fn group_by_address(listeners: &[Listener]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    for (i, l) in listeners.iter().enumerate() {
-        match groups.iter_mut().find(|g| listeners[g[0]].socket_key() == l.socket_key()) {
-            Some(g) => g.push(i),
-            None => groups.push(vec![i]),
-        }
-    }
-    groups
 }
 
 fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Option<Gateway> {

@@ -115,6 +115,18 @@ enum HeadFail {
     Invalid(&'static str),
 }
 
+impl HeadFail {
+    /// The error a failed response head becomes (its 502 code follows).
+    fn into_error(self, server: &str, timeout: Duration) -> ProxyError {
+        let server = server.to_string();
+        match self {
+            HeadFail::TimedOut => ProxyError::Timeout { server, timeout },
+            HeadFail::Closed { source, .. } => ProxyError::BackendClosed { server, source },
+            HeadFail::Invalid(reason) => ProxyError::InvalidResponse { server, reason },
+        }
+    }
+}
+
 fn gauge_conn_dropped<S>(c: &Client<S>) {
     c.w.gauges.backend_connections.add(-1);
 }
@@ -277,12 +289,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 Err(f) => {
                     gauge_conn_dropped(self);
                     out.response_time = Some(sent_at.elapsed());
-                    let server = server.display.to_string();
-                    return Err(Fail::Proxy(match f {
-                        HeadFail::TimedOut => ProxyError::Timeout { server, timeout: rule.request_timeout },
-                        HeadFail::Closed { source, .. } => ProxyError::BackendClosed { server, source },
-                        HeadFail::Invalid(reason) => ProxyError::InvalidResponse { server, reason },
-                    }));
+                    return Err(Fail::Proxy(f.into_error(&server.display, rule.request_timeout)));
                 }
             }
         };
@@ -305,12 +312,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 Ok(n) => n,
                 Err(f) => {
                     gauge_conn_dropped(self);
-                    let server = server.display.to_string();
-                    return Err(Fail::Proxy(match f {
-                        HeadFail::TimedOut => ProxyError::Timeout { server, timeout: rule.request_timeout },
-                        HeadFail::Closed { source, .. } => ProxyError::BackendClosed { server, source },
-                        HeadFail::Invalid(reason) => ProxyError::InvalidResponse { server, reason },
-                    }));
+                    return Err(Fail::Proxy(f.into_error(&server.display, rule.request_timeout)));
                 }
             };
         }

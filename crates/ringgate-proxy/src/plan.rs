@@ -255,10 +255,5 @@ fn socket_tls(
 
 /// A stable 64-bit tag of a string (FNV-1a), never 0.
 fn tag(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h | 1
+    crate::balance::fnv1a(s.bytes()) | 1
 }
