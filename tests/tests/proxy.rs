@@ -301,14 +301,27 @@ fn pooled_connection_closed_by_the_backend_is_replaced_transparently() {
     assert!(close_conn.is_disjoint(&after_conn), "the retry went over a fresh connection");
 }
 
+/// Makes the gateway pool a connection that the backend then closes (`/close`
+/// answers without `connection: close`, then closes); returns the client.
+fn pool_a_closed_connection(b: &Backend, gw: &Gateway) -> Client {
+    let mut c = Client::connect(gw.addr("public")).expect("connect to the gateway");
+    assert_eq!(c.request("GET", "/close", &[], b"").expect("GET /close").status, 200);
+    assert!(wait_until(Duration::from_secs(5), || b.open_connections() == 0), "the backend never closed");
+    c
+}
+
 #[test]
 fn post_on_a_dead_pooled_connection_is_not_replayed_and_answers_502() {
     let b = Backend::start_ok("b1").unwrap();
-    let gw = Gateway::start(&simple_config(&[b.addr()], ""));
-    let mut c = Client::connect(gw.addr("public")).unwrap();
+    // Without multishot receives the gateway cannot see the close while the
+    // connection is idle (see the next test), which is the case when a close
+    // arrives just as a request is sent: the case tested here.
+    let config = simple_config(&[b.addr()], "")
+        .replace("drain_timeout = 5\n", "drain_timeout = 5\n\n[gateway.io_uring]\nmultishot_recv = false\n");
+    assert!(config.contains("multishot_recv = false"));
+    let gw = Gateway::start(&config);
     // The gateway pools a connection the backend has already closed.
-    assert_eq!(c.request("GET", "/close", &[], b"").unwrap().status, 200);
-    assert!(wait_until(Duration::from_secs(5), || b.open_connections() == 0), "the backend never closed");
+    let mut c = pool_a_closed_connection(&b, &gw);
     // A POST may have side effects: it is not sent twice, so the dead
     // connection costs this request a 502 rather than a silent replay.
     let r = c.request("POST", "/echo", &[], b"once").unwrap();
@@ -318,6 +331,20 @@ fn post_on_a_dead_pooled_connection_is_not_replayed_and_answers_502() {
     // The next request is served normally.
     let mut c = Client::connect(gw.addr("public")).unwrap();
     assert_eq!(c.request("POST", "/echo", &[], b"again").unwrap().body, b"again");
+}
+
+#[test]
+fn post_after_the_backend_closed_its_pooled_connection_goes_over_a_fresh_one() {
+    let b = Backend::start_ok("b1").unwrap();
+    let gw = Gateway::start(&simple_config(&[b.addr()], ""));
+    let mut c = pool_a_closed_connection(&b, &gw);
+    // The backend's close reached the idle pooled connection's multishot
+    // receive, so the pool drops it instead of handing it to the POST.
+    let r = c.request("POST", "/echo", &[], b"once").unwrap();
+    assert_eq!(r.status, 200, "{r:?}\n{}", gw.stderr());
+    assert_eq!(r.body, b"once");
+    assert_eq!(b.requests_to("/echo"), 1);
+    assert!(connection_ids(&b, "/close").is_disjoint(&connection_ids(&b, "/echo")), "a fresh connection");
 }
 
 #[test]

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 struct Opts {
     ringgate: PathBuf,
+    /// The byte relay of the `floor` mode (bench/src/bin/relay.rs).
+    relay: PathBuf,
     rounds: usize,
     duration: u32,
     modes: Vec<String>,
@@ -27,7 +29,7 @@ struct Opts {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: compare [--ringgate PATH] [--rounds N] [--duration SECS] [--mode small|c256|c1024|body64k|fast502|idle|all]... [--out DIR]"
+        "usage: compare [--ringgate PATH] [--relay PATH] [--rounds N] [--duration SECS] [--mode small|c256|c1024|body64k|fast502|https|log|idle|floor|all]... [--out DIR]"
     );
     std::process::exit(2)
 }
@@ -35,6 +37,7 @@ fn usage() -> ! {
 fn parse_args() -> Opts {
     let mut o = Opts {
         ringgate: PathBuf::from("target/release/ringgate"),
+        relay: PathBuf::from("target/release/relay"),
         rounds: 5,
         duration: 5,
         modes: Vec::new(),
@@ -47,6 +50,7 @@ fn parse_args() -> Opts {
         let mut val = || args.next().unwrap_or_else(|| usage());
         match a.as_str() {
             "--ringgate" => o.ringgate = val().into(),
+            "--relay" => o.relay = val().into(),
             "--rounds" => o.rounds = val().parse().unwrap_or_else(|_| usage()),
             "--duration" => o.duration = val().parse().unwrap_or_else(|_| usage()),
             "--mode" => o.modes.push(val()),
@@ -58,7 +62,7 @@ fn parse_args() -> Opts {
         }
     }
     if o.modes.is_empty() || o.modes.iter().any(|m| m == "all") {
-        o.modes = ["small", "c256", "c1024", "body64k", "fast502", "https", "log", "idle"]
+        o.modes = ["small", "c256", "c1024", "body64k", "fast502", "https", "log", "idle", "floor"]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -77,6 +81,8 @@ const RINGGATE_TLS_PORT: u16 = 18121;
 const NGINX_TLS_PORT: u16 = 18122;
 const RINGGATE_LOGGED_PORT: u16 = 18131;
 const RINGGATE_LOGGED_ADMIN_PORT: u16 = 18198;
+const RELAY_PLAIN_PORT: u16 = 18141;
+const RELAY_MULTISHOT_PORT: u16 = 18142;
 
 /// A process this harness started; stopped by pid on drop.
 struct Proc {
@@ -458,6 +464,21 @@ http {{
     let hlog = dir.join("haproxy.log");
     procs.push(spawn("haproxy", &o.proxy_cpu, "haproxy", &["-f", &hconf.to_string_lossy()], &hlog));
     wait_port(HAPROXY_PORT, "haproxy", &hlog);
+
+    // The floor: byte relays that do no HTTP work at all.
+    for (name, port, recv) in
+        [("relay (plain)", RELAY_PLAIN_PORT, "plain"), ("relay (multishot)", RELAY_MULTISHOT_PORT, "multishot")]
+    {
+        let log = dir.join(format!("relay-{recv}.log"));
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["--listen", &listen, "--recv", recv];
+        let backend_args: Vec<String> = BACKEND_PORTS.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        for b in &backend_args {
+            args.extend(["--backend", b.as_str()]);
+        }
+        procs.push(spawn(name, &o.proxy_cpu, &o.relay.to_string_lossy(), &args, &log));
+        wait_port(port, name, &log);
+    }
     Setup { dir: dir.to_path_buf(), procs }
 }
 
@@ -481,6 +502,12 @@ fn proxy_pids(setup: &Setup) -> BTreeMap<&'static str, Vec<u32>> {
             "haproxy" => {
                 m.insert("haproxy", vec![pid]);
             }
+            "relay (plain)" => {
+                m.insert("relay (plain)", vec![pid]);
+            }
+            "relay (multishot)" => {
+                m.insert("relay (multishot)", vec![pid]);
+            }
             _ => {}
         }
     }
@@ -502,7 +529,9 @@ fn render(t: &Table) -> String {
     let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let med = |s: &[Sample], f: fn(&Sample) -> f64| median(s.iter().map(f).collect());
     let cpu = |s: &[Sample]| med(s, |x| x.user_us_per_req + x.sys_us_per_req);
-    let mut peers: Vec<&(String, Vec<Sample>)> = t.rows.iter().filter(|(n, _)| !n.starts_with("ringgate")).collect();
+    // Peers are the other proxies; ringgate's own variants and the relays (a floor, not a proxy) are not.
+    let mut peers: Vec<&(String, Vec<Sample>)> =
+        t.rows.iter().filter(|(n, _)| !n.starts_with("ringgate") && !n.starts_with("relay")).collect();
     if peers.is_empty() {
         // A ringgate-only table (the access log's cost): compare with its first row.
         peers = t.rows.iter().take(1).collect();
@@ -637,6 +666,10 @@ fn main() {
         eprintln!("compare: {} is missing: build it with `cargo build --release -p ringgate`", o.ringgate.display());
         std::process::exit(2);
     }
+    if !o.relay.exists() {
+        eprintln!("compare: {} is missing: build it with `cargo build --release -p ringgate-bench`", o.relay.display());
+        std::process::exit(2);
+    }
     let ports = [
         BACKEND_PORTS[0],
         BACKEND_PORTS[1],
@@ -650,6 +683,8 @@ fn main() {
         NGINX_TLS_PORT,
         RINGGATE_LOGGED_PORT,
         RINGGATE_LOGGED_ADMIN_PORT,
+        RELAY_PLAIN_PORT,
+        RELAY_MULTISHOT_PORT,
     ];
     let taken: Vec<u16> = ports.iter().copied().filter(|p| !port_free(*p)).collect();
     if !taken.is_empty() {
@@ -739,6 +774,15 @@ fn main() {
                 ];
                 Some(Table {
                     title: "Access log cost: the same ringgate with the JSON access log to a file, 64 connections (the ratio columns compare with the log-off run)".into(),
+                    rows: interleaved(&o, 64, &targets),
+                })
+            }
+            "floor" => {
+                let mut targets = all(64);
+                targets.push(("relay (plain)", RELAY_PLAIN_PORT, pids["relay (plain)"].clone()));
+                targets.push(("relay (multishot)", RELAY_MULTISHOT_PORT, pids["relay (multishot)"].clone()));
+                Some(Table {
+                    title: "The floor: byte relays on io_uring that parse nothing (bench/src/bin/relay.rs; a backend connection per client connection, plain or multishot receives) beside the proxies, small response, 64 connections (ratios compare with nginx and HAProxy)".into(),
                     rows: interleaved(&o, 64, &targets),
                 })
             }

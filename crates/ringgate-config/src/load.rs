@@ -126,6 +126,7 @@ pub(crate) struct RawGateway {
     pub io_uring_entries: Option<u64>,
     pub coop_taskrun: Option<bool>,
     pub defer_taskrun: Option<bool>,
+    pub multishot_recv: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -479,7 +480,7 @@ const LIMIT_FIELDS: &[&str] = &[
     "client_keepalive_timeout",
     "header_read_timeout",
 ];
-const IO_URING_FIELDS: &[&str] = &["entries", "coop_taskrun", "defer_taskrun"];
+const IO_URING_FIELDS: &[&str] = &["entries", "coop_taskrun", "defer_taskrun", "multishot_recv"];
 
 fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
     let mut f = Fields::new(d, t, "[gateway]".into(), at, GATEWAY_FIELDS);
@@ -557,6 +558,7 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
         io_uring_entries: None,
         coop_taskrun: None,
         defer_taskrun: None,
+        multishot_recv: None,
     };
     if let Some(v) = f.get("limits") {
         match v.get_ref() {
@@ -590,6 +592,7 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
                 }
                 g.coop_taskrun = u.bool("coop_taskrun");
                 g.defer_taskrun = u.bool("defer_taskrun");
+                g.multishot_recv = u.bool("multishot_recv");
                 u.finish();
             }
             _ => f.wrong_type("io_uring", v, "a table: write `[gateway.io_uring]`"),

@@ -117,6 +117,9 @@ pub struct IoUringTuning {
     /// IORING_SETUP_DEFER_TASKRUN (with SINGLE_ISSUER): completions are
     /// processed in a batch when the worker waits.
     pub defer_taskrun: bool,
+    /// Client and backend sockets receive through one multishot receive
+    /// each, into a ring of provided buffers, instead of one receive per read.
+    pub multishot_recv: bool,
 }
 
 /// `http` or `https`.

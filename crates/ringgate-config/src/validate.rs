@@ -476,7 +476,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
             client_keepalive_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
         },
-        io_uring: IoUringTuning { entries: 1024, coop_taskrun: true, defer_taskrun: true },
+        io_uring: IoUringTuning { entries: 1024, coop_taskrun: true, defer_taskrun: true, multishot_recv: true },
     };
     let Some(r) = raw else { return Some(defaults) };
     let l = &defaults.limits;
@@ -531,6 +531,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
             entries: r.io_uring_entries.map_or(defaults.io_uring.entries, |n| n as u32),
             coop_taskrun: r.coop_taskrun.unwrap_or(defaults.io_uring.coop_taskrun),
             defer_taskrun: r.defer_taskrun.unwrap_or(defaults.io_uring.defer_taskrun),
+            multishot_recv: r.multishot_recv.unwrap_or(defaults.io_uring.multishot_recv),
         },
     })
 }

@@ -211,6 +211,53 @@ pub(crate) fn fold_content_length(v: &[u8], acc: &mut Option<u64>) -> Result<(),
     if any { Ok(()) } else { Err("empty Content-Length") }
 }
 
+/// Whether every CR in `head` is followed by an LF and every LF follows a CR.
+/// The precise line-ending checks walk the line ends one by one with memchr,
+/// a call per line (the largest part of a small head's parse in callgrind);
+/// this looks at eight bytes per step instead, and a head that fails it is
+/// handed to the precise check to name the fault.
+pub(crate) fn crlf_only(head: &[u8]) -> bool {
+    const LO: u64 = u64::from_le_bytes([0x01; 8]);
+    const HI: u64 = u64::from_le_bytes([0x80; 8]);
+    // The high bit of each byte of `w` equal to `b`; exact (no carries
+    // between bytes, unlike the classic has-zero-byte trick).
+    let eq = |w: u64, b: u8| {
+        let x = w ^ (LO * u64::from(b));
+        !(((x & !HI) + !HI) | x) & HI
+    };
+    // Little-endian words: the byte after byte i is 8 bits up, so an LF
+    // must sit exactly where the CRs shifted up by one byte land. `carry`
+    // brings a CR in a word's last byte to the next word's first.
+    let step = |w: u64, carry: &mut u64| {
+        let (cr, lf) = (eq(w, b'\r'), eq(w, b'\n'));
+        let ok = lf == (cr << 8) | *carry;
+        *carry = cr >> 56;
+        ok
+    };
+    let mut carry = 0;
+    let mut words = head.chunks_exact(8);
+    for c in &mut words {
+        let mut b = [0; 8];
+        b.copy_from_slice(c);
+        let w = u64::from_le_bytes(b);
+        // Most words hold no byte below 0x0E, so no CR or LF, and with no CR
+        // carried in there is nothing to check (an exact "has a byte less
+        // than" test).
+        if carry == 0 && (w.wrapping_sub(LO * 0x0E) & !w & HI) == 0 {
+            continue;
+        }
+        if !step(w, &mut carry) {
+            return false;
+        }
+    }
+    // The rest, zero-padded: a CR in the head's last byte meets a zero, not
+    // an LF, and fails; with no rest, a carried CR meets the zero word.
+    let rest = words.remainder();
+    let mut b = [0; 8];
+    b[..rest.len()].copy_from_slice(rest);
+    step(u64::from_le_bytes(b), &mut carry)
+}
+
 /// Transfer codings seen so far across Transfer-Encoding fields.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Codings {
@@ -265,6 +312,48 @@ mod tests {
         for bad in [&b"+1"[..], b"-1", b"1 2", b"", b"0x10", b"99999999999999999999", b"1,"] {
             assert!(fold_content_length(bad, &mut None).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn crlf_only_agrees_with_a_byte_by_byte_scan() {
+        let slow = |h: &[u8]| {
+            h.iter().enumerate().all(|(i, &b)| match b {
+                b'\n' => i > 0 && h[i - 1] == b'\r',
+                b'\r' => h.get(i + 1) == Some(&b'\n'),
+                _ => true,
+            })
+        };
+        let alphabet = [b'a', b'\r', b'\n'];
+        // Every string over {a, CR, LF} up to 10 bytes: covers line ends on
+        // and across every word boundary, and at the very end.
+        for len in 0..=10u32 {
+            for n in 0..3usize.pow(len) {
+                let mut k = n;
+                let h: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = alphabet[k % 3];
+                        k /= 3;
+                        b
+                    })
+                    .collect();
+                assert_eq!(crlf_only(&h), slow(&h), "{h:?}");
+            }
+        }
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Long-Field-Name: some value here\r\n\r\n";
+        assert!(crlf_only(head));
+        for i in 0..head.len() {
+            let mut bad = head.to_vec();
+            if bad[i] == b'\r' {
+                bad[i] = b'x';
+                assert!(!crlf_only(&bad), "LF without its CR at {i}");
+            } else if bad[i] != b'\n' {
+                bad[i] = b'\n';
+                assert!(!crlf_only(&bad), "bare LF at {i}");
+                bad[i] = b'\r';
+                assert!(!crlf_only(&bad), "bare CR at {i}");
+            }
+        }
+        assert!(crlf_only(&[0x8d, 0x8a, 0x0d, 0x0a]), "bytes with the high bit set are not CR or LF");
     }
 
     #[test]

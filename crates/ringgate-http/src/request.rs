@@ -320,6 +320,9 @@ fn valid_authority(v: &[u8]) -> bool {
 /// might not, and that disagreement is a smuggling vector, so only CRLF is
 /// accepted.
 fn check_line_endings(head: &[u8]) -> Result<(), RequestError> {
+    if crate::head::crlf_only(head) {
+        return Ok(());
+    }
     // One pass over both bytes: every LF must follow a CR, every CR precede an LF.
     for i in memchr::memchr2_iter(b'\r', b'\n', head) {
         if head[i] == b'\n' {

@@ -179,6 +179,9 @@ pub fn parse_response(
 }
 
 fn check_line_endings(head: &[u8]) -> Result<(), ResponseError> {
+    if crate::head::crlf_only(head) {
+        return Ok(());
+    }
     for i in memchr::memchr_iter(b'\n', head) {
         if i == 0 || head[i - 1] != b'\r' {
             return Err(ResponseError::Invalid("bare LF in the response head"));

@@ -20,6 +20,19 @@ pub(crate) enum BackendStream {
 #[allow(unsafe_code)]
 unsafe impl Split for BackendStream {}
 
+impl BackendStream {
+    /// Whether the backend sent something (bytes, its end of the stream, an
+    /// error) that was not read: on an idle pooled connection, a sign that
+    /// it is dead. Known only for plain connections with multishot receives
+    /// (see `worker::prepare_stream`); false otherwise.
+    pub(crate) fn pending_input(&self) -> bool {
+        match self {
+            BackendStream::Plain(s) => s.multishot_pending(),
+            BackendStream::Tls(_) => false,
+        }
+    }
+}
+
 impl AsyncReadRent for BackendStream {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {

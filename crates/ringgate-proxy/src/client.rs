@@ -14,7 +14,7 @@ use ringgate_http::{BodyKind, ErrorCode, Parsed, RequestError, RequestHead, Resp
 
 use crate::access_log::{LogRecord, format_line};
 use crate::balance::{Pick, find_cookie, pick};
-use crate::io::{IoFail, read_more_until, write_all_until};
+use crate::io::{IoFail, Timer};
 use crate::local::LocalPlan;
 use crate::metrics::RuleMetrics;
 use crate::plan::{Plan, RulePlan};
@@ -110,10 +110,18 @@ pub(crate) struct Client<S> {
     meta: LogMeta,
     /// A backend connection switched to another protocol (101), to splice.
     pub tunnel: Option<crate::conn_pool::BackendConn>,
+    /// Bounds the waits for a request head (see [`Timer`]).
+    head_timer: Timer,
+    /// Bounds the reads and writes of an exchange. Apart from `head_timer`
+    /// so that each sees deadlines that only move later (keep-alive after
+    /// keep-alive; request time-out after request time-out), which re-aims a
+    /// timer without re-registering it.
+    pub timer: Timer,
 }
 
 /// Entry point of a client connection task.
-pub(crate) async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, socket: SocketKey) {
+pub(crate) async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, socket: SocketKey) {
+    crate::worker::prepare_stream(&mut stream);
     // Copied out, not held: a connection must not keep a plan alive (and its
     // removed servers listed as draining) while it waits.
     let (max, header_timeout, tls) = {
@@ -150,7 +158,7 @@ async fn serve_tls(
     // told so in plain HTTP, instead of a TLS alert it cannot read.
     let deadline = Instant::now() + header_timeout;
     let mut first = Vec::with_capacity(INITIAL_READ);
-    match read_more_until(&mut stream, &mut first, INITIAL_READ, deadline).await {
+    match Timer::new().read_more_until(&mut stream, &mut first, INITIAL_READ, deadline).await {
         Ok(n) if n > 0 => {}
         _ => return,
     }
@@ -270,6 +278,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             served: 0,
             meta: LogMeta::default(),
             tunnel: None,
+            head_timer: Timer::new(),
+            timer: Timer::new(),
         }
     }
 
@@ -306,7 +316,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             }
             // Room for the rest of the head, never beyond the limit.
             let room = (plan.limits.max_head + 1).saturating_sub(self.rbuf.len()).clamp(1, INITIAL_READ);
-            let r = read_more_until(&mut self.stream, &mut self.rbuf, room, wait).await;
+            let r = self.head_timer.read_more_until(&mut self.stream, &mut self.rbuf, room, wait).await;
             if idle {
                 self.guard.set_idle(false);
             }
@@ -435,7 +445,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let mut out = self.w.take_buf();
         out.extend_from_slice(bytes);
         let deadline = Instant::now() + self.w.plan().plan.keepalive_timeout;
-        let sent = write_all_until(&mut self.stream, &mut out, deadline).await.is_ok();
+        let sent = self.timer.write_all_until(&mut self.stream, &mut out, deadline).await.is_ok();
         let n = out.len() as u64;
         self.w.give_buf(out);
         Outcome {

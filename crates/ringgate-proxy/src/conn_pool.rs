@@ -45,11 +45,16 @@ pub(crate) struct ConnPool {
 impl ConnPool {
     /// The most recently returned live connection to `addr`. Most recent
     /// first keeps a small hot set in use and lets the rest expire.
+    ///
+    /// A connection on which the backend's close (or anything else) arrived
+    /// while it was idle is dropped here rather than handed out: a request
+    /// sent on it would fail, and one that cannot be retried (a POST) would
+    /// cost the client a 502.
     pub fn take(&mut self, key: PoolKey, now: Instant) -> Option<BackendConn> {
         let list = self.idle.get_mut(&key)?;
         while let Some(i) = list.pop() {
             self.count -= 1;
-            if i.expires > now {
+            if i.expires > now && !i.conn.stream.pending_input() {
                 return Some(i.conn);
             }
         }

@@ -21,7 +21,7 @@ use crate::backend_stream::BackendStream;
 use crate::client::{Client, Outcome};
 use crate::conn_pool::{BackendConn, PoolKey};
 use crate::error::ProxyError;
-use crate::io::{IoFail, consume, read_more_until, write_all_until, write_range_until};
+use crate::io::{IoFail, consume};
 use crate::plan::{RulePlan, ServerPlan};
 
 /// Largest response head accepted from a backend.
@@ -230,7 +230,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             // forwarded): the request is routed and a server chosen.
             let mut cont = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
             let deadline = Instant::now() + plan.keepalive_timeout;
-            write_all_until(&mut self.stream, &mut cont, deadline).await.map_err(|_| Fail::Client(ClientFail::Gone))?;
+            self.timer
+                .write_all_until(&mut self.stream, &mut cont, deadline)
+                .await
+                .map_err(|_| Fail::Client(ClientFail::Gone))?;
             out.bytes_out += cont.len() as u64;
         }
 
@@ -251,7 +254,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 }
             };
             let deadline = Instant::now() + rule.request_timeout;
-            match write_all_until(&mut conn.stream, obuf, deadline).await {
+            match self.timer.write_all_until(&mut conn.stream, obuf, deadline).await {
                 Ok(()) => {}
                 Err(IoFail::Io(_)) if reused && replayable && !retried => {
                     gauge_conn_dropped(self);
@@ -300,7 +303,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             if client_version == Version::Http11 {
                 let mut interim = conn.buf[..response_head_len].to_vec();
                 let deadline = Instant::now() + plan.keepalive_timeout;
-                if write_all_until(&mut self.stream, &mut interim, deadline).await.is_err() {
+                if self.timer.write_all_until(&mut self.stream, &mut interim, deadline).await.is_err() {
                     gauge_conn_dropped(self);
                     return Err(Fail::Abort(ErrorCode::ClientClosed));
                 }
@@ -391,14 +394,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let mut sent = 0u64;
         while !body.is_done() {
             let deadline = Instant::now() + plan.keepalive_timeout;
-            match read_more_until(&mut self.stream, &mut self.rbuf, BODY_CHUNK, deadline).await {
+            match self.timer.read_more_until(&mut self.stream, &mut self.rbuf, BODY_CHUNK, deadline).await {
                 Ok(0) | Err(IoFail::Io(_)) => return Err(Fail::Client(ClientFail::Gone)),
                 Err(IoFail::TimedOut) => return Err(Fail::Client(ClientFail::TimedOut)),
                 Ok(_) => {}
             }
             let n = body.advance(&self.rbuf, plan.max_request_body).map_err(Fail::Client)?;
             let deadline = Instant::now() + rule.request_timeout;
-            if let Err(e) = write_range_until(&mut conn.stream, &mut self.rbuf, 0..n, deadline).await {
+            if let Err(e) = self.timer.write_range_until(&mut conn.stream, &mut self.rbuf, 0..n, deadline).await {
                 let server = conn.key.addr.to_string();
                 return Err(Fail::Proxy(backend_io_error(e, &server, rule.request_timeout)));
             }
@@ -424,7 +427,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                     Err(e) => return Err(HeadFail::Invalid(e.reason())),
                 }
             }
-            match read_more_until(&mut conn.stream, &mut conn.buf, 4096, deadline).await {
+            match self.timer.read_more_until(&mut conn.stream, &mut conn.buf, 4096, deadline).await {
                 Ok(0) => return Err(HeadFail::Closed { empty: conn.buf.is_empty(), source: None }),
                 Ok(_) => {}
                 Err(IoFail::TimedOut) => return Err(HeadFail::TimedOut),
@@ -472,7 +475,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                     }
                     remaining -= take as u64;
                     let deadline = write_deadline();
-                    let r = write_range_until(&mut self.stream, &mut conn.buf, 0..take, deadline).await;
+                    let r = self.timer.write_range_until(&mut self.stream, &mut conn.buf, 0..take, deadline).await;
                     r.map_err(|_| Fail::Abort(ErrorCode::ClientClosed))?;
                     out.bytes_out += take as u64;
                     conn.buf.clear();
@@ -520,11 +523,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 loop {
                     conn.buf.clear();
                     let deadline = Instant::now() + rule.request_timeout;
-                    match read_more_until(&mut conn.stream, &mut conn.buf, BODY_CHUNK, deadline).await {
+                    match self.timer.read_more_until(&mut conn.stream, &mut conn.buf, BODY_CHUNK, deadline).await {
                         Ok(0) => break,
                         Ok(n) => {
                             let deadline = write_deadline();
-                            let r = write_range_until(&mut self.stream, &mut conn.buf, 0..n, deadline).await;
+                            let r = self.timer.write_range_until(&mut self.stream, &mut conn.buf, 0..n, deadline).await;
                             r.map_err(|_| Fail::Abort(ErrorCode::ClientClosed))?;
                             out.bytes_out += n as u64;
                         }
@@ -564,7 +567,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         if obuf.is_empty() {
             return Ok(());
         }
-        write_all_until(&mut self.stream, obuf, deadline).await.map_err(|_| Fail::Abort(ErrorCode::ClientClosed))?;
+        self.timer
+            .write_all_until(&mut self.stream, obuf, deadline)
+            .await
+            .map_err(|_| Fail::Abort(ErrorCode::ClientClosed))?;
         out.bytes_out += obuf.len() as u64;
         Ok(())
     }
@@ -574,7 +580,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     async fn fill_body(&mut self, conn: &mut BackendConn, rule: &RulePlan) -> Result<usize, Fail> {
         conn.buf.clear();
         let deadline = Instant::now() + rule.request_timeout;
-        match read_more_until(&mut conn.stream, &mut conn.buf, BODY_CHUNK, deadline).await {
+        match self.timer.read_more_until(&mut conn.stream, &mut conn.buf, BODY_CHUNK, deadline).await {
             Ok(0) | Err(IoFail::Io(_)) => Err(Fail::Abort(ErrorCode::BackendClosed)),
             Err(IoFail::TimedOut) => Err(Fail::Abort(ErrorCode::Timeout)),
             Ok(n) => Ok(n),
@@ -587,13 +593,15 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         obuf.extend_from_slice(&conn.buf);
         conn.buf.clear();
         let deadline = Instant::now() + TUNNEL_IDLE;
-        if write_all_until(&mut self.stream, obuf, deadline).await.is_err() {
+        if self.timer.write_all_until(&mut self.stream, obuf, deadline).await.is_err() {
             gauge_conn_dropped(self);
             return;
         }
         out.bytes_out += obuf.len() as u64;
         // Bytes the client sent after its upgrade request belong to the tunnel.
-        if !self.rbuf.is_empty() && write_all_until(&mut conn.stream, &mut self.rbuf, deadline).await.is_err() {
+        if !self.rbuf.is_empty()
+            && self.timer.write_all_until(&mut conn.stream, &mut self.rbuf, deadline).await.is_err()
+        {
             gauge_conn_dropped(self);
             return;
         }
@@ -619,7 +627,10 @@ async fn connect(key: PoolKey, rule: &RulePlan, server: &ServerPlan) -> Result<B
     let display = || server.display.to_string();
     let deadline = Instant::now() + timeout;
     let stream = match monoio::time::timeout_at(deadline.into(), TcpStream::connect_addr(key.addr)).await {
-        Ok(Ok(stream)) => stream,
+        Ok(Ok(mut stream)) => {
+            crate::worker::prepare_stream(&mut stream);
+            stream
+        }
         Ok(Err(e)) => return Err(ProxyError::Connect { server: display(), source: e }),
         Err(_) => return Err(ProxyError::ConnectTimeout { server: display(), after: timeout }),
     };

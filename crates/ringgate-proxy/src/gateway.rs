@@ -250,6 +250,7 @@ impl Gateway {
             let flags = crate::worker::IoUringFlags {
                 coop_taskrun: config.gateway.io_uring.coop_taskrun,
                 defer_taskrun: config.gateway.io_uring.defer_taskrun,
+                multishot_recv: config.gateway.io_uring.multishot_recv,
             };
             let t = std::thread::Builder::new()
                 .name(format!("ringgate-w{id}"))

@@ -18,6 +18,8 @@ mod io;
 mod local;
 pub mod metrics;
 mod plan;
+#[cfg(test)]
+mod recv_multishot_tests;
 mod route;
 mod tunnel;
 mod worker;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
 
-use crate::io::{IoFail, read_more_until, write_all_until};
+use crate::io::{IoFail, Timer};
 
 /// Relays `a` ⇄ `b`; returns the bytes sent a→b and b→a.
 pub(crate) async fn splice_both<A, B>(a: A, b: B, idle: Duration) -> (u64, u64)
@@ -34,14 +34,15 @@ async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
 ) -> u64 {
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut total = 0u64;
+    let mut timer = Timer::new();
     loop {
         buf.clear();
         let deadline = last.get() + idle;
-        match read_more_until(from, &mut buf, 16 * 1024, deadline).await {
+        match timer.read_more_until(from, &mut buf, 16 * 1024, deadline).await {
             Ok(0) | Err(IoFail::Io(_)) => break,
             Ok(n) => {
                 last.set(Instant::now());
-                if write_all_until(to, &mut buf, Instant::now() + idle).await.is_err() {
+                if timer.write_all_until(to, &mut buf, Instant::now() + idle).await.is_err() {
                     break;
                 }
                 total += n as u64;

@@ -131,6 +131,28 @@ backend_http_settings = "setting01"
 }
 
 #[test]
+fn io_uring_tuning_defaults_and_errors() {
+    let cfg = load(MINIMAL).unwrap();
+    assert_eq!(
+        cfg.gateway.io_uring,
+        IoUringTuning { entries: 1024, coop_taskrun: true, defer_taskrun: true, multishot_recv: true }
+    );
+    let text = format!("[gateway.io_uring]\nentries = 256\nmultishot_recv = false\n{MINIMAL}");
+    let cfg = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((cfg.gateway.io_uring.entries, cfg.gateway.io_uring.multishot_recv), (256, false));
+    assert!(cfg.gateway.io_uring.defer_taskrun);
+    let text = format!("[gateway.io_uring]\nentries = 300\nmultishot_recv = \"yes\"\nmultishot = true\n{MINIMAL}");
+    assert_eq!(
+        errors(&text),
+        [
+            "gw.toml:2: [gateway.io_uring], field `entries`: 300 is not a power of two",
+            "gw.toml:3: [gateway.io_uring], field `multishot_recv`: expected true or false, found a string",
+            "gw.toml:4: [gateway.io_uring], field `multishot`: unknown field (known fields: entries, coop_taskrun, defer_taskrun, multishot_recv)",
+        ]
+    );
+}
+
+#[test]
 fn syntax_errors_name_the_line() {
     let errs = errors("[gateway]\nworkers = \n");
     assert_eq!(errs.len(), 1);

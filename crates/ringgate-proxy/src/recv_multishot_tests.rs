@@ -1,0 +1,227 @@
+//! Tests of the multishot receive path that `vendor/monoio` adds to monoio's
+//! `TcpStream` and that every worker socket uses (see
+//! `vendor/monoio/RINGGATE.md`): bytes arrive complete and in order whatever
+//! the reader's buffer sizes, a reader that falls behind loses nothing (its
+//! receive is cancelled and re-armed), many such readers at once drain the
+//! buffer ring and fall back to plain receives without loss, a bulk transfer
+//! switches to plain receives and back, and the end of a stream reads as 0
+//! bytes.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use monoio::io::AsyncReadRent;
+use monoio::net::TcpStream;
+
+fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>> {
+    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().enable_timer().build().expect("io_uring runtime")
+}
+
+fn pattern(seed: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i * 31 + seed * 7) % 251) as u8).collect()
+}
+
+/// A listener whose accepted connections are each sent `payload(k)` (k the
+/// connection's index), after `delay`, then closed.
+fn sender(conns: usize, delay: Duration, payload: fn(usize) -> Vec<u8>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for k in 0..conns {
+            let (s, _) = l.accept().expect("accept");
+            held.push((k, s));
+        }
+        std::thread::sleep(delay);
+        let writers: Vec<_> = held
+            .into_iter()
+            .map(|(k, mut s)| {
+                std::thread::spawn(move || {
+                    let data = payload(k);
+                    // Uneven writes, so the reader sees many segment sizes.
+                    let mut off = 0;
+                    let mut step = 1;
+                    while off < data.len() {
+                        let end = (off + step).min(data.len());
+                        s.write_all(&data[off..end]).expect("write");
+                        off = end;
+                        step = step * 3 % 20_011 + 1;
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("writer");
+        }
+    });
+    addr
+}
+
+/// `n` connections to `addr`, each with its multishot receive on.
+async fn connect_multishot(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut streams = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = TcpStream::connect_addr(addr).await.expect("connect");
+        assert!(s.set_multishot_recv(true), "this kernel has multishot receives (6.0+)");
+        streams.push(s);
+    }
+    streams
+}
+
+async fn read_all(s: &mut TcpStream, chunk: impl Fn(usize) -> usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    loop {
+        let (r, buf) = s.read(Vec::with_capacity(chunk(i))).await;
+        let n = r.expect("read");
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n]);
+        i += 1;
+    }
+}
+
+#[test]
+fn bytes_arrive_whole_and_in_order_whatever_the_read_size() {
+    let addr = sender(1, Duration::ZERO, |_| pattern(1, 1 << 20));
+    runtime().block_on(async move {
+        let mut s = TcpStream::connect_addr(addr).await.expect("connect");
+        assert!(s.set_multishot_recv(true), "this kernel has multishot receives (6.0+)");
+        assert!(s.multishot_recv());
+        // Reads smaller than, equal to and larger than the 4 KiB provided buffers.
+        let sizes = [1usize, 100, 4096, 9000, 65536, 3];
+        let got = read_all(&mut s, |i| sizes[i % sizes.len()]).await;
+        assert_eq!(got.len(), 1 << 20);
+        assert!(got == pattern(1, 1 << 20), "the bytes differ from what was sent");
+        // The end of the stream stays the end.
+        let (r, _) = s.read(Vec::with_capacity(16)).await;
+        assert_eq!(r.expect("read at end"), 0);
+    });
+}
+
+#[test]
+fn a_reader_that_falls_behind_loses_nothing() {
+    // 2 MiB sent while the reader sleeps: its receive fills its queue, is
+    // cancelled, and must be re-armed when the reader comes back.
+    let addr = sender(1, Duration::ZERO, |_| pattern(2, 2 << 20));
+    runtime().block_on(async move {
+        let mut s = TcpStream::connect_addr(addr).await.expect("connect");
+        assert!(s.set_multishot_recv(true));
+        let (r, first) = s.read(Vec::with_capacity(10)).await;
+        let n = r.expect("first read");
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        let mut got = first[..n].to_vec();
+        got.extend(read_all(&mut s, |_| 16 * 1024).await);
+        assert_eq!(got.len(), 2 << 20);
+        assert!(got == pattern(2, 2 << 20), "bytes lost or reordered after falling behind");
+    });
+}
+
+#[test]
+fn many_idle_readers_drain_the_ring_and_fall_back_without_loss() {
+    // 300 connections × 128 KiB arriving while nobody reads: more than the
+    // ring's 1,024 buffers of 4 KiB, so some receives end with ENOBUFS and
+    // those reads go the plain way.
+    const CONNS: usize = 300;
+    let addr = sender(CONNS, Duration::from_millis(50), |k| pattern(k, 128 * 1024));
+    runtime().block_on(async move {
+        let streams = connect_multishot(addr, CONNS).await;
+        let mut tasks = Vec::new();
+        for (k, mut s) in streams.into_iter().enumerate() {
+            tasks.push(monoio::spawn(async move {
+                let (r, first) = s.read(Vec::with_capacity(1)).await;
+                assert_eq!(r.expect("first read"), 1);
+                // Sit on the receive while the rest arrives.
+                monoio::time::sleep(Duration::from_millis(400)).await;
+                let mut got = first[..1].to_vec();
+                got.extend(read_all(&mut s, |i| 1000 + i % 7000).await);
+                assert!(got == pattern(k, 128 * 1024), "connection {k}: bytes lost or reordered");
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+    });
+}
+
+#[test]
+fn dropping_readers_with_queued_bytes_returns_their_buffers() {
+    // Streams dropped with received bytes still queued must give those
+    // buffers back; a later transfer far larger than the ring proves it.
+    const CONNS: usize = 100;
+    let addr = sender(CONNS, Duration::ZERO, |_| pattern(3, 64 * 1024));
+    let big = sender(1, Duration::ZERO, |_| pattern(4, 8 << 20));
+    runtime().block_on(async move {
+        let mut streams = connect_multishot(addr, CONNS).await;
+        // The sender writes once all are connected.
+        for s in &mut streams {
+            let (r, _) = s.read(Vec::with_capacity(1)).await;
+            assert_eq!(r.expect("first read"), 1);
+        }
+        monoio::time::sleep(Duration::from_millis(200)).await;
+        drop(streams);
+        monoio::time::sleep(Duration::from_millis(50)).await;
+        let mut s = TcpStream::connect_addr(big).await.expect("connect");
+        assert!(s.set_multishot_recv(true));
+        let got = read_all(&mut s, |_| 4096).await;
+        assert!(got == pattern(4, 8 << 20), "the large transfer after the drops is wrong");
+    });
+}
+
+#[test]
+fn a_stream_can_switch_back_to_plain_reads() {
+    let addr = sender(1, Duration::from_millis(100), |_| pattern(5, 10_000));
+    runtime().block_on(async move {
+        let mut s = TcpStream::connect_addr(addr).await.expect("connect");
+        assert!(s.set_multishot_recv(true));
+        assert!(!s.set_multishot_recv(false));
+        assert!(!s.multishot_recv());
+        let got = read_all(&mut s, |_| 4096).await;
+        assert!(got == pattern(5, 10_000));
+    });
+}
+
+#[test]
+fn a_bulk_transfer_goes_plain_and_the_stream_comes_back_to_multishot() {
+    // 1 MiB and a bit, then small messages with pauses between them.
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().expect("accept");
+        s.write_all(&pattern(6, (1 << 20) + 100)).expect("bulk");
+        for msg in [&b"hello"[..], b"again"] {
+            std::thread::sleep(Duration::from_millis(300));
+            s.write_all(msg).expect("small");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    runtime().block_on(async move {
+        let mut s = TcpStream::connect_addr(addr).await.expect("connect");
+        assert!(s.set_multishot_recv(true));
+        let mut got = Vec::new();
+        while got.len() < (1 << 20) + 100 {
+            let (r, buf) = s.read(Vec::with_capacity(64 * 1024)).await;
+            let n = r.expect("read");
+            assert!(n > 0, "early end after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got == pattern(6, (1 << 20) + 100), "bulk bytes lost or reordered");
+        let (r, buf) = s.read(Vec::with_capacity(100)).await;
+        assert_eq!(&buf[..r.expect("read")], b"hello");
+        // A small read after the bulk: the stream is back on a multishot
+        // receive, which sees the next message arrive without a read.
+        let mut seen = false;
+        for _ in 0..200 {
+            if s.multishot_pending() {
+                seen = true;
+                break;
+            }
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(seen, "the stream did not return to its multishot receive");
+        let (r, buf) = s.read(Vec::with_capacity(100)).await;
+        assert_eq!(&buf[..r.expect("read")], b"again");
+    });
+}
