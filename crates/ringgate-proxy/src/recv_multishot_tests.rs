@@ -225,3 +225,43 @@ fn a_bulk_transfer_goes_plain_and_the_stream_comes_back_to_multishot() {
         assert_eq!(&buf[..r.expect("read")], b"again");
     });
 }
+
+#[test]
+fn turning_it_on_again_after_a_bulk_transfer_watches_the_idle_stream() {
+    // However the bulk transfer ended (on plain receives, or with its
+    // multishot receive being cancelled), turning it on again puts the
+    // stream back on a multishot receive that sees the peer's close.
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().expect("accept");
+        s.write_all(&pattern(7, 256 * 1024)).expect("bulk");
+        std::thread::sleep(Duration::from_millis(300));
+        // Closing is what an idle keep-alive connection's server does.
+        drop(s);
+    });
+    runtime().block_on(async move {
+        let mut s = TcpStream::connect_addr(addr).await.expect("connect");
+        assert!(s.set_multishot_recv(true));
+        let mut got = 0;
+        while got < 256 * 1024 {
+            let (r, _) = s.read(Vec::with_capacity(64 * 1024)).await;
+            let n = r.expect("read");
+            assert!(n > 0, "early end after {got} bytes");
+            got += n;
+        }
+        assert!(s.set_multishot_recv(true));
+        assert!(!s.multishot_pending(), "nothing arrived yet");
+        let mut seen = false;
+        for _ in 0..200 {
+            if s.multishot_pending() {
+                seen = true;
+                break;
+            }
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(seen, "the close of the idle stream was not seen");
+        let (r, _) = s.read(Vec::with_capacity(16)).await;
+        assert_eq!(r.expect("read at the end"), 0);
+    });
+}

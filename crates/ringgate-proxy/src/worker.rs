@@ -302,7 +302,7 @@ thread_local! {
 /// Switches a new client or backend socket to a multishot receive when this
 /// worker uses them: one receive armed per socket instead of one submitted
 /// (and polled for) per read: about 1.5 % less CPU per small request at 64
-/// connections and 4-5 % at 1024 (4 % more for 64 KiB responses), and an
+/// connections and 4-5 % at 1024 (4-10 % more for 64 KiB responses), and an
 /// idle pooled connection's close is seen before a request is sent on it
 /// (see `ConnPool::take`). Details in `vendor/monoio/RINGGATE.md`.
 pub(crate) fn prepare_stream(stream: &mut monoio::net::TcpStream) {

@@ -47,6 +47,14 @@ impl<'a> Ref<'a, Lifecycle> {
                     };
                 }
                 if last {
+                    if let (Some(fd), Err(e)) = (state.rearm, &result) {
+                        if e.raw_os_error() == Some(libc::ECANCELED) {
+                            state.rearm = None;
+                            state.throttled = false;
+                            return MultiAction::Rearm(fd);
+                        }
+                    }
+                    state.rearm = None;
                     state.armed = false;
                 }
                 state.queue.push_back((result, flags));

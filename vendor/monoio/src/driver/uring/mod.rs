@@ -89,6 +89,8 @@ pub(crate) struct UringInner {
     bufs: Option<multishot::BufRing>,
     /// (ringgate addition) Multishot receives to cancel after this tick.
     throttled: Vec<u64>,
+    /// (ringgate addition) Multishot receives to submit again after this tick.
+    rearms: Vec<(u64, RawFd)>,
 }
 
 // When dropping the driver, all in-flight operations must have completed. This
@@ -121,6 +123,7 @@ impl IoUringDriver {
             uring,
             bufs: None,
             throttled: Vec::new(),
+            rearms: Vec::new(),
         }));
 
         Ok(IoUringDriver {
@@ -157,6 +160,7 @@ impl IoUringDriver {
             uring,
             bufs: None,
             throttled: Vec::new(),
+            rearms: Vec::new(),
             shared_waker: std::sync::Arc::new(waker::EventWaker::new(waker)),
             eventfd_installed: false,
             waker_receiver,
@@ -410,7 +414,19 @@ impl UringInner {
                         }
                     }
                     multishot::MultiAction::Cancel => self.throttled.push(index),
+                    multishot::MultiAction::Rearm(fd) => self.rearms.push((index, fd)),
                 },
+            }
+        }
+        while let Some((index, fd)) = self.rearms.pop() {
+            let sqe = opcode::RecvMulti::new(io_uring::types::Fd(fd), multishot::BUF_GROUP)
+                .build()
+                .user_data(index);
+            unsafe {
+                if self.uring.submission().push(&sqe).is_err() {
+                    self.submit()?;
+                    let _ = self.uring.submission().push(&sqe);
+                }
             }
         }
         while let Some(index) = self.throttled.pop() {
@@ -675,6 +691,37 @@ impl UringInner {
                 Some((n, bid))
             }
             _ => None,
+        }
+    }
+
+    /// (ringgate addition) Has multishot operation `index`, whose cancel is
+    /// in flight, submitted again when the cancel ends it. False if it has
+    /// ended already.
+    pub(crate) fn rearm_recv_multi(
+        this: &Rc<UnsafeCell<UringInner>>,
+        index: usize,
+        fd: RawFd,
+    ) -> bool {
+        let inner = unsafe { &mut *this.get() };
+        let Some(mut lifecycle) = inner.ops.slab.get(index) else {
+            return false;
+        };
+        match &mut *lifecycle {
+            Lifecycle::Multi(state) if state.armed => {
+                state.rearm = Some(fd);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// (ringgate addition) Whether multishot operation `index` has ended
+    /// (its last completion arrived).
+    pub(crate) fn recv_multi_ended(this: &Rc<UnsafeCell<UringInner>>, index: usize) -> bool {
+        let inner = unsafe { &mut *this.get() };
+        match inner.ops.slab.get(index) {
+            Some(lifecycle) => !matches!(&*lifecycle, Lifecycle::Multi(state) if state.armed),
+            None => true,
         }
     }
 

@@ -41,6 +41,8 @@ pub(crate) enum MultiAction {
     Recycle(u16),
     /// Cancel the operation (too many completions queued).
     Cancel,
+    /// Submit the operation again on this fd (see `MultiState::rearm`).
+    Rearm(std::os::unix::prelude::RawFd),
 }
 
 /// The state of one multishot operation in the slab.
@@ -56,6 +58,9 @@ pub(crate) struct MultiState {
     pub(crate) orphaned: bool,
     /// A cancel was sent because too many completions queued.
     pub(crate) throttled: bool,
+    /// The owner wants the operation to go on after all: when the cancel in
+    /// flight ends it, it is submitted again on this fd (same slab entry).
+    pub(crate) rearm: Option<std::os::unix::prelude::RawFd>,
 }
 
 impl MultiState {
@@ -66,6 +71,7 @@ impl MultiState {
             armed: true,
             orphaned: false,
             throttled: false,
+            rearm: None,
         }
     }
 }

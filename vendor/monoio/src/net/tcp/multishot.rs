@@ -111,10 +111,38 @@ impl RecvMulti {
     /// to cost more: on loopback, bulk reads are often short.)
     pub(crate) fn after_plain(&mut self, n: usize) {
         if self.plain && n < BULK {
-            self.plain = false;
-            if let Ok(i) = UringInner::arm_recv_multi(&self.driver, self.fd) {
-                self.index = Some(i);
+            self.resume();
+        }
+    }
+
+    /// Makes sure a multishot receive is armed, whatever a bulk transfer or
+    /// a throttle left behind (plain receives, or an ended operation), so
+    /// that an idle stream sees its peer's next bytes or close. Leaves things
+    /// as they are while received input waits (`pending` says so). The
+    /// caller must have no plain receive in flight.
+    pub(crate) fn resume(&mut self) {
+        if self.current.is_some() {
+            return;
+        }
+        if let Some(i) = self.index {
+            if !UringInner::recv_multi_ended(&self.driver, i) {
+                // Still armed; if a bulk transfer's cancel is in flight, the
+                // operation goes on once the cancel has ended it.
+                if self.stopping && UringInner::rearm_recv_multi(&self.driver, i, self.fd) {
+                    self.stopping = false;
+                }
+                return;
             }
+            if UringInner::recv_multi_queued(&self.driver, i) {
+                return;
+            }
+            UringInner::release_recv_multi(&self.driver, i);
+            self.index = None;
+        }
+        self.stopping = false;
+        self.plain = false;
+        if let Ok(i) = UringInner::arm_recv_multi(&self.driver, self.fd) {
+            self.index = Some(i);
         }
     }
 

@@ -106,15 +106,21 @@ impl TcpStream {
     ///
     /// Bytes already received into the ring are lost if the stream is then
     /// turned into a raw fd or a std stream; turn it on for streams that stay
-    /// monoio streams.
+    /// monoio streams. Called again on a stream that a bulk transfer left on
+    /// plain receives, it re-arms the multishot receive: do so only when no
+    /// read on the stream was abandoned mid-way (its receive could still
+    /// take bytes).
     #[cfg(all(target_os = "linux", feature = "iouring"))]
     pub fn set_multishot_recv(&mut self, on: bool) -> bool {
         if !on {
             self.multi = None;
             return false;
         }
-        if self.multi.is_none() {
-            self.multi = super::multishot::RecvMulti::new(self.fd.raw_fd()).map(Box::new);
+        match self.multi.as_mut() {
+            // Back from plain receives, if a bulk transfer left it there: no
+            // read is in flight while the caller holds `&mut self`.
+            Some(multi) => multi.resume(),
+            None => self.multi = super::multishot::RecvMulti::new(self.fd.raw_fd()).map(Box::new),
         }
         self.multi.is_some()
     }
