@@ -69,6 +69,17 @@ async fn connect_multishot(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
     streams
 }
 
+/// Whether the stream's multishot receive gets input within 2 s, without a read.
+async fn becomes_pending(s: &TcpStream) -> bool {
+    for _ in 0..200 {
+        if s.multishot_pending() {
+            return true;
+        }
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
 async fn read_all(s: &mut TcpStream, chunk: impl Fn(usize) -> usize) -> Vec<u8> {
     let mut out = Vec::new();
     let mut i = 0;
@@ -212,14 +223,7 @@ fn a_bulk_transfer_goes_plain_and_the_stream_comes_back_to_multishot() {
         assert_eq!(&buf[..r.expect("read")], b"hello");
         // A small read after the bulk: the stream is back on a multishot
         // receive, which sees the next message arrive without a read.
-        let mut seen = false;
-        for _ in 0..200 {
-            if s.multishot_pending() {
-                seen = true;
-                break;
-            }
-            monoio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let seen = becomes_pending(&s).await;
         assert!(seen, "the stream did not return to its multishot receive");
         let (r, buf) = s.read(Vec::with_capacity(100)).await;
         assert_eq!(&buf[..r.expect("read")], b"again");
@@ -252,14 +256,7 @@ fn turning_it_on_again_after_a_bulk_transfer_watches_the_idle_stream() {
         }
         assert!(s.set_multishot_recv(true));
         assert!(!s.multishot_pending(), "nothing arrived yet");
-        let mut seen = false;
-        for _ in 0..200 {
-            if s.multishot_pending() {
-                seen = true;
-                break;
-            }
-            monoio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let seen = becomes_pending(&s).await;
         assert!(seen, "the close of the idle stream was not seen");
         let (r, _) = s.read(Vec::with_capacity(16)).await;
         assert_eq!(r.expect("read at the end"), 0);
