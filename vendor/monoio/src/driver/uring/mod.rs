@@ -419,28 +419,43 @@ impl UringInner {
             }
         }
         while let Some((index, fd)) = self.rearms.pop() {
-            let sqe = opcode::RecvMulti::new(io_uring::types::Fd(fd), multishot::BUF_GROUP)
-                .build()
-                .user_data(index);
-            unsafe {
-                if self.uring.submission().push(&sqe).is_err() {
-                    self.submit()?;
-                    let _ = self.uring.submission().push(&sqe);
-                }
-            }
+            self.push_or_flush(&multishot::recv_multi_sqe(fd, index as usize))?;
         }
         while let Some(index) = self.throttled.pop() {
             let cancel = opcode::AsyncCancel::new(index)
                 .build()
                 .user_data(CANCEL_USERDATA);
-            unsafe {
-                if self.uring.submission().push(&cancel).is_err() {
-                    self.submit()?;
-                    let _ = self.uring.submission().push(&cancel);
-                }
-            }
+            self.push_or_flush(&cancel)?;
         }
         Ok(())
+    }
+
+    /// (ringgate addition) Pushes `sqe`, flushing the submission queue and
+    /// trying once more if it is full; returns whether it was pushed.
+    fn push_or_flush(&mut self, sqe: &io_uring::squeue::Entry) -> io::Result<bool> {
+        // Safety: the entries pushed here (multishot receives into the
+        // registered buffer ring, cancels) hold no pointer to user memory.
+        unsafe {
+            if self.uring.submission().push(sqe).is_ok() {
+                return Ok(true);
+            }
+            self.submit()?;
+            Ok(self.uring.submission().push(sqe).is_ok())
+        }
+    }
+
+    /// (ringgate addition) The state of multishot operation `index`, if it
+    /// is one and still has a slab entry.
+    fn with_multi<R>(
+        &mut self,
+        index: usize,
+        f: impl FnOnce(&mut multishot::MultiState) -> R,
+    ) -> Option<R> {
+        let mut lifecycle = self.ops.slab.get(index)?;
+        match &mut *lifecycle {
+            Lifecycle::Multi(state) => Some(f(state)),
+            _ => None,
+        }
     }
 
     fn submit(&mut self) -> io::Result<()> {
@@ -609,24 +624,24 @@ impl UringInner {
     ) -> io::Result<usize> {
         Self::ensure_buf_ring(this)?;
         let inner = unsafe { &mut *this.get() };
-        if inner.uring.submission().is_full() {
-            inner.submit()?;
-        }
         let index = inner
             .ops
             .slab
             .insert(Lifecycle::Multi(Box::new(multishot::MultiState::new())));
-        let sqe = opcode::RecvMulti::new(io_uring::types::Fd(fd), multishot::BUF_GROUP)
-            .build()
-            .user_data(index as _);
-        if unsafe { inner.uring.submission().push(&sqe) }.is_err() {
-            inner.ops.slab.remove(index);
-            return Err(io::Error::new(
-                io::ErrorKind::Other,
-                "submission queue full",
-            ));
+        match inner.push_or_flush(&multishot::recv_multi_sqe(fd, index)) {
+            Ok(true) => Ok(index),
+            Ok(false) => {
+                inner.ops.slab.remove(index);
+                Err(io::Error::new(
+                    io::ErrorKind::Other,
+                    "submission queue full",
+                ))
+            }
+            Err(e) => {
+                inner.ops.slab.remove(index);
+                Err(e)
+            }
         }
-        Ok(index)
     }
 
     /// (ringgate addition) The next completion of multishot operation
@@ -638,38 +653,21 @@ impl UringInner {
         cx: &mut Context<'_>,
     ) -> Poll<Option<(io::Result<u32>, u32)>> {
         let inner = unsafe { &mut *this.get() };
-        let Some(mut lifecycle) = inner.ops.slab.get(index) else {
-            return Poll::Ready(None);
-        };
-        let Lifecycle::Multi(state) = &mut *lifecycle else {
-            return Poll::Ready(None);
-        };
-        if let Some(c) = state.queue.pop_front() {
-            return Poll::Ready(Some(c));
-        }
-        if !state.armed {
-            return Poll::Ready(None);
-        }
-        match &state.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => state.waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
-    }
-
-    /// (ringgate addition) Asks the kernel to end multishot operation
-    /// `index`; completions keep queueing until its last one.
-    pub(crate) fn cancel_recv_multi(this: &Rc<UnsafeCell<UringInner>>, index: usize) {
-        let inner = unsafe { &mut *this.get() };
-        let cancel = opcode::AsyncCancel::new(index as u64)
-            .build()
-            .user_data(CANCEL_USERDATA);
-        unsafe {
-            if inner.uring.submission().push(&cancel).is_err() {
-                let _ = inner.submit();
-                let _ = inner.uring.submission().push(&cancel);
-            }
-        }
+        inner
+            .with_multi(index, |state| {
+                if let Some(c) = state.queue.pop_front() {
+                    return Poll::Ready(Some(c));
+                }
+                if !state.armed {
+                    return Poll::Ready(None);
+                }
+                match &state.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => state.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            })
+            .unwrap_or(Poll::Ready(None))
     }
 
     /// (ringgate addition) Takes the first queued completion of multishot
@@ -679,19 +677,16 @@ impl UringInner {
         index: usize,
     ) -> Option<(usize, u16)> {
         let inner = unsafe { &mut *this.get() };
-        let mut lifecycle = inner.ops.slab.get(index)?;
-        let Lifecycle::Multi(state) = &mut *lifecycle else {
-            return None;
-        };
-        match state.queue.front() {
-            Some((Ok(n), flags)) if *n > 0 => {
-                let bid = cqueue::buffer_select(*flags)?;
-                let n = *n as usize;
-                state.queue.pop_front();
-                Some((n, bid))
-            }
-            _ => None,
-        }
+        inner
+            .with_multi(index, |state| match state.queue.front() {
+                Some((Ok(n), flags)) if *n > 0 => {
+                    let taken = (*n as usize, cqueue::buffer_select(*flags)?);
+                    state.queue.pop_front();
+                    Some(taken)
+                }
+                _ => None,
+            })
+            .flatten()
     }
 
     /// (ringgate addition) Has multishot operation `index`, whose cancel is
@@ -703,26 +698,19 @@ impl UringInner {
         fd: RawFd,
     ) -> bool {
         let inner = unsafe { &mut *this.get() };
-        let Some(mut lifecycle) = inner.ops.slab.get(index) else {
-            return false;
-        };
-        match &mut *lifecycle {
-            Lifecycle::Multi(state) if state.armed => {
+        inner.with_multi(index, |state| {
+            if state.armed {
                 state.rearm = Some(fd);
-                true
             }
-            _ => false,
-        }
+            state.armed
+        }) == Some(true)
     }
 
     /// (ringgate addition) Whether multishot operation `index` has ended
     /// (its last completion arrived).
     pub(crate) fn recv_multi_ended(this: &Rc<UnsafeCell<UringInner>>, index: usize) -> bool {
         let inner = unsafe { &mut *this.get() };
-        match inner.ops.slab.get(index) {
-            Some(lifecycle) => !matches!(&*lifecycle, Lifecycle::Multi(state) if state.armed),
-            None => true,
-        }
+        inner.with_multi(index, |state| state.armed) != Some(true)
     }
 
     /// (ringgate addition) Whether multishot operation `index` holds input
@@ -730,19 +718,15 @@ impl UringInner {
     /// (not its own cancellation, nor the ring running dry).
     pub(crate) fn recv_multi_queued(this: &Rc<UnsafeCell<UringInner>>, index: usize) -> bool {
         let inner = unsafe { &mut *this.get() };
-        let Some(lifecycle) = inner.ops.slab.get(index) else {
-            return false;
-        };
-        let Lifecycle::Multi(state) = &*lifecycle else {
-            return false;
-        };
-        state.queue.iter().any(|(r, _)| match r {
-            Ok(_) => true,
-            Err(e) => !matches!(
-                e.raw_os_error(),
-                Some(libc::ECANCELED) | Some(libc::ENOBUFS)
-            ),
-        })
+        inner.with_multi(index, |state| {
+            state.queue.iter().any(|(r, _)| match r {
+                Ok(_) => true,
+                Err(e) => !matches!(
+                    e.raw_os_error(),
+                    Some(libc::ECANCELED) | Some(libc::ENOBUFS)
+                ),
+            })
+        }) == Some(true)
     }
 
     /// (ringgate addition) Copies up to `dst.len()` bytes of provided buffer
@@ -799,15 +783,8 @@ impl UringInner {
             }
         }
         if armed {
-            let cancel = opcode::AsyncCancel::new(index as u64)
-                .build()
-                .user_data(CANCEL_USERDATA);
-            unsafe {
-                if inner.uring.submission().push(&cancel).is_err() {
-                    let _ = inner.submit();
-                    let _ = inner.uring.submission().push(&cancel);
-                }
-            }
+            // Safety: `index` is a live multishot operation of this ring.
+            unsafe { Self::cancel_op(this, index) };
         }
     }
 

@@ -28,6 +28,17 @@ pub(crate) const RING_ENTRIES: u16 = 1024;
 /// The buffer group id the multishot receives select from.
 pub(crate) const BUF_GROUP: u16 = 0x7267; // "rg"
 
+/// The submission of a multishot receive on `fd` into the buffer ring, for
+/// slab entry `index`.
+pub(crate) fn recv_multi_sqe(
+    fd: std::os::unix::prelude::RawFd,
+    index: usize,
+) -> io_uring::squeue::Entry {
+    io_uring::opcode::RecvMulti::new(io_uring::types::Fd(fd), BUF_GROUP)
+        .build()
+        .user_data(index as u64)
+}
+
 /// Completions one multishot receive may hold untaken before it is
 /// cancelled, so that a connection whose reader is busy exerts TCP
 /// back-pressure instead of draining the ring; its owner re-arms it once it

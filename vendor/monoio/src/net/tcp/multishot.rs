@@ -100,7 +100,8 @@ impl RecvMulti {
         self.current = Some((bid, 0, n));
         if n >= BULK && !self.stopping {
             self.stopping = true;
-            UringInner::cancel_recv_multi(&self.driver, index);
+            // Safety: `index` is this stream's live multishot operation.
+            unsafe { UringInner::cancel_op(&self.driver, index) };
         }
     }
 

@@ -462,34 +462,58 @@ impl CancelableAsyncWriteRent for TcpStream {
     }
 }
 
+impl TcpStream {
+    /// (ringgate addition) With a multishot receive on, waits for received
+    /// bytes and copies them into `dst`: `Some(Ok(Some(n)))`. With
+    /// `Some(Ok(None))` the next bytes must be received plainly (bulk data,
+    /// or the ring ran dry) and the result reported to `after_plain_read`.
+    /// `None`: no multishot receive (any more: a kernel with buffer rings but
+    /// no multishot receive, before 6.0, answers EINVAL, and this stream goes
+    /// back to plain reads).
+    #[cfg(all(target_os = "linux", feature = "iouring"))]
+    async fn multishot_read(&mut self, dst: &mut [u8]) -> Option<io::Result<Option<usize>>> {
+        let multi = self.multi.as_mut()?;
+        match std::future::poll_fn(|cx| multi.poll_recv(cx, dst)).await {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                self.multi = None;
+                None
+            }
+            r => Some(r),
+        }
+    }
+
+    /// (ringgate addition) See `multishot_read`.
+    #[cfg(all(target_os = "linux", feature = "iouring"))]
+    fn after_plain_read(&mut self, res: &io::Result<usize>) {
+        if let (Ok(n), Some(multi)) = (res, self.multi.as_mut()) {
+            multi.after_plain(*n);
+        }
+    }
+}
+
 impl AsyncReadRent for TcpStream {
     #[inline]
     fn read<T: IoBufMut>(&mut self, mut buf: T) -> impl Future<Output = BufResult<usize, T>> {
         async move {
             #[cfg(all(target_os = "linux", feature = "iouring"))]
-            if let Some(multi) = self.multi.as_mut() {
+            if self.multi.is_some() {
                 // Safety: the buffer's spare room, `bytes_total` bytes from
                 // `write_ptr`, is writable.
                 let dst =
                     unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
-                match std::future::poll_fn(|cx| multi.poll_recv(cx, dst)).await {
-                    Ok(Some(n)) => {
+                match self.multishot_read(dst).await {
+                    Some(Ok(Some(n))) => {
                         // Safety: `n` bytes were copied in at `write_ptr`.
                         unsafe { buf.set_init(n) };
                         return (Ok(n), buf);
                     }
-                    // Bulk data, or the ring ran dry: a plain receive.
-                    Ok(None) => {
+                    Some(Ok(None)) => {
                         let (res, buf) = Op::recv(self.fd.clone(), buf).unwrap().read().await;
-                        if let (Ok(n), Some(multi)) = (&res, self.multi.as_mut()) {
-                            multi.after_plain(*n);
-                        }
+                        self.after_plain_read(&res);
                         return (res, buf);
                     }
-                    // A kernel with buffer rings but no multishot receive
-                    // (before 6.0): this stream goes back to plain reads.
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.multi = None,
-                    Err(e) => return (Err(e), buf),
+                    Some(Err(e)) => return (Err(e), buf),
+                    None => {}
                 }
             }
             // Submit the read operation
@@ -504,35 +528,26 @@ impl AsyncReadRent for TcpStream {
             // With a multishot receive, bytes may already wait in the ring:
             // they fill the first slice, in order.
             #[cfg(all(target_os = "linux", feature = "iouring"))]
-            if let Some(multi) = self.multi.as_mut() {
+            if self.multi.is_some() && buf.write_iovec_len() > 0 {
                 // Safety: the first iovec describes writable memory of the buffer.
-                let first = unsafe {
-                    if buf.write_iovec_len() == 0 {
-                        None
-                    } else {
-                        let iov = &*buf.write_iovec_ptr();
-                        Some(std::slice::from_raw_parts_mut(
-                            iov.iov_base as *mut u8,
-                            iov.iov_len,
-                        ))
-                    }
+                let dst = unsafe {
+                    let iov = &*buf.write_iovec_ptr();
+                    std::slice::from_raw_parts_mut(iov.iov_base as *mut u8, iov.iov_len)
                 };
-                if let Some(dst) = first.filter(|d| !d.is_empty()) {
-                    match std::future::poll_fn(|cx| multi.poll_recv(cx, dst)).await {
-                        Ok(Some(n)) => {
+                if !dst.is_empty() {
+                    match self.multishot_read(dst).await {
+                        Some(Ok(Some(n))) => {
                             // Safety: `n` bytes were copied into the first slice.
                             unsafe { buf.set_init(n) };
                             return (Ok(n), buf);
                         }
-                        Ok(None) => {
+                        Some(Ok(None)) => {
                             let (res, buf) = Op::readv(self.fd.clone(), buf).unwrap().read().await;
-                            if let (Ok(n), Some(multi)) = (&res, self.multi.as_mut()) {
-                                multi.after_plain(*n);
-                            }
+                            self.after_plain_read(&res);
                             return (res, buf);
                         }
-                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.multi = None,
-                        Err(e) => return (Err(e), buf),
+                        Some(Err(e)) => return (Err(e), buf),
+                        None => {}
                     }
                 }
             }
