@@ -80,6 +80,27 @@ async fn becomes_pending(s: &TcpStream) -> bool {
     false
 }
 
+/// A listener whose one accepted connection is handed to `script`, on a
+/// thread of its own.
+fn serve_one(script: impl FnOnce(std::net::TcpStream) + Send + 'static) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || script(l.accept().expect("accept").0));
+    addr
+}
+
+/// Reads `len` bytes with 64 KiB reads, a bulk reader's size.
+async fn read_bulk(s: &mut TcpStream, len: usize) -> Vec<u8> {
+    let mut got = Vec::with_capacity(len);
+    while got.len() < len {
+        let (r, buf) = s.read(Vec::with_capacity(64 * 1024)).await;
+        let n = r.expect("read");
+        assert!(n > 0, "early end after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
 async fn read_all(s: &mut TcpStream, chunk: impl Fn(usize) -> usize) -> Vec<u8> {
     let mut out = Vec::new();
     let mut i = 0;
@@ -197,10 +218,7 @@ fn a_stream_can_switch_back_to_plain_reads() {
 #[test]
 fn a_bulk_transfer_goes_plain_and_the_stream_comes_back_to_multishot() {
     // 1 MiB and a bit, then small messages with pauses between them.
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        let (mut s, _) = l.accept().expect("accept");
+    let addr = serve_one(|mut s| {
         s.write_all(&pattern(6, (1 << 20) + 100)).expect("bulk");
         for msg in [&b"hello"[..], b"again"] {
             std::thread::sleep(Duration::from_millis(300));
@@ -211,13 +229,7 @@ fn a_bulk_transfer_goes_plain_and_the_stream_comes_back_to_multishot() {
     runtime().block_on(async move {
         let mut s = TcpStream::connect_addr(addr).await.expect("connect");
         assert!(s.set_multishot_recv(true));
-        let mut got = Vec::new();
-        while got.len() < (1 << 20) + 100 {
-            let (r, buf) = s.read(Vec::with_capacity(64 * 1024)).await;
-            let n = r.expect("read");
-            assert!(n > 0, "early end after {} bytes", got.len());
-            got.extend_from_slice(&buf[..n]);
-        }
+        let got = read_bulk(&mut s, (1 << 20) + 100).await;
         assert!(got == pattern(6, (1 << 20) + 100), "bulk bytes lost or reordered");
         let (r, buf) = s.read(Vec::with_capacity(100)).await;
         assert_eq!(&buf[..r.expect("read")], b"hello");
@@ -235,10 +247,7 @@ fn turning_it_on_again_after_a_bulk_transfer_watches_the_idle_stream() {
     // However the bulk transfer ended (on plain receives, or with its
     // multishot receive being cancelled), turning it on again puts the
     // stream back on a multishot receive that sees the peer's close.
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        let (mut s, _) = l.accept().expect("accept");
+    let addr = serve_one(|mut s| {
         s.write_all(&pattern(7, 256 * 1024)).expect("bulk");
         std::thread::sleep(Duration::from_millis(300));
         // Closing is what an idle keep-alive connection's server does.
@@ -247,13 +256,7 @@ fn turning_it_on_again_after_a_bulk_transfer_watches_the_idle_stream() {
     runtime().block_on(async move {
         let mut s = TcpStream::connect_addr(addr).await.expect("connect");
         assert!(s.set_multishot_recv(true));
-        let mut got = 0;
-        while got < 256 * 1024 {
-            let (r, _) = s.read(Vec::with_capacity(64 * 1024)).await;
-            let n = r.expect("read");
-            assert!(n > 0, "early end after {got} bytes");
-            got += n;
-        }
+        assert!(read_bulk(&mut s, 256 * 1024).await == pattern(7, 256 * 1024));
         assert!(s.set_multishot_recv(true));
         assert!(!s.multishot_pending(), "nothing arrived yet");
         let seen = becomes_pending(&s).await;
