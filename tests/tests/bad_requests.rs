@@ -61,11 +61,23 @@ fn conflicting_content_lengths_are_refused_with_400() {
 }
 
 #[test]
-fn transfer_encoding_other_than_chunked_is_refused_with_400() {
+fn transfer_encoding_other_than_one_chunked_is_refused() {
     let b = Backend::start_ok("b1").unwrap();
     let gw = gateway(&b);
-    let req = b"POST /gzip HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n";
-    refused(&gw, req, 400, "BAD_REQUEST", "Transfer-Encoding other than a final chunked");
+    // A coding the gateway does not decode: 501 (RFC 9112 §6.1).
+    for te in ["gzip", "gzip, chunked", "cow, chunked"] {
+        let req = format!("POST /gzip HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: {te}\r\n\r\n");
+        refused(&gw, req.as_bytes(), 501, "NOT_IMPLEMENTED", "only the chunked transfer coding");
+    }
+    // A malformed list, or chunked misused: 400.
+    for (te, reason) in [
+        ("chunked, gzip", "chunked is not the final transfer coding"),
+        ("chunked,", "empty element in the Transfer-Encoding list"),
+        ("chunked;foo=bar", "chunked takes no parameters"),
+    ] {
+        let req = format!("POST /gzip HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: {te}\r\n\r\n");
+        refused(&gw, req.as_bytes(), 400, "BAD_REQUEST", reason);
+    }
     assert_eq!(b.requests_to("/gzip"), 0);
 }
 

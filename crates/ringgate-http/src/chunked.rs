@@ -29,7 +29,9 @@ enum State {
     DataCr,
     DataLf,
     TrailerStart,
-    TrailerLine,
+    /// A trailer field's name, up to its colon.
+    TrailerName,
+    TrailerValue,
     TrailerLf,
     EndLf,
     Done,
@@ -44,6 +46,9 @@ pub enum ChunkError {
     /// A CR not followed by LF, or data not followed by CRLF.
     MissingCrlf,
     InvalidTrailer,
+    /// A trailer field that frames or routes the message (RFC 9110 §6.5.1):
+    /// a server that merges trailers into the head would act on it.
+    ForbiddenTrailer,
     /// Extensions or trailers longer than the gateway accepts.
     MetadataTooLong,
 }
@@ -56,6 +61,7 @@ impl ChunkError {
             ChunkError::InvalidExtension => "invalid chunk extension",
             ChunkError::MissingCrlf => "chunk not terminated by CRLF",
             ChunkError::InvalidTrailer => "invalid trailer field",
+            ChunkError::ForbiddenTrailer => "Content-Length, Transfer-Encoding or Host as a trailer field",
             ChunkError::MetadataTooLong => "chunk extensions or trailers too long",
         }
     }
@@ -77,7 +83,15 @@ pub struct ChunkedDecoder {
     size: u64,
     digits: u8,
     metadata: usize,
+    /// The current trailer name, lowercased, as far as the longest
+    /// forbidden name needs (`name_len` keeps counting past it).
+    name: [u8; FORBIDDEN_NAME_MAX],
+    name_len: u8,
 }
+
+/// Fields that must not arrive as trailers: they decide framing and routing.
+const FORBIDDEN_TRAILERS: [&[u8]; 3] = [b"content-length", b"transfer-encoding", b"host"];
+const FORBIDDEN_NAME_MAX: usize = 17;
 
 impl Default for ChunkedDecoder {
     fn default() -> Self {
@@ -91,7 +105,14 @@ fn is_tchar(b: u8) -> bool {
 
 impl ChunkedDecoder {
     pub fn new() -> Self {
-        ChunkedDecoder { state: State::SizeStart, size: 0, digits: 0, metadata: 0 }
+        ChunkedDecoder {
+            state: State::SizeStart,
+            size: 0,
+            digits: 0,
+            metadata: 0,
+            name: [0; FORBIDDEN_NAME_MAX],
+            name_len: 0,
+        }
     }
 
     /// The terminating chunk and trailer section have been seen.
@@ -122,6 +143,13 @@ impl ChunkedDecoder {
             self.state = self.step(b)?;
         }
         Ok(Progress { consumed: i, done: self.state == State::Done })
+    }
+
+    fn push_name(&mut self, b: u8) {
+        if let Some(slot) = self.name.get_mut(usize::from(self.name_len)) {
+            *slot = b.to_ascii_lowercase();
+        }
+        self.name_len = self.name_len.saturating_add(1);
     }
 
     fn count_metadata(&mut self) -> Result<(), ChunkError> {
@@ -258,20 +286,41 @@ impl ChunkedDecoder {
                 }
                 _ => return Err(ChunkError::MissingCrlf),
             },
+            // Trailer fields have the grammar of header fields (RFC 9112
+            // §7.1.2): a token, a colon right after it, then field content.
             TrailerStart => match b {
                 b'\r' => EndLf,
                 _ if is_tchar(b) => {
                     self.count_metadata()?;
-                    TrailerLine
+                    self.name_len = 0;
+                    self.push_name(b);
+                    TrailerName
                 }
                 _ => return Err(ChunkError::InvalidTrailer),
             },
-            TrailerLine => {
+            TrailerName => {
+                self.count_metadata()?;
+                match b {
+                    _ if is_tchar(b) => {
+                        self.push_name(b);
+                        TrailerName
+                    }
+                    b':' => {
+                        let name = &self.name[..usize::from(self.name_len).min(FORBIDDEN_NAME_MAX)];
+                        if usize::from(self.name_len) <= FORBIDDEN_NAME_MAX && FORBIDDEN_TRAILERS.contains(&name) {
+                            return Err(ChunkError::ForbiddenTrailer);
+                        }
+                        TrailerValue
+                    }
+                    _ => return Err(ChunkError::InvalidTrailer),
+                }
+            }
+            TrailerValue => {
                 self.count_metadata()?;
                 match b {
                     b'\r' => TrailerLf,
-                    b'\n' | 0..=8 | 0x0a..=0x1f | 0x7f => return Err(ChunkError::InvalidTrailer),
-                    _ => TrailerLine,
+                    b'\t' | b' '..=0x7e | 0x80..=0xff => TrailerValue,
+                    _ => return Err(ChunkError::InvalidTrailer),
                 }
             }
             TrailerLf => match b {
@@ -302,7 +351,7 @@ mod tests {
 
     #[test]
     fn whole_body_with_extensions_and_trailers() {
-        let body = b"5;name=value;q=\"a \\\"b\"\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
+        let body = b"5;name=value;q=\"a \\\"b\"\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\nHosts:\r\nContent-Lengthy: 2\r\n\r\nNEXT";
         let (data, used, done) = decode_all(body).unwrap();
         assert_eq!(data, b"hello world");
         assert!(done);
@@ -341,6 +390,14 @@ mod tests {
             (b"5\r\nhello\r\r", ChunkError::MissingCrlf),
             (b"0\r\n: bad\r\n\r\n", ChunkError::InvalidTrailer),
             (b"0\r\nX: a\nb\r\n\r\n", ChunkError::InvalidTrailer),
+            (b"0\r\nfoo\r\n\r\n", ChunkError::InvalidTrailer),
+            (b"0\r\nX T: 1\r\n\r\n", ChunkError::InvalidTrailer),
+            (b"0\r\nX-T : 1\r\n\r\n", ChunkError::InvalidTrailer),
+            (b"0\r\nX-T: a\x01b\r\n\r\n", ChunkError::InvalidTrailer),
+            (b"0\r\n X-T: 1\r\n\r\n", ChunkError::InvalidTrailer),
+            (b"0\r\nContent-Length: 5\r\n\r\n", ChunkError::ForbiddenTrailer),
+            (b"0\r\ntransfer-encoding: chunked\r\n\r\n", ChunkError::ForbiddenTrailer),
+            (b"0\r\nHOST: evil\r\n\r\n", ChunkError::ForbiddenTrailer),
         ];
         for (input, want) in cases {
             assert_eq!(decode_all(input).map(|_| ()), Err(*want), "{:?}", String::from_utf8_lossy(input));

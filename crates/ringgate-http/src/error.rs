@@ -35,8 +35,10 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 417: an unsupported expectation.
     ExpectationFailed,
-    /// 505: an HTTP version other than 1.0 or 1.1.
+    /// 505: an HTTP version other than 1.x.
     VersionNotSupported,
+    /// 501: a transfer coding other than chunked in a request.
+    NotImplemented,
     /// 503: the gateway is shutting down.
     ShuttingDown,
     /// 499 (logged only, nothing is sent): the client went away before the
@@ -45,7 +47,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::PoolEmpty,
         ErrorCode::AllUnhealthy,
         ErrorCode::Timeout,
@@ -62,6 +64,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::ExpectationFailed,
         ErrorCode::VersionNotSupported,
+        ErrorCode::NotImplemented,
         ErrorCode::ShuttingDown,
         ErrorCode::ClientClosed,
     ];
@@ -85,6 +88,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::ExpectationFailed => "EXPECTATION_FAILED",
             ErrorCode::VersionNotSupported => "VERSION_NOT_SUPPORTED",
+            ErrorCode::NotImplemented => "NOT_IMPLEMENTED",
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",
             ErrorCode::ClientClosed => "CLIENT_CLOSED",
         }
@@ -109,6 +113,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::ExpectationFailed => 417,
             ErrorCode::VersionNotSupported => 505,
+            ErrorCode::NotImplemented => 501,
             ErrorCode::ShuttingDown => 503,
             ErrorCode::ClientClosed => 499,
         }
@@ -139,6 +144,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         414 => "URI Too Long",
         417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",

@@ -258,10 +258,14 @@ pub(crate) fn crlf_only(head: &[u8]) -> bool {
     step(u64::from_le_bytes(b), &mut carry)
 }
 
-/// Transfer codings seen so far across Transfer-Encoding fields.
+/// Transfer codings seen so far across a response's Transfer-Encoding fields.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Codings {
     pub present: bool,
+    /// Exactly one field whose value is exactly `chunked`: the common case,
+    /// relayed as a literal without looking at the fields again.
+    pub only_chunked: bool,
+    fields: u8,
     /// The last coding is `chunked`.
     pub chunked_last: bool,
     /// `chunked` appears before the last coding (invalid: it must be final
@@ -272,6 +276,8 @@ pub(crate) struct Codings {
 
 pub(crate) fn fold_transfer_encoding(v: &[u8], c: &mut Codings) {
     c.present = true;
+    c.fields = c.fields.saturating_add(1);
+    c.only_chunked = c.fields == 1 && v.eq_ignore_ascii_case(b"chunked");
     let mut any = false;
     for coding in list_items(v) {
         any = true;
@@ -285,6 +291,87 @@ pub(crate) fn fold_transfer_encoding(v: &[u8], c: &mut Codings) {
     }
     if !any {
         c.empty = true;
+    }
+}
+
+/// A request's Transfer-Encoding, across all its fields. A request is
+/// forwarded only with exactly one `chunked`: every other list is either
+/// malformed (400) or names a coding the gateway does not decode (501), and
+/// passing such a list on is how gateway and server come to frame one body
+/// two ways (`cow, chunked` reads as chunked here and as close-delimited, or
+/// an error, to a server that does not know `cow`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RequestCodings {
+    pub present: bool,
+    chunked: bool,
+    /// A coding other than chunked, named for the 501 answer.
+    other: bool,
+    /// The first syntax fault found, for the 400 answer.
+    malformed: Option<&'static str>,
+}
+
+/// What a request's Transfer-Encoding amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestFraming {
+    /// No Transfer-Encoding field.
+    Absent,
+    /// Exactly one `chunked`.
+    Chunked,
+    /// 400, with the reason.
+    Malformed(&'static str),
+    /// 501: a well-formed list with a coding other than chunked.
+    Unsupported,
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+pub(crate) fn fold_request_transfer_encoding(v: &[u8], c: &mut RequestCodings) {
+    c.present = true;
+    let fault = |c: &mut RequestCodings, why| {
+        c.malformed.get_or_insert(why);
+    };
+    if v.is_empty() {
+        return fault(c, "empty Transfer-Encoding");
+    }
+    for item in v.split(|&b| b == b',') {
+        let item = trim_ows(item);
+        if item.is_empty() {
+            // RFC 9110 §5.6.1 lets a recipient skip empty elements, but a
+            // server behind may not: the list is refused, not repaired.
+            fault(c, "empty element in the Transfer-Encoding list");
+            continue;
+        }
+        let mut parts = item.splitn(2, |&b| b == b';');
+        let name = trim_ows(parts.next().unwrap_or_default());
+        let params = parts.next();
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            fault(c, "invalid transfer coding in Transfer-Encoding");
+        } else if name.eq_ignore_ascii_case(b"chunked") {
+            if params.is_some() {
+                fault(c, "chunked takes no parameters in Transfer-Encoding");
+            } else if c.chunked {
+                fault(c, "chunked applied more than once");
+            }
+            c.chunked = true;
+        } else {
+            if c.chunked {
+                fault(c, "chunked is not the final transfer coding");
+            }
+            c.other = true;
+        }
+    }
+}
+
+impl RequestCodings {
+    pub(crate) fn framing(&self) -> RequestFraming {
+        match (self.present, self.malformed) {
+            (false, _) => RequestFraming::Absent,
+            (true, Some(why)) => RequestFraming::Malformed(why),
+            (true, None) if self.other || !self.chunked => RequestFraming::Unsupported,
+            (true, None) => RequestFraming::Chunked,
+        }
     }
 }
 
@@ -354,6 +441,49 @@ mod tests {
             }
         }
         assert!(crlf_only(&[0x8d, 0x8a, 0x0d, 0x0a]), "bytes with the high bit set are not CR or LF");
+    }
+
+    #[test]
+    fn request_transfer_encoding_is_exactly_one_chunked() {
+        let framing = |fields: &[&[u8]]| {
+            let mut c = RequestCodings::default();
+            for f in fields {
+                fold_request_transfer_encoding(f, &mut c);
+            }
+            c.framing()
+        };
+        for ok in [&b"chunked"[..], b"Chunked", b"CHUNKED"] {
+            assert_eq!(framing(&[ok]), RequestFraming::Chunked, "{:?}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &[&b"chunked,"[..]][..],
+            &[b", chunked"],
+            &[b"chunked, ,"],
+            &[b""],
+            &[b"chunked;foo=bar"],
+            &[b"chunked, chunked"],
+            &[b"chunked", b"chunked"],
+            &[b"chunked, gzip"],
+            &[b"chunked", b"gzip"],
+            &[b"chun ked"],
+            &[b"\"chunked\""],
+            &[b"gzip, chunked;x=1"],
+        ] {
+            assert!(matches!(framing(bad), RequestFraming::Malformed(_)), "{bad:?}: {:?}", framing(bad));
+        }
+        for unsupported in [
+            &[&b"gzip"[..]][..],
+            &[b"gzip, chunked"],
+            &[b"identity, chunked"],
+            &[b"cow, chunked"],
+            &[b"cow", b"chunked"],
+            &[b"xchunked"],
+            &[b"identity"],
+            &[b"gzip;q=1, chunked"],
+        ] {
+            assert_eq!(framing(unsupported), RequestFraming::Unsupported, "{unsupported:?}");
+        }
+        assert_eq!(framing(&[]), RequestFraming::Absent);
     }
 
     #[test]

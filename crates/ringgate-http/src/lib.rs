@@ -19,7 +19,7 @@ pub use chunked::{ChunkError, ChunkedDecoder, Progress, decode_all as chunked_de
 pub use error::{ErrorCode, error_response, reason_phrase};
 pub use head::{BodyKind, Header, HeaderKind, Span, Version};
 pub use request::{Method, ParseLimits, RequestError, RequestHead, parse_request};
-pub use response::{ResponseError, ResponseHead, parse_response};
+pub use response::{ResponseCodings, ResponseError, ResponseHead, parse_response};
 pub use rewrite::{ForwardInfo, ResponseRewrite, write_request_head, write_response_head};
 
 /// Result of feeding bytes to a head parser.

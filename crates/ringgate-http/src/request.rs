@@ -7,8 +7,8 @@ use std::mem::MaybeUninit;
 use crate::Parsed;
 use crate::error::ErrorCode;
 use crate::head::{
-    BodyKind, Codings, ConnectionOptions, Header, HeaderKind, Span, Version, fold_content_length,
-    fold_transfer_encoding, mark_connection_listed, parse_connection, trim_ows,
+    BodyKind, ConnectionOptions, Header, HeaderKind, RequestCodings, RequestFraming, Span, Version,
+    fold_content_length, fold_request_transfer_encoding, mark_connection_listed, parse_connection, trim_ows,
 };
 
 /// Upper bound on `ParseLimits::max_headers`; sizes the stack array httparse
@@ -89,11 +89,10 @@ pub struct RequestHead {
     /// The host the request is for: the absolute-form authority, else Host.
     pub host: Option<Span>,
     pub body: BodyKind,
-    /// The Content-Length, when the request has one.
+    /// The Content-Length, when the request has one (a list of equal values,
+    /// RFC 9110 §8.6, folded to one). The forwarded head carries this, as
+    /// ringgate parsed it, never the client's own field.
     pub content_length: Option<u64>,
-    /// Content-Length came as a list or more than once (with equal values):
-    /// it is forwarded as one value (RFC 9110 §8.6).
-    pub content_length_repeated: bool,
     /// The client wants the connection closed after this exchange.
     pub close: bool,
     /// `Connection: upgrade` with an `Upgrade` field.
@@ -116,8 +115,10 @@ pub enum RequestError {
     MethodNotAllowed,
     /// 417: an Expect other than 100-continue.
     ExpectationFailed,
-    /// 505: not HTTP/1.0 or HTTP/1.1.
+    /// 505: not HTTP/1.x.
     VersionNotSupported,
+    /// 501: a Transfer-Encoding with a coding other than chunked.
+    NotImplemented,
 }
 
 impl RequestError {
@@ -129,6 +130,7 @@ impl RequestError {
             RequestError::MethodNotAllowed => 405,
             RequestError::ExpectationFailed => 417,
             RequestError::VersionNotSupported => 505,
+            RequestError::NotImplemented => 501,
         }
     }
 
@@ -140,6 +142,7 @@ impl RequestError {
             RequestError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             RequestError::ExpectationFailed => ErrorCode::ExpectationFailed,
             RequestError::VersionNotSupported => ErrorCode::VersionNotSupported,
+            RequestError::NotImplemented => ErrorCode::NotImplemented,
         }
     }
 
@@ -152,7 +155,8 @@ impl RequestError {
             RequestError::UriTooLong => "request target too long",
             RequestError::MethodNotAllowed => "CONNECT is not supported by this gateway",
             RequestError::ExpectationFailed => "only \"Expect: 100-continue\" is supported",
-            RequestError::VersionNotSupported => "only HTTP/1.0 and HTTP/1.1 are supported",
+            RequestError::VersionNotSupported => "only HTTP/1.x is supported",
+            RequestError::NotImplemented => "only the chunked transfer coding is supported in requests",
         }
     }
 }
@@ -170,6 +174,9 @@ pub fn parse_request(buf: &[u8], limits: &ParseLimits, head: &mut RequestHead) -
     let len = match status {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return partial(buf, limits),
+        Err(httparse::Error::Version) if higher_minor_version(buf).is_some() => {
+            return parse_higher_minor(buf, limits, head);
+        }
         Err(e) => return Err(map_error(e, buf, limits)),
     };
     if len > limits.max_head {
@@ -199,9 +206,7 @@ pub fn parse_request(buf: &[u8], limits: &ParseLimits, head: &mut RequestHead) -
 
     let mut host_count = 0;
     let mut content_length = None;
-    let mut cl_fields = 0;
-    let mut cl_listed = false;
-    let mut codings = Codings::default();
+    let mut codings = RequestCodings::default();
     let mut conn = ConnectionOptions::default();
     let mut has_upgrade_field = false;
     for h in req.headers.iter() {
@@ -223,10 +228,8 @@ pub fn parse_request(buf: &[u8], limits: &ParseLimits, head: &mut RequestHead) -
             }
             HeaderKind::ContentLength => {
                 fold_content_length(value, &mut content_length).map_err(RequestError::Malformed)?;
-                cl_fields += 1;
-                cl_listed |= value.contains(&b',');
             }
-            HeaderKind::TransferEncoding => fold_transfer_encoding(value, &mut codings),
+            HeaderKind::TransferEncoding => fold_request_transfer_encoding(value, &mut codings),
             HeaderKind::Connection => parse_connection(value, &mut conn),
             HeaderKind::Upgrade => has_upgrade_field = true,
             HeaderKind::Expect => {
@@ -276,10 +279,12 @@ pub fn parse_request(buf: &[u8], limits: &ParseLimits, head: &mut RequestHead) -
         if content_length.is_some() {
             return Err(RequestError::Malformed("both Content-Length and Transfer-Encoding"));
         }
-        if codings.empty || codings.chunked_not_last || !codings.chunked_last {
-            return Err(RequestError::Malformed("Transfer-Encoding other than a final chunked"));
+        match codings.framing() {
+            RequestFraming::Chunked => BodyKind::Chunked,
+            RequestFraming::Malformed(why) => return Err(RequestError::Malformed(why)),
+            RequestFraming::Unsupported => return Err(RequestError::NotImplemented),
+            RequestFraming::Absent => unreachable!("codings are present"),
         }
-        BodyKind::Chunked
     } else {
         match content_length {
             Some(0) | None => BodyKind::Empty,
@@ -288,13 +293,38 @@ pub fn parse_request(buf: &[u8], limits: &ParseLimits, head: &mut RequestHead) -
     };
 
     head.content_length = content_length;
-    head.content_length_repeated = cl_fields > 1 || cl_listed;
     head.close = match head.version {
         Version::Http11 => conn.close,
         Version::Http10 => conn.close || !conn.keep_alive,
     };
     head.upgrade = conn.upgrade && has_upgrade_field && head.version == Version::Http11;
     Ok(Parsed::Complete(len))
+}
+
+/// Where the minor digit of an `HTTP/1.2` ... `HTTP/1.9` request line's
+/// version is. RFC 9110 §6.2: a message with a higher minor version than
+/// the recipient's is handled as the highest minor version it implements.
+fn higher_minor_version(buf: &[u8]) -> Option<usize> {
+    // Before the line end has arrived too: the rest of the head then
+    // parses from the copy as Partial.
+    let line = &buf[..memchr::memchr2(b'\r', b'\n', buf).unwrap_or(buf.len())];
+    let version_at = memchr::memrchr(b' ', line)? + 1;
+    match &line[version_at..] {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => Some(version_at + 7),
+        _ => None,
+    }
+}
+
+/// Parses an `HTTP/1.x` (x > 1) request as HTTP/1.1. httparse knows only 1.0
+/// and 1.1, so the head is parsed from a copy whose minor digit reads `1`;
+/// the copy has the same length, so every span is also right for `buf`.
+fn parse_higher_minor(buf: &[u8], limits: &ParseLimits, head: &mut RequestHead) -> Result<Parsed, RequestError> {
+    let Some(digit) = higher_minor_version(buf) else {
+        return Err(RequestError::Malformed("invalid request line"));
+    };
+    let mut copy = buf.to_vec();
+    copy[digit] = b'1';
+    parse_request(&copy, limits, head)
 }
 
 /// Splits `http://authority/path?query` into authority and path-and-query.
@@ -357,11 +387,15 @@ fn map_error(e: httparse::Error, buf: &[u8], limits: &ParseLimits) -> RequestErr
     match e {
         E::TooManyHeaders => RequestError::TooManyHeaders,
         E::Version => {
-            // "HTTP/2.0" and the HTTP/2 preface parse as a bad version; a
-            // request line of garbage does too, and is just malformed.
+            // "HTTP/2.0" and the HTTP/2 preface parse as a bad version: a
+            // well-formed version (`HTTP/` DIGIT `.` DIGIT, RFC 9112 §2.3)
+            // that is not 1.x. Anything else there is just malformed.
             let line = &buf[..memchr::memchr2(b'\r', b'\n', buf).unwrap_or(buf.len())];
             let mut parts = line.split(|&b| b == b' ');
-            let well_formed = parts.nth(2).is_some_and(|v| v.starts_with(b"HTTP/")) && parts.next().is_none();
+            let well_formed = parts.nth(2).is_some_and(|v| {
+                matches!(v, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+                    if major.is_ascii_digit() && minor.is_ascii_digit())
+            }) && parts.next().is_none();
             if well_formed {
                 RequestError::VersionNotSupported
             } else {

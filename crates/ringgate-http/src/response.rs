@@ -21,15 +21,28 @@ pub struct ResponseHead {
     pub head_len: usize,
     pub headers: Vec<Header>,
     pub body: BodyKind,
-    /// The Content-Length, when the response has one.
+    /// The Content-Length, when the response has one (a list of equal
+    /// values, RFC 9110 §8.6, folded to one).
     pub content_length: Option<u64>,
-    /// Content-Length came as a list or more than once (with equal values):
-    /// it is relayed as one value (RFC 9110 §8.6).
-    pub content_length_repeated: bool,
+    /// What its Transfer-Encoding fields say; relayed as ringgate framed it.
+    pub transfer_encoding: ResponseCodings,
     /// The backend will close the connection after this response.
     pub close: bool,
     /// `Connection: upgrade` was sent.
     pub upgrade: bool,
+}
+
+/// A response's Transfer-Encoding, as far as relaying it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponseCodings {
+    /// No Transfer-Encoding field.
+    #[default]
+    Absent,
+    /// Exactly `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Another list (`gzip, chunked`, or a final coding that is not
+    /// chunked): relayed as the backend's values, joined.
+    Other,
 }
 
 impl ResponseHead {
@@ -113,8 +126,6 @@ pub fn parse_response(
     head.headers.clear();
 
     let mut content_length = None;
-    let mut cl_fields = 0;
-    let mut cl_listed = false;
     let mut codings = Codings::default();
     let mut conn = ConnectionOptions::default();
     for h in res.headers.iter() {
@@ -123,8 +134,6 @@ pub fn parse_response(
         match kind {
             HeaderKind::ContentLength => {
                 fold_content_length(value, &mut content_length).map_err(ResponseError::Invalid)?;
-                cl_fields += 1;
-                cl_listed |= value.contains(&b',');
             }
             HeaderKind::TransferEncoding => fold_transfer_encoding(value, &mut codings),
             HeaderKind::Connection => parse_connection(value, &mut conn),
@@ -141,7 +150,11 @@ pub fn parse_response(
         mark_connection_listed(buf, &mut head.headers);
     }
     head.content_length = content_length;
-    head.content_length_repeated = cl_fields > 1 || cl_listed;
+    head.transfer_encoding = match (codings.present, codings.only_chunked) {
+        (false, _) => ResponseCodings::Absent,
+        (true, true) => ResponseCodings::Chunked,
+        (true, false) => ResponseCodings::Other,
+    };
     head.upgrade = conn.upgrade;
     head.close = match head.version {
         Version::Http11 => conn.close,

@@ -2,10 +2,16 @@
 //! dropped, forwarding fields added. Kept fields are copied as runs of whole
 //! lines straight from the read buffer, so a typical head costs one or two
 //! memcpys, not one per field.
+//!
+//! Framing is never copied. Content-Length and Transfer-Encoding (and Host)
+//! are written from what the parser decided, so the next hop frames the body
+//! exactly as ringgate did, whatever the sender put in those fields or named
+//! in `Connection` (a `Connection: Content-Length` that made a proxy drop the
+//! field while still forwarding the body is a classic smuggling vector).
 
-use crate::head::{Header, HeaderKind};
+use crate::head::{BodyKind, Header, HeaderKind};
 use crate::request::RequestHead;
-use crate::response::ResponseHead;
+use crate::response::{ResponseCodings, ResponseHead};
 
 /// What the gateway adds to a forwarded request.
 #[derive(Debug, Clone, Copy)]
@@ -65,15 +71,15 @@ pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>
     out.extend_from_slice(b"\r\n");
 
     let upgrade = head.upgrade;
-    let repeated_cl = head.content_length_repeated;
     let keep = |h: &Header| {
         !h.listed_in_connection
             && match h.kind {
                 HeaderKind::Upgrade => upgrade,
-                HeaderKind::ContentLength => !repeated_cl,
-                // The gateway answers `Expect: 100-continue` itself; Host and
-                // the forwarding fields are written anew.
+                // The gateway answers `Expect: 100-continue` itself; Host,
+                // framing and the forwarding fields are written anew.
                 HeaderKind::Host
+                | HeaderKind::ContentLength
+                | HeaderKind::TransferEncoding
                 | HeaderKind::Expect
                 | HeaderKind::XForwardedFor
                 | HeaderKind::XForwardedProto
@@ -82,8 +88,12 @@ pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>
             }
     };
     copy_kept(buf, &head.headers, head.head_len - 2, keep, out);
-    if let (true, Some(n)) = (repeated_cl, head.content_length) {
-        write_content_length(out, n);
+    match (head.body, head.content_length) {
+        (BodyKind::Chunked, _) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        // Content-Length: 0 is kept too: a POST without it may be refused
+        // 411 by the server.
+        (_, Some(n)) => write_content_length(out, n),
+        _ => {}
     }
 
     out.extend_from_slice(b"X-Forwarded-For: ");
@@ -109,6 +119,37 @@ pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>
     out.extend_from_slice(b"\r\n");
 }
 
+/// The response's framing fields, from what the parser decided. 1xx and 204
+/// carry none (RFC 9110 §8.6, RFC 9112 §6.1); a HEAD or 304 response keeps
+/// the length or coding the full response would have had; a de-chunked body
+/// (for an HTTP/1.0 client) is delimited by the close.
+fn write_response_framing(buf: &[u8], head: &ResponseHead, rw: &ResponseRewrite<'_>, out: &mut Vec<u8>) {
+    if head.status < 200 || head.status == 204 || rw.dechunk {
+        return;
+    }
+    match head.transfer_encoding {
+        ResponseCodings::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        ResponseCodings::Other => {
+            // The codings as the backend listed them (they end in chunked,
+            // or the body ends at the close): one field, values joined.
+            out.extend_from_slice(b"Transfer-Encoding: ");
+            let values = head.headers.iter().filter(|h| h.kind == HeaderKind::TransferEncoding);
+            for (i, h) in values.enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                out.extend_from_slice(h.value.of(buf));
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        ResponseCodings::Absent => {
+            if let Some(n) = head.content_length {
+                write_content_length(out, n);
+            }
+        }
+    }
+}
+
 /// How a response head is adapted for the client.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ResponseRewrite<'a> {
@@ -131,20 +172,16 @@ pub fn write_response_head(buf: &[u8], head: &ResponseHead, rw: &ResponseRewrite
     out.extend_from_slice(b"HTTP/1.1");
     out.extend_from_slice(&buf[head.status_line.start as usize + 8..head.status_line.end as usize]);
     out.extend_from_slice(b"\r\n");
-    let repeated_cl = head.content_length_repeated;
     let keep = |h: &Header| {
         !h.listed_in_connection
             && match h.kind {
                 HeaderKind::Upgrade => rw.upgrade,
-                HeaderKind::TransferEncoding => !rw.dechunk,
-                HeaderKind::ContentLength => !repeated_cl,
+                HeaderKind::TransferEncoding | HeaderKind::ContentLength => false,
                 k => !k.is_hop_by_hop(),
             }
     };
     copy_kept(buf, &head.headers, head.head_len - 2, keep, out);
-    if let (true, Some(n)) = (repeated_cl, head.content_length) {
-        write_content_length(out, n);
-    }
+    write_response_framing(buf, head, rw, out);
     if let Some(c) = rw.set_cookie {
         out.extend_from_slice(b"Set-Cookie: ");
         out.extend_from_slice(c);
@@ -218,6 +255,50 @@ mod tests {
         let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok";
         let out = resp_text(resp);
         assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+    }
+
+    /// The repro: `Connection: Content-Length` once made the
+    /// field vanish while the body was still forwarded, so the body's bytes
+    /// were parsed by the server as a second request.
+    #[test]
+    fn framing_named_in_connection_is_written_from_the_parse() {
+        let smuggled = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
+        for conn in ["Content-Length", "close, Content-Length", "content-length, Host", "Host"] {
+            let raw = format!("POST / HTTP/1.1\r\nHost: t\r\nConnection: {conn}\r\nContent-Length: 35\r\n\r\n");
+            assert_eq!(
+                rewrite(raw.as_bytes(), &INFO),
+                "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 35\r\nX-Forwarded-For: 10.9.8.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: t\r\n\r\n",
+                "Connection: {conn}"
+            );
+        }
+        assert_eq!(smuggled.len(), 35);
+        let raw = b"POST / HTTP/1.1\r\nHost: t\r\nConnection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, &INFO),
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nX-Forwarded-For: 10.9.8.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: t\r\n\r\n"
+        );
+        // The client's spelling is never what is forwarded.
+        let raw = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:  CHUNKED\t\r\nA: b\r\n\r\n";
+        assert!(rewrite(raw, &INFO).contains("A: b\r\nTransfer-Encoding: chunked\r\n"));
+        let raw = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 007\r\n\r\n";
+        assert!(rewrite(raw, &INFO).contains("\r\nContent-Length: 7\r\n"));
+        let raw = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n";
+        assert!(rewrite(raw, &INFO).contains("\r\nContent-Length: 0\r\n"));
+    }
+
+    #[test]
+    fn response_framing_is_written_from_the_parse() {
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5\r\nServer: x\r\n\r\nhello";
+        assert_eq!(resp_text(raw), "HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 5\r\n\r\n");
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(resp_text(raw), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(resp_text(raw), "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        // No framing on 1xx and 204; HEAD and 304 keep the full response's.
+        let raw = b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(resp_text(raw), "HTTP/1.1 204 No Content\r\n\r\n");
+        let raw = b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(resp_text(raw), "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n");
     }
 
     fn resp_text(raw: &[u8]) -> String {

@@ -301,7 +301,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let mut response_head_len = response_head_len;
         while self.resp.is_interim() {
             if client_version == Version::Http11 {
-                let mut interim = conn.buf[..response_head_len].to_vec();
+                // Rewritten like a final head (hop-by-hop fields dropped,
+                // no framing fields), not relayed byte for byte.
+                let mut interim = Vec::with_capacity(response_head_len);
+                write_response_head(&conn.buf, &self.resp, &ResponseRewrite::default(), &mut interim);
                 let deadline = Instant::now() + plan.keepalive_timeout;
                 if self.timer.write_all_until(&mut self.stream, &mut interim, deadline).await.is_err() {
                     gauge_conn_dropped(self);

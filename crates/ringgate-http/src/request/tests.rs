@@ -39,7 +39,7 @@ fn bodies_and_connection_options() {
     let h = parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap();
     assert_eq!(h.body, BodyKind::Chunked);
     assert!(h.close);
-    let h = parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap();
+    let h = parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \r\n\r\n").unwrap();
     assert_eq!(h.body, BodyKind::Chunked);
     let h = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap();
     assert!(h.close, "HTTP/1.0 closes by default");
@@ -91,22 +91,22 @@ fn smuggling_defences() {
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", "invalid Content-Length"),
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n", "invalid Content-Length"),
         (
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
-            "Transfer-Encoding other than a final chunked",
-        ),
-        (
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
-            "Transfer-Encoding other than a final chunked",
+            "chunked is not the final transfer coding",
         ),
         (
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "Transfer-Encoding other than a final chunked",
+            "chunked applied more than once",
+        ),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n", "empty Transfer-Encoding"),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n",
+            "empty element in the Transfer-Encoding list",
         ),
         (
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
-            "Transfer-Encoding other than a final chunked",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;foo=bar\r\n\r\n",
+            "chunked takes no parameters in Transfer-Encoding",
         ),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n", "Transfer-Encoding other than a final chunked"),
         (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", "Transfer-Encoding in an HTTP/1.0 request"),
         (
             b"GET / HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n",
@@ -132,6 +132,13 @@ fn smuggling_defences() {
             String::from_utf8_lossy(raw)
         );
         assert_eq!(got.unwrap_err().status(), 400);
+    }
+    for raw in [
+        &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: cow\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        assert_eq!(parse(raw).unwrap_err(), RequestError::NotImplemented, "{:?}", String::from_utf8_lossy(raw));
     }
 }
 
@@ -166,6 +173,44 @@ fn other_refusals() {
     assert_eq!(parse(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n").unwrap_err(), RequestError::VersionNotSupported);
     assert_eq!(parse(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap_err(), RequestError::VersionNotSupported);
     assert!(matches!(parse(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03").unwrap_err(), RequestError::Malformed(_)));
+}
+
+#[test]
+fn higher_minor_versions_are_handled_as_http11() {
+    for v in ["1.2", "1.9"] {
+        let raw = format!("GET /v HTTP/{v}\r\nHost: a\r\nX: y\r\n\r\n");
+        let h = parse(raw.as_bytes()).unwrap_or_else(|e| panic!("HTTP/{v}: {e:?}"));
+        assert_eq!(h.version, Version::Http11);
+        assert_eq!(h.path.of(raw.as_bytes()), b"/v");
+        assert_eq!(h.headers[1].value.of(raw.as_bytes()), b"y");
+    }
+    // Arriving in pieces: partial until the head is whole.
+    let raw = b"GET / HTTP/1.2\r\nHost: a\r\n\r\n";
+    for cut in 1..raw.len() {
+        let mut h = RequestHead::default();
+        assert_eq!(parse_request(&raw[..cut], &ParseLimits::default(), &mut h), Ok(Parsed::Partial), "cut at {cut}");
+    }
+    for v in ["2.0", "0.9", "3.0"] {
+        let raw = format!("GET / HTTP/{v}\r\nHost: a\r\n\r\n");
+        assert_eq!(parse(raw.as_bytes()).unwrap_err(), RequestError::VersionNotSupported, "HTTP/{v}");
+    }
+    for bad in ["HTTP/1.10", "HTTP/1.", "HTTP/11", "HTTPS/1.1", "http/1.1", "HTTP/1.2x"] {
+        let raw = format!("GET / {bad}\r\nHost: a\r\n\r\n");
+        assert!(matches!(parse(raw.as_bytes()), Err(RequestError::Malformed(_))), "{bad}: {:?}", parse(raw.as_bytes()));
+    }
+}
+
+#[test]
+fn request_transfer_encoding_answers() {
+    let te = |v: &str| {
+        let raw = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {v}\r\n\r\n");
+        parse(raw.as_bytes()).map(|h| h.body)
+    };
+    assert_eq!(te("chunked"), Ok(BodyKind::Chunked));
+    assert_eq!(te("gzip, chunked"), Err(RequestError::NotImplemented));
+    assert_eq!(RequestError::NotImplemented.status(), 501);
+    assert!(matches!(te("chunked,"), Err(RequestError::Malformed(_))));
+    assert!(matches!(te("chunked;foo=bar"), Err(RequestError::Malformed(_))));
 }
 
 #[test]
