@@ -369,7 +369,11 @@ impl RequestCodings {
         match (self.present, self.malformed) {
             (false, _) => RequestFraming::Absent,
             (true, Some(why)) => RequestFraming::Malformed(why),
-            (true, None) if self.other || !self.chunked => RequestFraming::Unsupported,
+            // RFC 9112 §6.3 (4): without a final chunked the length cannot
+            // be known: 400, whatever the codings.
+            (true, None) if !self.chunked => RequestFraming::Malformed("Transfer-Encoding without a final chunked"),
+            // §6.1: a coding it does not implement, before chunked: 501.
+            (true, None) if self.other => RequestFraming::Unsupported,
             (true, None) => RequestFraming::Chunked,
         }
     }
@@ -471,14 +475,18 @@ mod tests {
         ] {
             assert!(matches!(framing(bad), RequestFraming::Malformed(_)), "{bad:?}: {:?}", framing(bad));
         }
+        for no_final_chunked in [&[&b"gzip"[..]][..], &[b"xchunked"], &[b"identity"], &[b"cow", b"gzip"]] {
+            assert_eq!(
+                framing(no_final_chunked),
+                RequestFraming::Malformed("Transfer-Encoding without a final chunked"),
+                "{no_final_chunked:?}"
+            );
+        }
         for unsupported in [
-            &[&b"gzip"[..]][..],
-            &[b"gzip, chunked"],
+            &[&b"gzip, chunked"[..]][..],
             &[b"identity, chunked"],
             &[b"cow, chunked"],
             &[b"cow", b"chunked"],
-            &[b"xchunked"],
-            &[b"identity"],
             &[b"gzip;q=1, chunked"],
         ] {
             assert_eq!(framing(unsupported), RequestFraming::Unsupported, "{unsupported:?}");

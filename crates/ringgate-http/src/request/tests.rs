@@ -136,6 +136,16 @@ fn smuggling_defences() {
     for raw in [
         &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"[..],
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+    ] {
+        assert_eq!(
+            parse(raw).unwrap_err(),
+            RequestError::Malformed("Transfer-Encoding without a final chunked"),
+            "{:?}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    for raw in [
+        &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"[..],
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: cow\r\nTransfer-Encoding: chunked\r\n\r\n",
     ] {
         assert_eq!(parse(raw).unwrap_err(), RequestError::NotImplemented, "{:?}", String::from_utf8_lossy(raw));
@@ -286,7 +296,8 @@ mod roundtrip {
             let expected: Vec<(&[u8], &[u8])> = fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect();
             prop_assert_eq!(parsed, expected);
 
-            let info = ForwardInfo { client_ip: b"127.0.0.1", proto: b"http", host_override: None, fallback_host: b"x" };
+            let info =
+                ForwardInfo { client_ip: b"127.0.0.1", proto: b"http", host_override: None, fallback_host: b"x", target: None };
             let mut out = Vec::new();
             write_request_head(&raw, &h, &info, &mut out);
             let again = parse(&out).unwrap();
