@@ -36,8 +36,13 @@ fn heads(c: &mut Criterion) {
     let mut g = c.benchmark_group("head_rewrite");
     let mut req = RequestHead::default();
     parse_request(BROWSER_REQUEST, &limits, &mut req).expect("valid request");
-    let info =
-        ForwardInfo { client_ip: b"192.0.2.10", proto: b"http", host_override: None, fallback_host: b"10.0.0.1:80" };
+    let info = ForwardInfo {
+        client_ip: b"192.0.2.10",
+        proto: b"http",
+        host_override: None,
+        fallback_host: b"10.0.0.1:80",
+        target: None,
+    };
     let mut out = Vec::with_capacity(4096);
     g.bench_function("request_browser", |b| {
         b.iter(|| {

@@ -11,10 +11,12 @@
 mod diag;
 mod load;
 mod model;
+mod routing;
 mod units;
 mod validate;
 
 pub use diag::{ConfigErrors, Diagnostic};
 pub use load::{load_file, load_str};
 pub use model::*;
+pub use routing::*;
 pub use units::{parse_duration, parse_size};

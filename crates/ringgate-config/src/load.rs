@@ -15,6 +15,11 @@ use crate::model::{Config, HostPattern, Protocol, ServerAddress};
 use crate::units::{parse_duration, parse_size};
 use crate::validate::{self, parse_host, parse_host_pattern, parse_server_address};
 
+mod rewrite;
+mod routing;
+pub(crate) use rewrite::RawRewriteSet;
+pub(crate) use routing::{RawPathMap, RawPathRule, RawRedirect};
+
 /// Reads and validates a configuration file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors::io(path, &e))?;
@@ -40,7 +45,14 @@ pub fn load_str(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
                 DeValue::Table(t) => raw.gateway = Some(read_gateway(&mut d, t, at)),
                 _ => d.error(Some(at), "[gateway]", None, "must be a table: write `[gateway]`".into()),
             },
-            section @ ("listener" | "backend_pool" | "backend_http_settings" | "probe" | "rule") => {
+            section @ ("listener"
+            | "backend_pool"
+            | "backend_http_settings"
+            | "probe"
+            | "rule"
+            | "url_path_map"
+            | "redirect"
+            | "rewrite_rule_set") => {
                 let DeValue::Array(items) = value.get_ref() else {
                     d.error(
                         Some(at),
@@ -66,6 +78,9 @@ pub fn load_str(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
                         "backend_pool" => raw.pools.push(read_pool(&mut d, t, at, n)),
                         "backend_http_settings" => raw.settings.push(read_settings(&mut d, t, at, n)),
                         "probe" => raw.probes.push(read_probe(&mut d, t, at, n)),
+                        "url_path_map" => raw.path_maps.push(routing::read_path_map(&mut d, t, at, n)),
+                        "redirect" => raw.redirects.push(routing::read_redirect(&mut d, t, at, n)),
+                        "rewrite_rule_set" => raw.rewrite_sets.push(rewrite::read_rewrite_set(&mut d, t, at, n)),
                         _ => raw.rules.push(read_rule(&mut d, t, at, n)),
                     }
                 }
@@ -88,7 +103,17 @@ pub fn load_str(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
     }
 }
 
-const TOP_LEVEL: &[&str] = &["gateway", "listener", "backend_pool", "backend_http_settings", "probe", "rule"];
+const TOP_LEVEL: &[&str] = &[
+    "gateway",
+    "listener",
+    "backend_pool",
+    "backend_http_settings",
+    "probe",
+    "rule",
+    "url_path_map",
+    "redirect",
+    "rewrite_rule_set",
+];
 
 /// The file's entries after field-level checks, before names are resolved.
 /// A field that failed its check is `None` (its error is already recorded).
@@ -100,6 +125,9 @@ pub(crate) struct RawConfig {
     pub settings: Vec<RawSettings>,
     pub probes: Vec<RawProbe>,
     pub rules: Vec<RawRule>,
+    pub path_maps: Vec<RawPathMap>,
+    pub redirects: Vec<RawRedirect>,
+    pub rewrite_sets: Vec<RawRewriteSet>,
 }
 
 #[derive(Debug)]
@@ -127,6 +155,7 @@ pub(crate) struct RawGateway {
     pub coop_taskrun: Option<bool>,
     pub defer_taskrun: Option<bool>,
     pub multishot_recv: Option<bool>,
+    pub error_pages: Vec<crate::routing::ErrorPage>,
 }
 
 #[derive(Debug)]
@@ -138,6 +167,7 @@ pub(crate) struct RawListener {
     pub host_names: Vec<(HostPattern, usize)>,
     pub protocol: Option<Protocol>,
     pub tls: Option<crate::model::ListenerTls>,
+    pub error_pages: Vec<crate::routing::ErrorPage>,
 }
 
 #[derive(Debug)]
@@ -165,6 +195,9 @@ pub(crate) struct RawSettings {
     pub trusted_roots: Option<crate::model::TrustedRoots>,
     pub max_idle_connections: Option<u64>,
     pub idle_timeout: Option<Duration>,
+    pub override_backend_path: Option<String>,
+    pub pick_host_from_address: Option<(bool, usize)>,
+    pub connection_draining: Option<Option<Duration>>,
 }
 
 #[derive(Debug)]
@@ -193,6 +226,11 @@ pub(crate) struct RawRule {
     pub listener: Option<(String, usize)>,
     pub pool: Option<(String, usize)>,
     pub settings: Option<(String, usize)>,
+    pub priority: Option<(u32, usize)>,
+    pub rule_type: Option<(String, usize)>,
+    pub url_path_map: Option<(String, usize)>,
+    pub redirect: Option<(String, usize)>,
+    pub rewrite_set: Option<(String, usize)>,
 }
 
 /// Probe and request time-outs: 1 s to 1 day as integers, down to 10 ms as strings.
@@ -470,6 +508,7 @@ const GATEWAY_FIELDS: &[&str] = &[
     "access_log",
     "limits",
     "io_uring",
+    "error_pages",
 ];
 const LIMIT_FIELDS: &[&str] = &[
     "max_request_head",
@@ -559,7 +598,9 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
         coop_taskrun: None,
         defer_taskrun: None,
         multishot_recv: None,
+        error_pages: Vec::new(),
     };
+    g.error_pages = routing::read_error_pages(&mut f);
     if let Some(v) = f.get("limits") {
         match v.get_ref() {
             DeValue::Table(lt) => {
@@ -602,7 +643,8 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
     g
 }
 
-const LISTENER_FIELDS: &[&str] = &["name", "listen", "host_names", "protocol", "certificate", "private_key"];
+const LISTENER_FIELDS: &[&str] =
+    &["name", "listen", "host_names", "protocol", "certificate", "private_key", "error_pages"];
 
 fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawListener {
     let mut f = Fields::new(d, t, String::new(), at, LISTENER_FIELDS);
@@ -661,9 +703,10 @@ fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawList
             None
         }
     };
+    let error_pages = routing::read_error_pages(&mut f);
     let (label, at) = (f.label.clone(), f.at);
     f.finish();
-    RawListener { at, label, name, listen, host_names, protocol, tls }
+    RawListener { at, label, name, listen, host_names, protocol, tls, error_pages }
 }
 
 const POOL_FIELDS: &[&str] = &["name", "addresses"];
@@ -697,7 +740,11 @@ const SETTINGS_FIELDS: &[&str] = &[
     "trusted_root_certificates",
     "max_idle_connections",
     "idle_timeout",
+    "override_backend_path",
+    "pick_host_name_from_backend_address",
+    "connection_draining",
 ];
+const DRAINING_FIELDS: &[&str] = &["enabled", "timeout"];
 
 fn read_settings(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawSettings {
     let mut f = Fields::new(d, t, String::new(), at, SETTINGS_FIELDS);
@@ -743,9 +790,65 @@ fn read_settings(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawSett
     });
     let max_idle_connections = f.int("max_idle_connections", 0, 100_000).map(|n| n as u64);
     let idle_timeout = f.duration("idle_timeout", TIME_MIN, TIME_MAX);
+    let override_backend_path = f.string_at("override_backend_path").and_then(|(p, at)| {
+        if !p.starts_with('/') {
+            f.err(at, "override_backend_path", format!("must start with '/' (got \"{p}\")"));
+            None
+        } else if p.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'?' || b == b'#') {
+            f.err(
+                at,
+                "override_backend_path",
+                format!("\"{}\" contains a space, a control character, '?' or '#'", p.escape_debug()),
+            );
+            None
+        } else {
+            Some(p)
+        }
+    });
+    let pick_host_from_address = f
+        .get("pick_host_name_from_backend_address")
+        .map(|v| v.span().start)
+        .and_then(|at| f.bool("pick_host_name_from_backend_address").map(|b| (b, at)));
+    let mut connection_draining = None;
+    if let Some(v) = f.get("connection_draining") {
+        match v.get_ref() {
+            DeValue::Table(dt) => {
+                let label = format!("{} connection_draining", f.label);
+                let mut c = Fields::new(f.d, dt, label, v.span().start, DRAINING_FIELDS);
+                let enabled = c.bool("enabled");
+                let timeout = c.duration("timeout", Duration::from_secs(1), Duration::from_secs(3600));
+                if enabled == Some(true) && c.get("timeout").is_none() {
+                    let at = c.at;
+                    c.err(
+                        at,
+                        "timeout",
+                        "missing: how long a removed server keeps its connections (1 to 3600 s)".into(),
+                    );
+                }
+                connection_draining = match (enabled, timeout) {
+                    (Some(true), Some(t)) => Some(Some(t)),
+                    (Some(false), _) => Some(None),
+                    _ => None,
+                };
+                if enabled.is_none() && c.get("enabled").is_none() {
+                    let at = c.at;
+                    c.err(at, "enabled", "missing (required): true or false".into());
+                }
+                c.finish();
+            }
+            _ => f.wrong_type(
+                "connection_draining",
+                v,
+                "a table: connection_draining = { enabled = true, timeout = 60 }",
+            ),
+        }
+    }
     let (label, at) = (f.label.clone(), f.at);
     f.finish();
     RawSettings {
+        override_backend_path,
+        pick_host_from_address,
+        connection_draining,
         at,
         label,
         name,
@@ -857,20 +960,34 @@ fn read_probe(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawProbe {
     }
 }
 
-const RULE_FIELDS: &[&str] = &["name", "listener", "backend_pool", "backend_http_settings"];
+const RULE_FIELDS: &[&str] = &[
+    "name",
+    "listener",
+    "priority",
+    "rule_type",
+    "backend_pool",
+    "backend_http_settings",
+    "redirect",
+    "url_path_map",
+    "rewrite_rule_set",
+];
 
 fn read_rule(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawRule {
     let mut f = Fields::new(d, t, String::new(), at, RULE_FIELDS);
     let name = f.name("rule", n);
     let listener = f.string_at("listener");
     let listener = f.required("listener", listener);
+    let priority_at = f.get("priority").map(|v| v.span().start);
+    let priority = f.int("priority", 1, 20_000).zip(priority_at).map(|(p, at)| (p as u32, at));
+    let rule_type = f.string_at("rule_type");
     let pool = f.string_at("backend_pool");
-    let pool = f.required("backend_pool", pool);
     let settings = f.string_at("backend_http_settings");
-    let settings = f.required("backend_http_settings", settings);
+    let redirect = f.string_at("redirect");
+    let url_path_map = f.string_at("url_path_map");
+    let rewrite_set = f.string_at("rewrite_rule_set");
     let (label, at) = (f.label.clone(), f.at);
     f.finish();
-    RawRule { at, label, name, listener, pool, settings }
+    RawRule { at, label, name, listener, pool, settings, priority, rule_type, url_path_map, redirect, rewrite_set }
 }
 
 /// The known word closest to a misspelt one, if close enough to be a typo.

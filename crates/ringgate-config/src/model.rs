@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Diagnostic;
+use crate::routing::{
+    Action, ConnectionDraining, ErrorPage, Redirect, RedirectTarget, RuleKind, Target, TargetId, UrlPathMap,
+};
 
 macro_rules! id {
     ($(#[$m:meta])* $name:ident) => {
@@ -40,6 +43,11 @@ pub struct Config {
     pub settings: Vec<BackendHttpSettings>,
     pub probes: Vec<Probe>,
     pub rules: Vec<Rule>,
+    /// Every (rule, path rule) that forwards, with its pool and settings.
+    pub targets: Vec<Target>,
+    pub url_path_maps: Vec<UrlPathMap>,
+    pub redirects: Vec<Redirect>,
+    pub rewrite_rule_sets: Vec<crate::routing::RewriteRuleSet>,
     /// Things that are valid but probably not what the operator wants
     /// (an empty pool, an unused probe, ...).
     pub warnings: Vec<Diagnostic>,
@@ -70,6 +78,8 @@ pub struct Gateway {
     pub access_log: AccessLog,
     pub limits: Limits,
     pub io_uring: IoUringTuning,
+    /// Custom error pages for every listener that has none of its own.
+    pub error_pages: Vec<ErrorPage>,
 }
 
 impl Gateway {
@@ -156,6 +166,8 @@ pub struct Listener {
     pub protocol: Protocol,
     /// The certificate of an `https` listener.
     pub tls: Option<ListenerTls>,
+    /// Custom error pages of this listener (before the gateway's).
+    pub error_pages: Vec<ErrorPage>,
 }
 
 /// An HTTPS listener's certificate chain and private key, loaded and checked
@@ -201,13 +213,17 @@ impl Listener {
     }
 }
 
-/// A host name a multi-site listener answers: exact, or `*.suffix`.
+/// A host name a multi-site listener answers: exact, `*.suffix`, or (as
+/// Application Gateway v2 accepts) a pattern with `*` (any run of
+/// characters, none included) and `?` (one character) anywhere.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HostPattern {
     /// Lower-case host name.
     Exact(String),
     /// `*.example.com`, stored as the lower-case suffix `.example.com`.
     Wildcard(String),
+    /// Any other pattern with `*` or `?`, lower-case, e.g. `api-?.example.*`.
+    Glob(String),
 }
 
 impl HostPattern {
@@ -216,15 +232,19 @@ impl HostPattern {
         match self {
             HostPattern::Exact(h) => h == host,
             HostPattern::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+            HostPattern::Glob(g) => glob_match(g.as_bytes(), host.as_bytes()),
         }
     }
 }
+
+pub use ringgate_tls::glob_match;
 
 impl fmt::Display for HostPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HostPattern::Exact(h) => f.write_str(h),
             HostPattern::Wildcard(s) => write!(f, "*{s}"),
+            HostPattern::Glob(g) => f.write_str(g),
         }
     }
 }
@@ -313,6 +333,14 @@ pub struct BackendHttpSettings {
     pub max_idle_connections: usize,
     /// How long an idle pooled connection is kept.
     pub idle_timeout: Duration,
+    /// Sent instead of the matched path prefix: a request for `/video/a`
+    /// matched by `/video/*` reaches the server as `<override>a`; with a
+    /// basic rule the override is prefixed to the whole path.
+    pub override_backend_path: Option<String>,
+    /// Host = the server's own host name (App Service-style backends).
+    pub pick_host_name_from_backend_address: bool,
+    /// `connection_draining = { enabled = true, timeout = N }`.
+    pub connection_draining: Option<ConnectionDraining>,
 }
 
 /// `[[probe]]`: a custom health probe.
@@ -364,13 +392,15 @@ impl Probe {
     }
 }
 
-/// `[[rule]]`: binds a listener to a backend pool through backend HTTP settings.
+/// `[[rule]]`: what a listener does with its requests (see [`RuleKind`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub name: String,
     pub listener: ListenerId,
-    pub pool: PoolId,
-    pub settings: SettingsId,
+    /// 1 to 20000, lower first (Application Gateway v2): the order in which
+    /// the rules of listeners sharing an address are tried.
+    pub priority: Option<u32>,
+    pub kind: RuleKind,
 }
 
 /// Listeners sharing one address, served by one socket per worker.
@@ -422,6 +452,34 @@ impl Config {
     /// The rule bound to a listener (validation guarantees exactly one).
     pub fn rule_for(&self, listener: ListenerId) -> Option<RuleId> {
         self.rules.iter().position(|r| r.listener == listener).map(RuleId)
+    }
+
+    /// The target a basic rule forwards to (None for a redirect or a
+    /// path-based rule).
+    pub fn basic_target(&self, rule: RuleId) -> Option<TargetId> {
+        match self.rules[rule.0].kind {
+            RuleKind::Basic(Action::Forward(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Describes an action for operators: `pool P with settings S` or
+    /// `redirect R (301 to ...)`.
+    pub fn describe_action(&self, a: Action) -> String {
+        match a {
+            Action::Forward(t) => {
+                let t = &self.targets[t.0];
+                format!("pool {} with settings {}", self.pools[t.pool.0].name, self.settings[t.settings.0].name)
+            }
+            Action::Redirect(r) => {
+                let r = &self.redirects[r.0];
+                let to = match &r.target {
+                    RedirectTarget::Listener(l) => format!("listener {}", self.listeners[l.0].name),
+                    RedirectTarget::Url(u) => u.clone(),
+                };
+                format!("redirect {} ({} to {to})", r.name, r.status)
+            }
+        }
     }
 
     /// Listeners grouped by address, in file order of first appearance.
@@ -536,11 +594,24 @@ impl Config {
             );
         }
         for r in &self.rules {
-            let _ = writeln!(
-                o,
-                "[[rule]] {}: listener {} -> pool {} with settings {}",
-                r.name, self.listeners[r.listener.0].name, self.pools[r.pool.0].name, self.settings[r.settings.0].name
-            );
+            let prio = r.priority.map_or(String::new(), |p| format!(" (priority {p})"));
+            let listener = &self.listeners[r.listener.0].name;
+            match r.kind {
+                RuleKind::Basic(a) => {
+                    let _ =
+                        writeln!(o, "[[rule]] {}{prio}: listener {listener} -> {}", r.name, self.describe_action(a));
+                }
+                RuleKind::PathBased(m) => {
+                    let map = &self.url_path_maps[m.0];
+                    let _ = writeln!(o, "[[rule]] {}{prio}: listener {listener} -> url_path_map {}", r.name, map.name);
+                    for pr in &map.path_rules {
+                        let paths = pr.paths.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ");
+                        let _ =
+                            writeln!(o, "    path rule {}: {paths} -> {}", pr.name, self.describe_action(pr.action));
+                    }
+                    let _ = writeln!(o, "    default -> {}", self.describe_action(map.default));
+                }
+            }
         }
         o
     }

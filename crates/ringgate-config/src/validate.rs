@@ -12,6 +12,8 @@ use crate::diag::Diags;
 use crate::load::{RawConfig, suggest};
 use crate::model::*;
 
+mod routing;
+
 /// Checks a host name (RFC 1123 labels; `_` tolerated as internal DNS uses it).
 pub(crate) fn parse_host_name(s: &str) -> Result<String, String> {
     let h = s.strip_suffix('.').unwrap_or(s);
@@ -46,15 +48,26 @@ pub(crate) fn parse_host(s: &str) -> Result<String, String> {
     parse_host_name(s)
 }
 
-/// `app.example.com` or `*.example.com`.
+/// `app.example.com`, `*.example.com`, or (as Application Gateway v2
+/// accepts) a name with `*` and `?` anywhere: `api-?.example.*`.
 pub(crate) fn parse_host_pattern(s: &str) -> Result<HostPattern, String> {
-    if let Some(rest) = s.strip_prefix("*.") {
+    if let Some(rest) = s.strip_prefix("*.")
+        && !rest.contains(['*', '?'])
+    {
         let h =
             parse_host_name(rest).map_err(|_| format!("\"{s}\" is not a host name or a \"*.example.com\" wildcard"))?;
         return Ok(HostPattern::Wildcard(format!(".{h}")));
     }
-    if s.contains('*') {
-        return Err(format!("\"{s}\": a wildcard may only be a leading \"*.\""));
+    if s.contains(['*', '?']) {
+        if s.chars().all(|c| c == '*') {
+            return Err(format!("\"{s}\" matches every host: use a basic listener (no host_names) instead"));
+        }
+        if s.len() > 253 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._*?".contains(&b)) {
+            return Err(format!(
+                "\"{s}\" is not a host name pattern (letters, digits, '-', '.', '_', and the wildcards '*' and '?')"
+            ));
+        }
+        return Ok(HostPattern::Glob(s.to_ascii_lowercase()));
     }
     parse_host_name(s).map(HostPattern::Exact)
 }
@@ -180,8 +193,8 @@ fn lookup(
 /// Resolves names, checks cross-entry rules and fills in defaults. Returns
 /// `None` when something needed to build a [`Config`] is missing (its error is
 /// recorded).
-pub(crate) fn resolve(raw: RawConfig, d: &mut Diags, source: &Path) -> Option<Config> {
-    let gateway = resolve_gateway(raw.gateway, d);
+pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Option<Config> {
+    let gateway = resolve_gateway(raw.gateway.take(), d);
 
     let listener_ix =
         index_names(d, "listener", raw.listeners.iter().map(|l| (l.name.as_ref(), l.at, l.label.as_str())));
@@ -190,8 +203,21 @@ pub(crate) fn resolve(raw: RawConfig, d: &mut Diags, source: &Path) -> Option<Co
         index_names(d, "backend_http_settings", raw.settings.iter().map(|s| (s.name.as_ref(), s.at, s.label.as_str())));
     let probe_ix = index_names(d, "probe", raw.probes.iter().map(|p| (p.name.as_ref(), p.at, p.label.as_str())));
     let _rule_ix = index_names(d, "rule", raw.rules.iter().map(|r| (r.name.as_ref(), r.at, r.label.as_str())));
+    let path_map_ix =
+        index_names(d, "url_path_map", raw.path_maps.iter().map(|m| (m.name.as_ref(), m.at, m.label.as_str())));
+    let redirect_ix =
+        index_names(d, "redirect", raw.redirects.iter().map(|r| (r.name.as_ref(), r.at, r.label.as_str())));
+    let rewrite_ix =
+        index_names(d, "rewrite_rule_set", raw.rewrite_sets.iter().map(|r| (r.name.as_ref(), r.at, r.label.as_str())));
 
     let mut ok = true;
+    let mut rewrite_rule_sets = Vec::new();
+    for r in &raw.rewrite_sets {
+        match &r.set {
+            Some(set) => rewrite_rule_sets.push((**set).clone()),
+            None => ok = false,
+        }
+    }
 
     let mut listeners = Vec::new();
     for l in &raw.listeners {
@@ -205,6 +231,7 @@ pub(crate) fn resolve(raw: RawConfig, d: &mut Diags, source: &Path) -> Option<Co
             host_names: l.host_names.iter().map(|(h, _)| h.clone()).collect(),
             protocol,
             tls: l.tls.clone(),
+            error_pages: l.error_pages.clone(),
         });
     }
 
@@ -300,6 +327,19 @@ pub(crate) fn resolve(raw: RawConfig, d: &mut Diags, source: &Path) -> Option<Co
                 format!("probe \"{probe_name}\" picks its host name from these settings, but `host_name` is not set"),
             );
         }
+        let pick_host_from_address = match s.pick_host_from_address {
+            Some((true, at)) if s.host_name.is_some() => {
+                d.error(
+                    Some(at),
+                    &s.label,
+                    Some("pick_host_name_from_backend_address"),
+                    "set either `host_name` or `pick_host_name_from_backend_address = true`, not both".into(),
+                );
+                false
+            }
+            Some((b, _)) => b,
+            None => false,
+        };
         let request_timeout = s.request_timeout.unwrap_or(Duration::from_secs(30));
         let connect_timeout = s.connect_timeout.unwrap_or(Duration::from_secs(5)).min(request_timeout);
         settings.push(BackendHttpSettings {
@@ -315,40 +355,26 @@ pub(crate) fn resolve(raw: RawConfig, d: &mut Diags, source: &Path) -> Option<Co
             trusted_roots: s.trusted_roots.clone(),
             max_idle_connections: s.max_idle_connections.unwrap_or(64) as usize,
             idle_timeout: s.idle_timeout.unwrap_or(Duration::from_secs(60)),
+            override_backend_path: s.override_backend_path.clone(),
+            pick_host_name_from_backend_address: pick_host_from_address,
+            connection_draining: s
+                .connection_draining
+                .flatten()
+                .map(|timeout| crate::routing::ConnectionDraining { timeout }),
         });
     }
 
-    let mut rules = Vec::new();
-    let mut listener_rule: HashMap<usize, (String, usize)> = HashMap::new();
-    for r in &raw.rules {
-        let listener = lookup(d, &listener_ix, &r.listener, &r.label, "listener", "listener");
-        let pool = lookup(d, &pool_ix, &r.pool, &r.label, "backend_pool", "backend_pool");
-        let sett = lookup(d, &settings_ix, &r.settings, &r.label, "backend_http_settings", "backend_http_settings");
-        let (Some(name), Some(listener), Some(pool), Some(sett)) = (&r.name, listener, pool, sett) else {
-            ok = false;
-            continue;
-        };
-        if let Some((other, other_at)) = listener_rule.get(&listener) {
-            let line = d.line_of(*other_at);
-            let lname = &raw.listeners[listener].name.clone().unwrap_or_default();
-            d.error(
-                r.listener.as_ref().map(|(_, at)| *at),
-                &r.label,
-                Some("listener"),
-                format!(
-                    "listener \"{lname}\" is already used by rule \"{other}\" (line {line}); a listener takes one rule: add a listener (multi-site listeners may share an address)"
-                ),
-            );
-            continue;
-        }
-        listener_rule.insert(listener, (name.clone(), r.at));
-        rules.push(Rule {
-            name: name.clone(),
-            listener: ListenerId(listener),
-            pool: PoolId(pool),
-            settings: SettingsId(sett),
-        });
-    }
+    let names = routing::Names {
+        listeners: &listener_ix,
+        pools: &pool_ix,
+        settings: &settings_ix,
+        redirects: &redirect_ix,
+        path_maps: &path_map_ix,
+        rewrite_sets: &rewrite_ix,
+    };
+    let routing::Routing { rules, targets, url_path_maps, redirects, listener_rule, ok: routing_ok } =
+        routing::resolve(&raw, d, &names);
+    ok &= routing_ok;
 
     if !ok {
         return None;
@@ -413,13 +439,47 @@ pub(crate) fn resolve(raw: RawConfig, d: &mut Diags, source: &Path) -> Option<Co
     }
 
     for (i, p) in raw.pools.iter().enumerate() {
-        if p.name.is_some() && !rules.iter().any(|r| r.pool.0 == i) {
-            d.warn(Some(p.at), &p.label, None, "no [[rule]] uses this pool".into());
+        if p.name.is_some() && !targets.iter().any(|t| t.pool.0 == i) {
+            d.warn(Some(p.at), &p.label, None, "no [[rule]] or path rule uses this pool".into());
         }
     }
     for (i, s) in raw.settings.iter().enumerate() {
-        if s.name.is_some() && !rules.iter().any(|r| r.settings.0 == i) {
-            d.warn(Some(s.at), &s.label, None, "no [[rule]] uses these settings".into());
+        if s.name.is_some() && !targets.iter().any(|t| t.settings.0 == i) {
+            d.warn(Some(s.at), &s.label, None, "no [[rule]] or path rule uses these settings".into());
+        }
+    }
+    for (i, r) in raw.redirects.iter().enumerate() {
+        let used = rules.iter().any(|rule| {
+            rule.kind
+                == crate::routing::RuleKind::Basic(crate::routing::Action::Redirect(crate::routing::RedirectId(i)))
+        }) || url_path_maps.iter().any(|m| {
+            m.default == crate::routing::Action::Redirect(crate::routing::RedirectId(i))
+                || m.path_rules
+                    .iter()
+                    .any(|p| p.action == crate::routing::Action::Redirect(crate::routing::RedirectId(i)))
+        });
+        if r.name.is_some() && !used {
+            d.warn(Some(r.at), &r.label, None, "no [[rule]] or path rule uses this redirect".into());
+        }
+    }
+    // Priorities order the rules of listeners sharing an address: all of
+    // them or none, or the order would be half explicit, half implicit.
+    for g in crate::model::group_by_socket(&listeners) {
+        let rules_here: Vec<&Rule> = rules.iter().filter(|r| g.contains(&r.listener.0)).collect();
+        let with = rules_here.iter().filter(|r| r.priority.is_some()).count();
+        if with > 0 && with < rules_here.len() {
+            for r in rules_here.iter().filter(|r| r.priority.is_none()) {
+                let raw_rule = raw.rules.iter().find(|x| x.name.as_deref() == Some(&r.name));
+                d.error(
+                    raw_rule.map(|x| x.at),
+                    raw_rule.map_or("[[rule]]", |x| x.label.as_str()),
+                    Some("priority"),
+                    format!(
+                        "other rules on {} have a priority: give every rule of listeners sharing an address a priority, or none",
+                        listeners[r.listener.0].listen
+                    ),
+                );
+            }
         }
     }
     for (i, p) in raw.probes.iter().enumerate() {
@@ -451,6 +511,10 @@ pub(crate) fn resolve(raw: RawConfig, d: &mut Diags, source: &Path) -> Option<Co
         settings,
         probes,
         rules,
+        targets,
+        url_path_maps,
+        redirects,
+        rewrite_rule_sets,
         warnings: d.warnings.clone(),
     })
 }
@@ -477,6 +541,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
             header_read_timeout: Duration::from_secs(10),
         },
         io_uring: IoUringTuning { entries: 1024, coop_taskrun: true, defer_taskrun: true, multishot_recv: true },
+        error_pages: Vec::new(),
     };
     let Some(r) = raw else { return Some(defaults) };
     let l = &defaults.limits;
@@ -533,6 +598,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
             defer_taskrun: r.defer_taskrun.unwrap_or(defaults.io_uring.defer_taskrun),
             multishot_recv: r.multishot_recv.unwrap_or(defaults.io_uring.multishot_recv),
         },
+        error_pages: r.error_pages,
     })
 }
 
@@ -577,8 +643,11 @@ mod tests {
     fn host_patterns() {
         assert_eq!(parse_host_pattern("*.Example.com"), Ok(HostPattern::Wildcard(".example.com".into())));
         assert_eq!(parse_host_pattern("a.example.com"), Ok(HostPattern::Exact("a.example.com".into())));
-        assert!(parse_host_pattern("a.*.com").is_err());
-        assert!(parse_host_pattern("*").is_err());
+        assert_eq!(parse_host_pattern("A.*.com"), Ok(HostPattern::Glob("a.*.com".into())));
+        assert_eq!(parse_host_pattern("api-?.example.*"), Ok(HostPattern::Glob("api-?.example.*".into())));
+        assert_eq!(parse_host_pattern("*.*.example.com"), Ok(HostPattern::Glob("*.*.example.com".into())));
+        assert!(parse_host_pattern("*").unwrap_err().contains("basic listener"));
+        assert!(parse_host_pattern("a b.*").unwrap_err().contains("not a host name pattern"));
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl ProbeTarget {
 pub fn targets(config: &Config, table: &HealthTable) -> Vec<ProbeTarget> {
     let mut seen: Vec<(usize, SettingsId)> = Vec::new();
     let mut out = Vec::new();
-    for r in &config.rules {
+    for r in &config.targets {
         if seen.contains(&(r.pool.0, r.settings)) {
             continue;
         }

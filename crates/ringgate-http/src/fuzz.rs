@@ -17,7 +17,13 @@ pub fn request(data: &[u8]) {
     for h in &head.headers {
         assert!(h.name.end as usize <= len && h.value.end as usize <= len);
     }
-    let info = ForwardInfo { client_ip: b"192.0.2.1", proto: b"http", host_override: None, fallback_host: b"h:80" };
+    let info = ForwardInfo {
+        client_ip: b"192.0.2.1",
+        proto: b"http",
+        host_override: None,
+        fallback_host: b"h:80",
+        target: None,
+    };
     let mut out = Vec::new();
     write_request_head(data, &head, &info, &mut out);
     let mut again = RequestHead::default();
@@ -60,7 +66,8 @@ pub fn request_rewrite(data: &[u8]) {
             _ => return,
         },
     };
-    let info = ForwardInfo { client_ip: CLIENT_IP, proto: b"http", host_override: None, fallback_host: b"h:80" };
+    let info =
+        ForwardInfo { client_ip: CLIENT_IP, proto: b"http", host_override: None, fallback_host: b"h:80", target: None };
     let mut forwarded = Vec::new();
     write_request_head(data, &head, &info, &mut forwarded);
     let head_out = forwarded.len();

@@ -11,6 +11,7 @@ mod chunked;
 mod error;
 pub mod fuzz;
 mod head;
+pub mod path;
 mod request;
 mod response;
 mod rewrite;

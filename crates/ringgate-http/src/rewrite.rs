@@ -24,6 +24,9 @@ pub struct ForwardInfo<'a> {
     pub host_override: Option<&'a [u8]>,
     /// Host sent when the request has none (HTTP/1.0 without Host).
     pub fallback_host: &'a [u8],
+    /// The target (path and query) sent instead of the client's: the
+    /// normalized path a path rule matched, or an `override_backend_path`.
+    pub target: Option<&'a [u8]>,
 }
 
 fn write_content_length(out: &mut Vec<u8>, n: u64) {
@@ -56,7 +59,7 @@ pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>
     out.push(b' ');
     // An absolute-form target's path may be empty or start with the query
     // ("http://h?q"); origin-form needs the leading slash.
-    let path = head.path.of(buf);
+    let path = info.target.unwrap_or_else(|| head.path.of(buf));
     if path.first() != Some(&b'/') && path != b"*" {
         out.push(b'/');
     }
@@ -208,8 +211,13 @@ mod tests {
         h
     }
 
-    const INFO: ForwardInfo<'static> =
-        ForwardInfo { client_ip: b"10.9.8.7", proto: b"http", host_override: None, fallback_host: b"10.0.0.1:80" };
+    const INFO: ForwardInfo<'static> = ForwardInfo {
+        client_ip: b"10.9.8.7",
+        proto: b"http",
+        host_override: None,
+        fallback_host: b"10.0.0.1:80",
+        target: None,
+    };
 
     fn rewrite(raw: &[u8], info: &ForwardInfo<'_>) -> String {
         let h = req(raw);

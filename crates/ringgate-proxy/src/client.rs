@@ -17,7 +17,8 @@ use crate::balance::{Pick, find_cookie, pick};
 use crate::io::{IoFail, Timer};
 use crate::local::LocalPlan;
 use crate::metrics::RuleMetrics;
-use crate::plan::{Plan, RulePlan};
+use crate::plan::{Plan, TargetPlan};
+use crate::route::{RouteAction, RulePlan};
 use crate::worker::{ConnGuard, Worker};
 
 /// Bytes a new connection's read buffer starts with; it grows up to the
@@ -110,6 +111,11 @@ pub(crate) struct Client<S> {
     meta: LogMeta,
     /// A backend connection switched to another protocol (101), to splice.
     pub tunnel: Option<crate::conn_pool::BackendConn>,
+    /// The target forwarded instead of the client's (a normalized path, an
+    /// `override_backend_path`), with its query; empty: the client's own.
+    pub fwd_target: Vec<u8>,
+    /// Room for a normalized request path while routing.
+    path_scratch: Vec<u8>,
     /// Bounds the waits for a request head (see [`Timer`]).
     head_timer: Timer,
     /// Bounds the reads and writes of an exchange. Apart from `head_timer`
@@ -278,6 +284,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             served: 0,
             meta: LogMeta::default(),
             tunnel: None,
+            fwd_target: Vec::new(),
+            path_scratch: Vec::new(),
             head_timer: Timer::new(),
             timer: Timer::new(),
         }
@@ -353,14 +361,117 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             self.finish(plan, None, start, out);
             return !close;
         };
-        let rule = &plan.rules[ri];
-        let out = self.route(lp, ri, rule).await;
+        self.fwd_target.clear();
+        let (ti, matched_len) = match &plan.rules[ri] {
+            RulePlan::Basic(RouteAction::Forward(t)) => (*t, 0),
+            RulePlan::Basic(RouteAction::Redirect(r)) => return self.redirect(plan, ri, *r, start).await,
+            RulePlan::PathBased(map) => {
+                let target = self.head.path.of(&self.rbuf);
+                let routed = crate::route::routing_path(target, &mut self.path_scratch).map(|(path, changed)| {
+                    let r = map.route(path);
+                    (r, changed)
+                });
+                match routed {
+                    Err(e) => {
+                        let text = format!("400 Bad Request: {}", e.reason());
+                        self.skip_head();
+                        let out = self.reply_error(ErrorCode::BadRequest, &text, true).await;
+                        self.finish(plan, None, start, out);
+                        return false;
+                    }
+                    Ok((r, changed)) => {
+                        // The server gets the path that was routed, so it
+                        // cannot read it differently from the path rule.
+                        if changed {
+                            let (_, query) = ringgate_http::path::split_query(self.head.path.of(&self.rbuf));
+                            self.fwd_target.extend_from_slice(&self.path_scratch);
+                            if let Some(q) = query {
+                                self.fwd_target.push(b'?');
+                                self.fwd_target.extend_from_slice(q);
+                            }
+                        }
+                        match r.action {
+                            RouteAction::Forward(t) => (t, r.matched_len),
+                            RouteAction::Redirect(x) => return self.redirect(plan, ri, x, start).await,
+                        }
+                    }
+                }
+            }
+        };
+        let target = &plan.targets[ti];
+        if let Some(over) = &target.override_path {
+            self.override_path(over, matched_len);
+        }
+        let out = self.route(lp, ti, target).await;
         let keep = out.keep;
-        self.finish(plan, Some(rule), start, out);
+        self.finish(plan, Some(target), start, out);
         keep
     }
 
-    async fn route(&mut self, lp: &Rc<LocalPlan>, ri: usize, rule: &RulePlan) -> Outcome {
+    /// `override_backend_path`: the matched prefix of the path (all of it
+    /// for an exact path rule, none for a basic rule or a map's default) is
+    /// replaced by `over`, keeping one `/` between them.
+    fn override_path(&mut self, over: &[u8], matched_len: usize) {
+        let current = if self.fwd_target.is_empty() { self.head.path.of(&self.rbuf) } else { &self.fwd_target[..] };
+        let (path, query) = ringgate_http::path::split_query(current);
+        let mut out = Vec::with_capacity(over.len() + current.len());
+        let base = over.strip_suffix(b"/").unwrap_or(over);
+        if matched_len >= path.len() && matched_len > 0 {
+            out.extend_from_slice(over);
+        } else {
+            // A prefix ending in '/' keeps that slash on the rest.
+            let from =
+                if matched_len > 0 && path.get(matched_len - 1) == Some(&b'/') { matched_len - 1 } else { matched_len };
+            let rest = path.get(from..).unwrap_or_default();
+            out.extend_from_slice(base);
+            if rest.first() != Some(&b'/') {
+                out.push(b'/');
+            }
+            out.extend_from_slice(rest);
+        }
+        if let Some(q) = query {
+            out.push(b'?');
+            out.extend_from_slice(q);
+        }
+        self.fwd_target = out;
+    }
+
+    /// Answers with a redirect configuration's status and Location.
+    async fn redirect(&mut self, plan: &Plan, ri: usize, redirect: usize, start: Instant) -> bool {
+        let r = &plan.redirects[redirect];
+        let close = self.head.body != BodyKind::Empty || self.head.close || self.w.draining();
+        let mut bytes = self.w.take_buf();
+        bytes.extend_from_slice(b"HTTP/1.1 ");
+        bytes.extend_from_slice(itoa::Buffer::new().format(r.status).as_bytes());
+        bytes.push(b' ');
+        bytes.extend_from_slice(ringgate_http::reason_phrase(r.status).as_bytes());
+        bytes.extend_from_slice(b"\r\nLocation: ");
+        let host = self.head.host.map(|h| h.of(&self.rbuf));
+        let fallback = self.socket.addr.ip().to_string();
+        r.location(host, fallback.as_bytes(), self.head.path.of(&self.rbuf), &mut bytes);
+        bytes.extend_from_slice(b"\r\nContent-Length: 0\r\n");
+        if close {
+            bytes.extend_from_slice(b"Connection: close\r\n");
+        }
+        bytes.extend_from_slice(b"\r\n");
+        self.skip_head();
+        let deadline = Instant::now() + plan.keepalive_timeout;
+        let sent = self.timer.write_all_until(&mut self.stream, &mut bytes, deadline).await.is_ok();
+        let n = bytes.len() as u64;
+        self.w.give_buf(bytes);
+        let out = Outcome {
+            status: r.status,
+            bytes_in: self.head.head_len as u64,
+            bytes_out: if sent { n } else { 0 },
+            keep: sent && !close,
+            ..Outcome::default()
+        };
+        let keep = out.keep;
+        self.finish_rule(plan, ri, start, out);
+        keep
+    }
+
+    async fn route(&mut self, lp: &Rc<LocalPlan>, ri: usize, rule: &TargetPlan) -> Outcome {
         let plan = &lp.plan;
         let has_body = self.head.body != BodyKind::Empty;
         if let BodyKind::Length(n) = self.head.body
@@ -431,7 +542,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     }
 
     /// The server an affinity cookie names, if the request carries one.
-    fn affinity_server(&self, rule: &RulePlan, cookie_name: &[u8]) -> Option<usize> {
+    fn affinity_server(&self, rule: &TargetPlan, cookie_name: &[u8]) -> Option<usize> {
         self.head
             .headers
             .iter()
@@ -465,7 +576,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     }
 
     /// Sends the 502 (or other answer) for a failure before any response.
-    pub(crate) async fn reply_proxy_error(&mut self, rule: &RulePlan, err: &crate::error::ProxyError) -> Outcome {
+    pub(crate) async fn reply_proxy_error(&mut self, rule: &TargetPlan, err: &crate::error::ProxyError) -> Outcome {
         let code = err.code();
         let close = true;
         let text = err.explain(&rule.name, &rule.settings);
@@ -474,12 +585,26 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     }
 
     /// Counts the request and writes its access log line.
-    fn finish(&mut self, plan: &Plan, rule: Option<&RulePlan>, start: Instant, out: Outcome) {
-        let total = start.elapsed();
+    fn finish(&mut self, plan: &Plan, rule: Option<&TargetPlan>, start: Instant, out: Outcome) {
         let m: &RuleMetrics = match rule {
             Some(r) => &r.metrics[self.w.id],
             None => &plan.unrouted[self.w.id],
         };
+        let names = rule.map(|r| (&*r.listener, &*r.name, out.server.map_or("", |i| &*r.servers[i].display)));
+        self.record(m, names, start, out);
+    }
+
+    /// Counts and logs a request a rule answered without a target (a
+    /// redirect).
+    fn finish_rule(&mut self, plan: &Plan, ri: usize, start: Instant, out: Outcome) {
+        match &plan.rule_series[ri] {
+            Some((series, listener, name)) => self.record(&series[self.w.id], Some((listener, name, "")), start, out),
+            None => self.record(&plan.unrouted[self.w.id], None, start, out),
+        }
+    }
+
+    fn record(&mut self, m: &RuleMetrics, names: Option<(&str, &str, &str)>, start: Instant, out: Outcome) {
+        let total = start.elapsed();
         m.count(out.status, out.code);
         m.bytes_in.add(out.bytes_in);
         m.bytes_out.add(out.bytes_out);
@@ -492,10 +617,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         if self.w.shared.access_log.is_none() {
             return;
         }
-        let (listener, rule_name, server) = match rule {
-            Some(r) => (&*r.listener, &*r.name, out.server.map_or("", |i| &*r.servers[i].display)),
-            None => ("", "", ""),
-        };
+        let (listener, rule_name, server) = names.unwrap_or(("", "", ""));
         let record = LogRecord {
             time: SystemTime::now() - total,
             client: self.peer,

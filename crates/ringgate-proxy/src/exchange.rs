@@ -22,7 +22,7 @@ use crate::client::{Client, Outcome};
 use crate::conn_pool::{BackendConn, PoolKey};
 use crate::error::ProxyError;
 use crate::io::{IoFail, consume};
-use crate::plan::{RulePlan, ServerPlan};
+use crate::plan::{ServerPlan, TargetPlan};
 
 /// Largest response head accepted from a backend.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -135,7 +135,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     /// Takes the request in `rbuf` to server `index` of `rule` at `addr`.
     pub(crate) async fn exchange(
         &mut self,
-        rule: &RulePlan,
+        rule: &TargetPlan,
         index: usize,
         addr: SocketAddr,
         from_cookie: bool,
@@ -195,7 +195,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     #[allow(clippy::too_many_arguments)]
     async fn exchange_inner(
         &mut self,
-        rule: &RulePlan,
+        rule: &TargetPlan,
         index: usize,
         addr: SocketAddr,
         from_cookie: bool,
@@ -210,8 +210,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let info = ForwardInfo {
             client_ip: &self.peer_ip,
             proto: rule.client_proto,
-            host_override: rule.host_override.as_deref(),
+            host_override: if rule.host_from_server { Some(&server.host_name) } else { rule.host_override.as_deref() },
             fallback_host: server.display.as_bytes(),
+            target: (!self.fwd_target.is_empty()).then_some(&self.fwd_target[..]),
         };
         write_request_head(&self.rbuf, &self.head, &info, obuf);
         let mut body = BodyState::new(self.head.body);
@@ -392,7 +393,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         conn: &mut BackendConn,
         body: &mut BodyState,
         plan: &crate::plan::Plan,
-        rule: &RulePlan,
+        rule: &TargetPlan,
     ) -> Result<u64, Fail> {
         let mut sent = 0u64;
         while !body.is_done() {
@@ -448,7 +449,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         kind: BodyKind,
         dechunk: bool,
         obuf: &mut Vec<u8>,
-        rule: &RulePlan,
+        rule: &TargetPlan,
         server: &str,
         out: &mut Outcome,
     ) -> Result<bool, Fail> {
@@ -580,7 +581,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
 
     /// Reads more of a response body into the (empty) backend buffer; the
     /// server closing or stalling mid-body aborts the response.
-    async fn fill_body(&mut self, conn: &mut BackendConn, rule: &RulePlan) -> Result<usize, Fail> {
+    async fn fill_body(&mut self, conn: &mut BackendConn, rule: &TargetPlan) -> Result<usize, Fail> {
         conn.buf.clear();
         let deadline = Instant::now() + rule.request_timeout;
         match self.timer.read_more_until(&mut conn.stream, &mut conn.buf, BODY_CHUNK, deadline).await {
@@ -625,7 +626,7 @@ fn chunk_fail(e: ringgate_http::ChunkError, first: bool, server: &str) -> Fail {
 
 /// Opens a connection to a server within the connect time-out, with a TLS
 /// handshake for `https` settings (bounded by the same time-out).
-async fn connect(key: PoolKey, rule: &RulePlan, server: &ServerPlan) -> Result<BackendConn, ProxyError> {
+async fn connect(key: PoolKey, rule: &TargetPlan, server: &ServerPlan) -> Result<BackendConn, ProxyError> {
     let timeout = rule.connect_timeout;
     let display = || server.display.to_string();
     let deadline = Instant::now() + timeout;

@@ -218,7 +218,7 @@ impl Gateway {
         metrics: Arc<MetricsRegistry>,
     ) -> Result<Gateway, StartError> {
         let workers = metrics.workers();
-        let plan = Plan::build(config.clone(), 1, &health, &metrics).map_err(StartError::Tls)?;
+        let mut plan = Plan::build(config.clone(), 1, &health, &metrics).map_err(StartError::Tls)?;
         let handoffs = bind_new(&plan, workers, &[])?;
         let access_log = AccessLog::open(&config.gateway.access_log).map_err(StartError::AccessLog)?;
         let mut bound = Vec::new();
@@ -227,6 +227,7 @@ impl Gateway {
             bound.push((h.key.clone(), b));
             sockets.push(h);
         }
+        plan.set_bound_ports(&bound);
         let shared = Arc::new(Shared {
             plan: ArcSwap::from_pointee(plan),
             health,
@@ -287,7 +288,7 @@ impl Gateway {
     pub fn reload(&mut self, config: Arc<Config>, wait: Duration) -> Result<(), StartError> {
         let shared = &self.shared;
         let generation = self.generation + 1;
-        let plan = Plan::build(config, generation, &shared.health, &shared.metrics).map_err(StartError::Tls)?;
+        let mut plan = Plan::build(config, generation, &shared.health, &shared.metrics).map_err(StartError::Tls)?;
         let current: Vec<SocketKey> = shared.plan.load().sockets.iter().map(|s| s.key.clone()).collect();
         let new = bind_new(&plan, shared.workers, &current)?;
         let keys = plan.server_keys();
@@ -302,6 +303,7 @@ impl Gateway {
                 bound.push((h.key.clone(), b));
                 sockets.push(h);
             }
+            plan.set_bound_ports(&bound);
         }
         shared.plan.store(Arc::new(plan));
         self.generation = generation;

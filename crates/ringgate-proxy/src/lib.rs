@@ -28,5 +28,5 @@ pub use balance::{Pick, affinity_token, find_cookie, pick};
 pub use error::ProxyError;
 pub use gateway::{BoundListener, Gateway, Shared, StartError};
 pub use metrics::MetricsRegistry;
-pub use plan::{Plan, RulePlan, ServerPlan};
-pub use route::HostRoutes;
+pub use plan::{Plan, ServerPlan, TargetPlan};
+pub use route::{HostRoutes, PathMapPlan, PathRoute, RedirectPlan, RouteAction, RulePlan, routing_path};

@@ -14,17 +14,17 @@ use crate::plan::Plan;
 #[derive(Debug)]
 pub(crate) struct LocalPlan {
     pub plan: Arc<Plan>,
-    /// Round-robin position of each rule.
+    /// Round-robin position of each target.
     pub cursors: Vec<Cell<usize>>,
-    /// Cached addresses of each rule's servers.
+    /// Cached addresses of each target's servers.
     pub addrs: Vec<Vec<AddrCache>>,
 }
 
 impl LocalPlan {
     pub fn new(plan: Arc<Plan>) -> LocalPlan {
         LocalPlan {
-            cursors: plan.rules.iter().map(|_| Cell::new(0)).collect(),
-            addrs: plan.rules.iter().map(|r| r.servers.iter().map(|s| AddrCache::new(&s.health)).collect()).collect(),
+            cursors: plan.targets.iter().map(|_| Cell::new(0)).collect(),
+            addrs: plan.targets.iter().map(|r| r.servers.iter().map(|s| AddrCache::new(&s.health)).collect()).collect(),
             plan,
         }
     }

@@ -3,17 +3,23 @@
 //! workers. Routing tables, server lists with their health entries, affinity
 //! cookies and the fast-path 502 responses are all made here, so serving a
 //! request formats nothing it could have prepared.
+//!
+//! Routing is in three layers: a socket's [`HostRoutes`] picks a rule by
+//! Host; the rule ([`RulePlan`]) picks an action, by path for a path-based
+//! rule; a forwarding action names a [`TargetPlan`] (one per forwarding rule
+//! or path rule: a pool through backend HTTP settings), which holds
+//! everything an exchange with a backend needs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringgate_config::{Config, Protocol, RuleId, SocketKey};
+use ringgate_config::{Config, Protocol, SocketKey, TargetId};
 use ringgate_health::{HealthEntry, HealthTable, ServerKey};
 use ringgate_http::{ErrorCode, ParseLimits, error_response};
 
 use crate::balance::affinity_token;
 use crate::metrics::{MetricsRegistry, RuleLabels, RuleSeries};
-use crate::route::HostRoutes;
+use crate::route::{HostRoutes, RedirectPlan, RedirectPlanTarget, RouteAction, RulePlan};
 
 /// Everything workers need from one configuration.
 #[derive(Debug)]
@@ -21,7 +27,14 @@ pub struct Plan {
     pub config: Arc<Config>,
     pub generation: u64,
     pub sockets: Vec<SocketPlan>,
+    /// Per configured rule (indexed like `Config::rules`).
     pub rules: Vec<RulePlan>,
+    /// Per forwarding target (indexed like `Config::targets`).
+    pub targets: Vec<TargetPlan>,
+    pub redirects: Vec<RedirectPlan>,
+    /// Per rule: counters, listener and rule name for what a rule answers
+    /// without a target (redirects).
+    pub rule_series: Vec<Option<RuleOwnSeries>>,
     pub limits: ParseLimits,
     pub max_request_body: u64,
     pub keepalive_timeout: Duration,
@@ -30,6 +43,9 @@ pub struct Plan {
     /// Counters of requests no rule took (bad heads, unknown hosts).
     pub unrouted: RuleSeries,
 }
+
+/// A rule's own counters, with its listener and name for the access log.
+pub type RuleOwnSeries = (RuleSeries, Arc<str>, Arc<str>);
 
 /// One listening address and the listeners (rules) that share it.
 #[derive(Debug)]
@@ -41,10 +57,15 @@ pub struct SocketPlan {
     pub tls: Option<Arc<ringgate_tls::ServerConfig>>,
 }
 
-/// A rule with its pool and settings resolved.
+/// A forwarding target: a rule (or one of its path rules) with its pool and
+/// settings resolved.
 #[derive(Debug)]
-pub struct RulePlan {
+pub struct TargetPlan {
+    /// `rule` or `rule/path_rule`.
     pub name: Arc<str>,
+    /// The rule's own name.
+    pub rule: Arc<str>,
+    pub path_rule: Option<Arc<str>>,
     pub listener: Arc<str>,
     pub pool: Arc<str>,
     pub settings: Arc<str>,
@@ -54,6 +75,10 @@ pub struct RulePlan {
     pub max_idle: usize,
     /// Host header sent instead of the client's.
     pub host_override: Option<Box<[u8]>>,
+    /// Host = each server's own host name (`pick_host_name_from_backend_address`).
+    pub host_from_server: bool,
+    /// Replaces the matched path prefix (`override_backend_path`).
+    pub override_path: Option<Box<[u8]>>,
     /// Affinity cookie name when cookie-based affinity is on.
     pub affinity_cookie: Option<Box<[u8]>>,
     /// `http` or `https`, for X-Forwarded-Proto.
@@ -81,6 +106,8 @@ pub struct ServerPlan {
     pub affinity_token: Box<[u8]>,
     /// The whole `Set-Cookie` value that pins a client to this server.
     pub set_cookie: Box<[u8]>,
+    /// The server's host name, for `pick_host_name_from_backend_address`.
+    pub host_name: Box<[u8]>,
 }
 
 impl Plan {
@@ -92,10 +119,29 @@ impl Plan {
         health: &HealthTable,
         metrics: &MetricsRegistry,
     ) -> Result<Plan, String> {
-        let mut rules = Vec::with_capacity(config.rules.len());
-        for (i, _) in config.rules.iter().enumerate() {
-            rules.push(build_rule(&config, RuleId(i), health, metrics));
-        }
+        let targets = (0..config.targets.len()).map(|i| build_target(&config, TargetId(i), health, metrics)).collect();
+        let (rules, redirects) = crate::route::build(&config);
+        // Only rules that can redirect get a series of their own (with no
+        // pool); everything else is counted on its targets'.
+        let rule_series = config
+            .rules
+            .iter()
+            .zip(&rules)
+            .map(|(r, plan)| {
+                let redirects = match plan {
+                    RulePlan::Basic(a) => matches!(a, RouteAction::Redirect(_)),
+                    RulePlan::PathBased(m) => {
+                        matches!(m.default, RouteAction::Redirect(_))
+                            || m.path_rules.iter().any(|(_, a)| matches!(a, RouteAction::Redirect(_)))
+                    }
+                };
+                redirects.then(|| {
+                    let listener = config.listeners[r.listener.0].name.clone();
+                    let labels = RuleLabels { listener: listener.clone(), rule: r.name.clone(), pool: String::new() };
+                    (metrics.rule(labels), listener.into(), r.name.as_str().into())
+                })
+            })
+            .collect();
         let sockets = config
             .socket_groups()
             .into_iter()
@@ -103,7 +149,11 @@ impl Plan {
                 let mut routes = HostRoutes::default();
                 for l in &g.listeners {
                     if let Some(r) = config.rule_for(*l) {
-                        routes.add(&config.listeners[l.0].host_names, r.0);
+                        let hosts = &config.listeners[l.0].host_names;
+                        match config.rules[r.0].priority {
+                            Some(p) => routes.add_prioritized(hosts, r.0, p),
+                            None => routes.add(hosts, r.0),
+                        }
                     }
                 }
                 let tls = match g.protocol {
@@ -118,6 +168,9 @@ impl Plan {
             generation,
             sockets,
             rules,
+            targets,
+            redirects,
+            rule_series,
             limits: ParseLimits { max_head: l.max_request_head, max_headers: l.max_headers, max_uri: l.max_uri },
             max_request_body: l.max_request_body,
             keepalive_timeout: l.client_keepalive_timeout,
@@ -131,7 +184,19 @@ impl Plan {
     /// Every (settings, pool, server) key this plan uses, for pruning the
     /// health table after a reload.
     pub fn server_keys(&self) -> Vec<ServerKey> {
-        self.rules.iter().flat_map(|r| r.servers.iter().map(|s| s.health.key().clone())).collect()
+        self.targets.iter().flat_map(|r| r.servers.iter().map(|s| s.health.key().clone())).collect()
+    }
+
+    /// Fills in the ports of redirects to listeners configured on port 0,
+    /// once their sockets are bound.
+    pub(crate) fn set_bound_ports(&mut self, bound: &[(SocketKey, std::net::SocketAddr)]) {
+        for r in &mut self.redirects {
+            if let RedirectPlanTarget::Listener { port, socket, .. } = &mut r.target
+                && let Some((_, addr)) = bound.iter().find(|(k, _)| k == socket)
+            {
+                *port = addr.port();
+            }
+        }
     }
 
     #[inline]
@@ -140,17 +205,18 @@ impl Plan {
     }
 }
 
-fn build_rule(config: &Config, id: RuleId, health: &HealthTable, metrics: &MetricsRegistry) -> RulePlan {
-    let rule = &config.rules[id.0];
+fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &MetricsRegistry) -> TargetPlan {
+    let target = &config.targets[id.0];
+    let rule = &config.rules[target.rule.0];
     let listener = &config.listeners[rule.listener.0];
-    let pool = &config.pools[rule.pool.0];
-    let settings = &config.settings[rule.settings.0];
+    let pool = &config.pools[target.pool.0];
+    let settings = &config.settings[target.settings.0];
     let servers = pool
         .servers
         .iter()
         .enumerate()
         .map(|(i, addr)| {
-            let key = ServerKey::of(config, rule.pool.0, rule.settings, i);
+            let key = ServerKey::of(config, target.pool.0, target.settings, i);
             let entry = health.ensure(&key, &addr.host, addr.port_or(settings.port));
             let token = affinity_token(&pool.name, &key.server);
             let set_cookie = format!("{}={token}; Path=/; HttpOnly", settings.affinity_cookie_name);
@@ -175,6 +241,7 @@ fn build_rule(config: &Config, id: RuleId, health: &HealthTable, metrics: &Metri
                 health: entry,
                 affinity_token: token.into_bytes().into(),
                 set_cookie: set_cookie.into_bytes().into(),
+                host_name: addr.host.to_string().into_bytes().into(),
             }
         })
         .collect();
@@ -188,8 +255,10 @@ fn build_rule(config: &Config, id: RuleId, health: &HealthTable, metrics: &Metri
     let canned = |code: ErrorCode, text: String| -> [Box<[u8]>; 2] {
         [error_response(code, &text, false).into(), error_response(code, &text, true).into()]
     };
-    RulePlan {
-        name: rule.name.as_str().into(),
+    TargetPlan {
+        name: target.display.as_str().into(),
+        rule: rule.name.as_str().into(),
+        path_rule: target.path_rule.as_deref().map(Into::into),
         listener: listener.name.as_str().into(),
         pool: pool.name.as_str().into(),
         settings: settings.name.as_str().into(),
@@ -198,6 +267,8 @@ fn build_rule(config: &Config, id: RuleId, health: &HealthTable, metrics: &Metri
         idle_timeout: settings.idle_timeout,
         max_idle: settings.max_idle_connections,
         host_override: settings.host_name.as_ref().map(|h| h.as_bytes().into()),
+        host_from_server: settings.pick_host_name_from_backend_address,
+        override_path: settings.override_backend_path.as_ref().map(|p| p.as_bytes().into()),
         affinity_cookie: settings.cookie_based_affinity.then(|| settings.affinity_cookie_name.as_bytes().into()),
         client_proto: match listener.protocol {
             Protocol::Http => b"http",
@@ -208,14 +279,14 @@ fn build_rule(config: &Config, id: RuleId, health: &HealthTable, metrics: &Metri
             ErrorCode::PoolEmpty,
             format!(
                 "502 Bad Gateway (rule \"{}\"): backend pool \"{}\" is empty; add addresses to it",
-                rule.name, pool.name
+                target.display, pool.name
             ),
         ),
         all_unhealthy: canned(
             ErrorCode::AllUnhealthy,
             format!(
                 "502 Bad Gateway (rule \"{}\"): every server of backend pool \"{}\" is unhealthy; see GET /backend-health on the admin listener or run `ringgate doctor`",
-                rule.name, pool.name
+                target.display, pool.name
             ),
         ),
         backend_tls,
@@ -241,11 +312,17 @@ fn socket_tls(
         if l.is_basic() {
             default = Some(tls.key.clone());
         }
-        let mut site = ringgate_tls::SniSite { exact: Vec::new(), wildcard_suffixes: Vec::new(), key: tls.key.clone() };
+        let mut site = ringgate_tls::SniSite {
+            exact: Vec::new(),
+            wildcard_suffixes: Vec::new(),
+            globs: Vec::new(),
+            key: tls.key.clone(),
+        };
         for h in &l.host_names {
             match h {
                 ringgate_config::HostPattern::Exact(n) => site.exact.push(n.clone()),
                 ringgate_config::HostPattern::Wildcard(s) => site.wildcard_suffixes.push(s.clone()),
+                ringgate_config::HostPattern::Glob(g) => site.globs.push(g.clone()),
             }
         }
         sites.push(site);

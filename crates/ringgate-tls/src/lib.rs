@@ -15,7 +15,7 @@ mod server;
 pub use client::{client_config, server_name};
 pub use pem::{load_certified_key, load_roots};
 pub use rustls::{ClientConfig, RootCertStore, ServerConfig, sign::CertifiedKey};
-pub use server::{SniSite, server_config};
+pub use server::{SniSite, glob_match, server_config};
 
 use std::sync::Arc;
 

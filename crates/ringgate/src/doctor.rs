@@ -182,7 +182,7 @@ fn fetch_live(admin: &str) -> Result<Live, String> {
 /// here, concurrently.
 fn probe_all(cfg: &Config) -> BTreeMap<(usize, SettingsId), Vec<ServerCheck>> {
     let mut pairs: Vec<(usize, SettingsId)> = Vec::new();
-    for r in &cfg.rules {
+    for r in &cfg.targets {
         if !pairs.contains(&(r.pool.0, r.settings)) {
             pairs.push((r.pool.0, r.settings));
         }
@@ -318,9 +318,12 @@ fn diagnose(cfg: &Config, admin: Option<String>) -> Report {
     let mut findings = Vec::new();
     let mut verdicts = Vec::new();
 
-    for rule in &cfg.rules {
-        let pool = &cfg.pools[rule.pool.0];
-        let sid = rule.settings;
+    // One verdict per target: a basic rule, or each path rule of a
+    // path-based rule, since each has its own pool.
+    for target in &cfg.targets {
+        let rule = &cfg.rules[target.rule.0];
+        let pool = &cfg.pools[target.pool.0];
+        let sid = target.settings;
         let settings = &cfg.settings[sid.0];
         let probe = cfg.probe_for(sid);
         let custom = settings.probe.is_some();
@@ -329,7 +332,7 @@ fn diagnose(cfg: &Config, admin: Option<String>) -> Report {
         let finding = |cause, severity, server: Option<&str>, evidence: String, fix: String| Finding {
             cause,
             severity,
-            rule: Some(rule.name.clone()),
+            rule: Some(target.display.clone()),
             pool: Some(pool.name.clone()),
             settings: Some(settings.name.clone()),
             server: server.map(str::to_string),
@@ -356,7 +359,7 @@ fn diagnose(cfg: &Config, admin: Option<String>) -> Report {
                 format!("{}: POOL_EMPTY: the pool has no addresses", pool.name),
             ));
         }
-        let server_checks = checks.get(&(rule.pool.0, sid)).cloned().unwrap_or_default();
+        let server_checks = checks.get(&(target.pool.0, sid)).cloned().unwrap_or_default();
         let unresolved: Vec<&ServerCheck> = server_checks.iter().filter(|c| c.dns_error.is_some()).collect();
         if verdict.is_none() && !pool.servers.is_empty() && unresolved.len() == pool.servers.len() {
             let names: Vec<String> = unresolved.iter().map(|c| c.dns_error.clone().unwrap_or_default()).collect();
@@ -490,7 +493,7 @@ fn diagnose(cfg: &Config, admin: Option<String>) -> Report {
         if verdict.is_none() && !pool.servers.is_empty() && down.len() == pool.servers.len() {
             for f in findings
                 .iter_mut()
-                .filter(|f| f.cause == Cause::UnhealthyInstances && f.rule.as_deref() == Some(&rule.name))
+                .filter(|f| f.cause == Cause::UnhealthyInstances && f.rule.as_deref() == Some(&target.display))
             {
                 f.severity = Severity::Error;
             }
@@ -737,7 +740,7 @@ fn diagnose(cfg: &Config, admin: Option<String>) -> Report {
             }
         };
         verdicts.push(Verdict {
-            rule: rule.name.clone(),
+            rule: target.display.clone(),
             listener: listener.name.clone(),
             pool: pool.name.clone(),
             code,

@@ -20,7 +20,11 @@ pub struct HealthView {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuleView {
+    /// The rule, or `rule/path_rule` for a path rule's own target.
     pub rule: String,
+    /// The path rule, when this target is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_rule: Option<String>,
     pub listener: String,
     pub pool: String,
     pub settings: String,
@@ -125,12 +129,13 @@ pub fn build(shared: &Shared, table: &HealthTable) -> HealthView {
     let plan = shared.plan();
     let cfg = &plan.config;
     let rules = cfg
-        .rules
+        .targets
         .iter()
-        .zip(&plan.rules)
+        .zip(&plan.targets)
         .map(|(r, rp)| RuleView {
-            rule: r.name.clone(),
-            listener: cfg.listeners[r.listener.0].name.clone(),
+            rule: r.display.clone(),
+            path_rule: r.path_rule.clone(),
+            listener: cfg.listeners[cfg.rules[r.rule.0].listener.0].name.clone(),
             pool: cfg.pools[r.pool.0].name.clone(),
             settings: cfg.settings[r.settings.0].name.clone(),
             request_timeout_ms: cfg.settings[r.settings.0].request_timeout.as_millis() as u64,

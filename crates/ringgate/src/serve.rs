@@ -114,7 +114,7 @@ fn log_startup(shared: &Shared, workers: usize) {
             .unwrap_or_default();
         info!("listener \"{}\" listening on {}://{} ({kind}) -> rule \"{}\"", l.name, l.protocol, l.bound, l.rule);
     }
-    for r in &plan.rules {
+    for r in &plan.targets {
         let s = plan.config.settings.iter().find(|s| *s.name == *r.settings);
         let probe = match s.and_then(|s| s.probe) {
             Some(p) => format!("probe \"{}\"", plan.config.probes[p.0].name),
@@ -250,6 +250,6 @@ fn reload(gateway: &mut Gateway, prober: &Prober, cfg: &mut Arc<Config>) -> Resu
         cfg.source.display(),
         plan.generation,
         plan.config.listeners.len(),
-        plan.rules.len()
+        plan.config.rules.len()
     ))
 }

@@ -112,7 +112,7 @@ backend_http_settings = "setting01"
 "#;
     let errs = errors(text);
     let expect = [
-        "gw.toml:3: [gateway], field `workerz`: unknown field (known fields: workers, worker_cpus, prober_cpu, admin_listen, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, access_log, limits, io_uring); did you mean `workers`?",
+        "gw.toml:3: [gateway], field `workerz`: unknown field (known fields: workers, worker_cpus, prober_cpu, admin_listen, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, access_log, limits, io_uring, error_pages); did you mean `workers`?",
         "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[0]`: \"10.0.0.300\" is neither an IP address nor a valid host name",
         "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[1]`: \"app.internal:99999\": port \"99999\" is not a number from 1 to 65535",
         "gw.toml:19: [[backend_http_settings]] \"setting01\", field `protocol`: \"ftp\" is not a protocol (use \"http\" or \"https\")",
@@ -233,7 +233,12 @@ fn missing_names_and_required_fields() {
         "{errs:?}"
     );
     assert!(errs.iter().any(|e| e.contains("[[rule]] \"r\", field `listener`: missing (required)")), "{errs:?}");
-    assert!(errs.iter().any(|e| e.contains("[[rule]] \"r\", field `backend_pool`: missing (required)")));
+    assert!(
+        errs.iter().any(|e| e.contains(
+            "[[rule]] \"r\", field `backend_pool`: missing: set `backend_pool` and `backend_http_settings` (to forward), or `redirect` (to redirect)"
+        )),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -278,3 +283,5 @@ fn port_zero_listeners_get_a_socket_each() {
     let cfg = load(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.socket_groups().len(), 2, "two basic listeners on port 0 do not share a socket");
 }
+
+mod routing;
