@@ -1,16 +1,21 @@
 //! Micro-benchmarks of the request path's pure parts: parsing heads, following
-//! chunked bodies, routing and picking a server, rewriting heads, and the
-//! fast-path 502. Run: `cargo bench -p ringgate-bench`.
+//! chunked bodies, routing and picking a server (by host, by path, with a
+//! rewrite rule set evaluated), rewriting heads, and the fast-path 502.
+//! Run: `cargo bench -p ringgate-bench`.
 
 use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ringgate_config::HostPattern;
+use ringgate_http::Version;
 use ringgate_http::{
     ChunkedDecoder, ErrorCode, ForwardInfo, ParseLimits, RequestHead, ResponseHead, ResponseRewrite, error_response,
     parse_request, parse_response, write_request_head, write_response_head,
 };
-use ringgate_proxy::{HostRoutes, pick};
+use ringgate_proxy::{HostRoutes, MetricsRegistry, Plan, RouteAction, RulePlan, pick, routing_path};
+use ringgate_rewrite::{Edits, RuleSet, Variable, Vars};
 
 /// What wrk sends, plus the headers a browser adds.
 const WRK_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
@@ -37,11 +42,13 @@ fn heads(c: &mut Criterion) {
     let mut req = RequestHead::default();
     parse_request(BROWSER_REQUEST, &limits, &mut req).expect("valid request");
     let info = ForwardInfo {
-        client_ip: b"192.0.2.10",
+        client_ip: b"192.0.2.10:51234",
+        port: b"80",
         proto: b"http",
         host_override: None,
         fallback_host: b"10.0.0.1:80",
-        target: None,
+        traceparent: Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ..ForwardInfo::default()
     };
     let mut out = Vec::with_capacity(4096);
     g.bench_function("request_browser", |b| {
@@ -116,7 +123,271 @@ fn route_and_pick(c: &mut Criterion) {
             (rule, pick(4, &mut cursor, None, |i| mostly_down[i]))
         })
     });
+
+    // The browser's request, parsed once (parsing is measured above): what
+    // the worker has in hand when it routes.
+    let limits = ParseLimits::default();
+    let mut head = RequestHead::default();
+    parse_request(BROWSER_REQUEST, &limits, &mut head).expect("valid request");
+    let req = (BROWSER_REQUEST, &head);
+
+    // A path-based rule of 20 path rules; the request's path is the 15th
+    // pattern's. The plan is built from the configuration as a reload
+    // builds it; the pick is the basic bench's (4 servers, all up), so the
+    // difference between the two is the path routing.
+    let plan = plan_of(&path_map_config());
+    let mut scratch = Vec::new();
+    let (ti, pr) = route_request(&plan, req, &mut scratch);
+    assert_eq!(pr, Some(14), "the request must hit the 15th pattern");
+    assert_eq!(plan.targets[ti].path_rule.as_deref(), Some("p15"));
+    assert_eq!(plan.targets[ti].servers.len(), 4);
+    g.bench_function("path_map_20_rules_15th_matches", |b| {
+        b.iter(|| {
+            let (ti, _) = route_request(&plan, black_box(req), &mut scratch);
+            pick(plan.targets[ti].servers.len(), &mut cursor, None, |i| healthy[i])
+        })
+    });
+
+    // A basic rule whose target has a 5-rule rewrite set with header
+    // conditions, evaluated on the browser's request (request phase): once
+    // with no rule matching, once with two matching and setting headers
+    // (each from a capture group).
+    let mut edits = Edits::new();
+    for (name, matching) in [("rewrite_5_rules_none_match", false), ("rewrite_5_rules_2_match", true)] {
+        let plan = plan_of(&rewrite_config(matching));
+        let sets = rewrite_sets(&plan);
+        let (ti, _) = route_request(&plan, req, &mut scratch);
+        let set = sets[ti].as_deref().expect("the rule's target has the rewrite set");
+        assert_eq!(set.len(), 5);
+        set.request_edits(&BrowserVars::new(req), &mut edits);
+        if matching {
+            let got: Vec<_> = edits.headers().map(|e| (e.name, e.value.unwrap_or_default())).collect();
+            assert_eq!(got, [("X-Browser-Major", &b"120"[..]), ("X-Lang", &b"en"[..])], "two rules set headers");
+        } else {
+            assert!(edits.is_empty() && edits.matched_rules() == 0, "no rule may match");
+        }
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let req = black_box(req);
+                let (ti, _) = route_request(&plan, req, &mut scratch);
+                if let Some(set) = &sets[ti] {
+                    set.request_edits(&BrowserVars::new(req), &mut edits);
+                }
+                (edits.matched_rules(), pick(plan.targets[ti].servers.len(), &mut cursor, None, |i| healthy[i]))
+            })
+        });
+    }
     g.finish();
+}
+
+/// A plan as the control thread builds it on load (nothing is bound).
+fn plan_of(toml: &str) -> Plan {
+    let config = ringgate_config::load_str(toml, Path::new("bench.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let health = ringgate_health::HealthTable::new();
+    Plan::build(Arc::new(config), 1, &health, &MetricsRegistry::new(1)).expect("plan")
+}
+
+/// Per target, its rewrite rule set (as the plan's targets hold it).
+fn rewrite_sets(plan: &Plan) -> Vec<Option<Arc<RuleSet>>> {
+    let c = &plan.config;
+    c.targets.iter().map(|t| t.rewrite_set.map(|r| c.rewrite_rule_sets[r.0].set.clone())).collect()
+}
+
+/// What the worker does from a parsed head to a target: Host to rule on
+/// the (only) socket, then the rule's action, by path for a path-based
+/// rule. Returns the target and the path rule that matched.
+#[inline]
+fn route_request(plan: &Plan, (buf, head): (&[u8], &RequestHead), scratch: &mut Vec<u8>) -> (usize, Option<usize>) {
+    let host = head.host.map(|h| h.of(buf));
+    let ri = plan.sockets[0].routes.route(host).expect("a rule");
+    let (action, path_rule) = match &plan.rules[ri] {
+        RulePlan::Basic(a) => (*a, None),
+        RulePlan::PathBased(map) => {
+            let (path, _) = routing_path(head.path.of(buf), scratch).expect("a routable path");
+            let r = map.route(path);
+            (r.action, r.path_rule)
+        }
+    };
+    match action {
+        RouteAction::Forward(t) => (t, path_rule),
+        RouteAction::Redirect(_) => unreachable!("the bench configurations forward"),
+    }
+}
+
+/// Two pools of 4 servers and one setting, for the routing benches.
+const POOLS: &str = r#"
+[[listener]]
+name = "public"
+listen = "127.0.0.1:8080"
+
+[[backend_pool]]
+name = "web"
+addresses = ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80"]
+
+[[backend_pool]]
+name = "api"
+addresses = ["10.0.1.1:80", "10.0.1.2:80", "10.0.1.3:80", "10.0.1.4:80"]
+
+[[backend_http_settings]]
+name = "s"
+"#;
+
+/// A shop's path map: 20 path rules of one path each, prefix and exact
+/// mixed; `/api/v1/*` (the browser request's `/api/v1/items`) is 15th, after
+/// patterns that share its first bytes.
+fn path_map_config() -> String {
+    let paths = [
+        "/images/*",
+        "/static/*",
+        "/favicon.ico",
+        "/login",
+        "/logout",
+        "/account/*",
+        "/cart",
+        "/checkout/*",
+        "/search",
+        "/help/*",
+        "/api/v3/*",
+        "/api/v2/*",
+        "/api/health",
+        "/api/v1/items/export",
+        "/api/v1/*",
+        "/ws/*",
+        "/admin/*",
+        "/robots.txt",
+        "/sitemap.xml",
+        "/blog/*",
+    ];
+    let mut t = format!(
+        "{POOLS}\n[[url_path_map]]\nname = \"shop\"\ndefault_backend_pool = \"web\"\ndefault_backend_http_settings = \"s\"\n"
+    );
+    for (i, p) in paths.iter().enumerate() {
+        let pool = if p.starts_with("/api/") { "api" } else { "web" };
+        t.push_str(&format!(
+            "\n[[url_path_map.path_rule]]\nname = \"p{}\"\npaths = [\"{p}\"]\nbackend_pool = \"{pool}\"\nbackend_http_settings = \"s\"\n",
+            i + 1
+        ));
+    }
+    t.push_str(
+        "\n[[rule]]\nname = \"shop\"\nlistener = \"public\"\nrule_type = \"path_based\"\nurl_path_map = \"shop\"\n",
+    );
+    t
+}
+
+/// A basic rule with a 5-rule rewrite set whose conditions test request
+/// headers. `matching`: rules 1 and 3 match the browser's request (Chrome,
+/// English) and set a header from a capture group; otherwise they look for
+/// Firefox and German/French, and no rule matches. Rules 2, 4 and 5 never
+/// match it.
+fn rewrite_config(matching: bool) -> String {
+    let (ua, lang) = if matching { (r"Chrome/(\d+)", r"^([a-z]{2})\b") } else { (r"Firefox/(\d+)", r"^(de|fr)\b") };
+    format!(
+        r#"{POOLS}
+[[rule]]
+name = "site"
+listener = "public"
+backend_pool = "web"
+backend_http_settings = "s"
+rewrite_rule_set = "browser"
+
+[[rewrite_rule_set]]
+name = "browser"
+
+[[rewrite_rule_set.rule]]
+name = "browser-major"
+sequence = 10
+request_headers = {{ "X-Browser-Major" = "{{http_req_user-agent_1}}" }}
+
+[[rewrite_rule_set.rule.condition]]
+variable = "http_req_User-Agent"
+pattern = '{ua}'
+
+[[rewrite_rule_set.rule]]
+name = "mobile"
+sequence = 20
+request_headers = {{ "X-Device" = "mobile" }}
+
+[[rewrite_rule_set.rule.condition]]
+variable = "http_req_User-Agent"
+pattern = 'mobile|android|iphone'
+ignore_case = true
+
+[[rewrite_rule_set.rule]]
+name = "language"
+sequence = 30
+request_headers = {{ "X-Lang" = "{{http_req_accept-language_1}}" }}
+
+[[rewrite_rule_set.rule.condition]]
+variable = "http_req_Accept-Language"
+pattern = '{lang}'
+
+[[rewrite_rule_set.rule]]
+name = "legacy-ie"
+sequence = 40
+request_headers = {{ "X-Legacy-Browser" = "1" }}
+
+[[rewrite_rule_set.rule.condition]]
+variable = "http_req_User-Agent"
+pattern = 'MSIE |Trident/'
+
+[[rewrite_rule_set.rule]]
+name = "beta"
+sequence = 50
+request_headers = {{ "X-Beta" = "1" }}
+
+[[rewrite_rule_set.rule.condition]]
+variable = "http_req_Cookie"
+pattern = '(?:^|; )beta=1(?:;|$)'
+"#
+    )
+}
+
+/// The request's variables as a worker lends them: slices of the parsed
+/// head, headers found by a scan of its fields.
+struct BrowserVars<'a> {
+    buf: &'a [u8],
+    head: &'a RequestHead,
+}
+
+impl<'a> BrowserVars<'a> {
+    #[inline]
+    fn new((buf, head): (&'a [u8], &'a RequestHead)) -> Self {
+        BrowserVars { buf, head }
+    }
+
+    fn header(&self, lower: &str) -> Option<&'a [u8]> {
+        let buf = self.buf;
+        self.head
+            .headers
+            .iter()
+            .find(|h| h.name.of(buf).eq_ignore_ascii_case(lower.as_bytes()))
+            .map(|h| h.value.of(buf))
+    }
+}
+
+impl Vars for BrowserVars<'_> {
+    fn var(&self, v: &Variable) -> Option<&[u8]> {
+        let buf = self.buf;
+        let target = || ringgate_http::path::split_query(self.head.path.of(buf));
+        match v {
+            Variable::ClientIp => Some(b"192.0.2.10"),
+            Variable::ClientPort => Some(b"51234"),
+            Variable::ServerPort => Some(b"8080"),
+            Variable::RequestScheme => Some(b"http"),
+            Variable::Host => self.head.host.map(|h| h.of(buf)),
+            Variable::HttpMethod => Some(self.head.method_span.of(buf)),
+            Variable::HttpVersion => Some(match self.head.version {
+                Version::Http11 => b"HTTP/1.1",
+                Version::Http10 => b"HTTP/1.0",
+            }),
+            Variable::UriPath => Some(target().0),
+            Variable::QueryString => target().1,
+            Variable::RequestUri => Some(self.head.target.of(buf)),
+            Variable::Cookie(name) => self.header("cookie").and_then(|c| ringgate_rewrite::cookie_value(c, name)),
+            Variable::RequestHeader(lower) => self.header(lower),
+            _ => None,
+        }
+    }
 }
 
 fn fast_502(c: &mut Criterion) {

@@ -53,9 +53,45 @@ const TE_CHUNKED: &str = "Transfer-Encoding: chunked";
 /// `ip:port`, [`client_id`] is the only function to change.
 const CLIENT: &str = "\u{1}client\u{1}";
 
-/// How ringgate names a client in X-Forwarded-For.
+/// How ringgate names a client in X-Forwarded-For: `ip:port`, as
+/// Application Gateway does.
 fn client_id(client: SocketAddr) -> String {
-    client.ip().to_string()
+    client.to_string()
+}
+
+/// Stands for the gateway listener's port (X-Forwarded-Port).
+const GW_PORT: &str = "\u{1}port\u{1}";
+thread_local! {
+    /// The port of the gateway the current test thread's cases run against
+    /// (set by [`run_case`]).
+    static GATEWAY_PORT: std::cell::Cell<u16> = const { std::cell::Cell::new(0) };
+}
+
+/// Stands for the `traceparent` value ringgate makes for a request that
+/// brings none: random, so the received bytes have it masked ([`mask_trace`]).
+const TRACE: &str = "\u{1}trace\u{1}";
+
+/// `raw` with each well-formed generated `traceparent` value replaced by
+/// [`TRACE`]; a malformed one is left as it is, and so fails the comparison.
+fn mask_trace(raw: &[u8]) -> Vec<u8> {
+    const FIELD: &[u8] = b"\r\ntraceparent: ";
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i..].starts_with(FIELD) && raw.len() >= i + FIELD.len() + 55 {
+            let v = &raw[i + FIELD.len()..i + FIELD.len() + 55];
+            let hex = |s: &[u8]| s.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
+            if v.starts_with(b"00-") && v[35] == b'-' && v[52] == b'-' && hex(&v[3..35]) && hex(&v[36..52]) {
+                out.extend_from_slice(FIELD);
+                out.extend_from_slice(TRACE.as_bytes());
+                i += FIELD.len() + 55;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    out
 }
 
 /// Whether a request head the backend parsed carries ringgate's stamp: one
@@ -121,11 +157,11 @@ fn forwarded(
         Some(prior) => s.push_str(&format!("X-Forwarded-For: {prior}, {CLIENT}\r\n")),
         None => s.push_str(&format!("X-Forwarded-For: {CLIENT}\r\n")),
     }
-    s.push_str("X-Forwarded-Proto: http\r\n");
+    s.push_str(&format!("X-Forwarded-Proto: http\r\nX-Forwarded-Port: {GW_PORT}\r\n"));
     if let Some(h) = xfh {
-        s.push_str(&format!("X-Forwarded-Host: {h}\r\n"));
+        s.push_str(&format!("X-Forwarded-Host: {h}\r\nX-Original-Host: {h}\r\n"));
     }
-    s.push_str("\r\n");
+    s.push_str(&format!("X-Original-URL: {path}\r\ntraceparent: {TRACE}\r\n\r\n"));
     [s.as_bytes(), body].concat()
 }
 
@@ -139,15 +175,20 @@ fn fwd_post(kept: &[&str], framing: Framing, body: &[u8]) -> Vec<u8> {
     forwarded("POST", "/", FwdHost::Client(HOST), kept, framing, None, body)
 }
 
-/// `expected` with the client placeholder replaced by `client`.
+/// `expected` with the client placeholder replaced by `client`, and the
+/// gateway's port filled in.
 fn with_client(expected: &[u8], client: &str) -> Vec<u8> {
     let needle = CLIENT.as_bytes();
+    let port = GATEWAY_PORT.with(|p| p.get()).to_string();
     let mut out = Vec::with_capacity(expected.len());
     let mut i = 0;
     while i < expected.len() {
         if expected[i..].starts_with(needle) {
             out.extend_from_slice(client.as_bytes());
             i += needle.len();
+        } else if expected[i..].starts_with(GW_PORT.as_bytes()) {
+            out.extend_from_slice(port.as_bytes());
+            i += GW_PORT.len();
         } else {
             out.push(expected[i]);
             i += 1;
@@ -1716,11 +1757,12 @@ fn check_seen(want: &Seen, conns: &[ConnRecord], client: &str) -> Vec<String> {
             }
             for (i, (c, want)) in conns.iter().zip(list).enumerate() {
                 let want = with_client(want, client);
-                if c.raw != want {
+                let raw = mask_trace(&c.raw);
+                if raw != want {
                     p.push(format!(
                         "backend connection {} got other bytes than expected; {}",
                         i + 1,
-                        first_difference(&c.raw, &want)
+                        first_difference(&raw, &want)
                     ));
                 }
             }
@@ -1731,10 +1773,11 @@ fn check_seen(want: &Seen, conns: &[ConnRecord], client: &str) -> Vec<String> {
                 p.push(format!("the backend got {} connections, expected at most one", conns.len()));
             }
             for c in conns {
-                if !full.starts_with(&c.raw) {
+                let raw = mask_trace(&c.raw);
+                if !full.starts_with(&raw) {
                     p.push(format!(
                         "the backend got bytes that are not the start of the forwarded request; {}",
-                        first_difference(&c.raw, &full)
+                        first_difference(&raw, &full)
                     ));
                 }
                 if c.requests.iter().any(|r| r.complete) {
@@ -1759,6 +1802,7 @@ fn describe_seen(want: &Seen, client: &str) -> String {
 
 /// Runs one case; returns its failure report, if it failed.
 fn run_case(gw: SocketAddr, backend: &RawBackend, case: &Case) -> Option<String> {
+    GATEWAY_PORT.with(|p| p.set(gw.port()));
     backend.reset(&case.replies);
     let mut problems: Vec<String> = Vec::new();
     let mut got: Vec<Vec<u8>> = Vec::new();
@@ -1793,7 +1837,7 @@ fn run_case(gw: SocketAddr, backend: &RawBackend, case: &Case) -> Option<String>
         }
         if let Some(prefix) = &step.await_backend {
             let prefix = with_client(prefix, &client);
-            let there = || backend.case_conns().iter().any(|c| c.raw.starts_with(&prefix));
+            let there = || backend.case_conns().iter().any(|c| mask_trace(&c.raw).starts_with(&prefix));
             if !wait_until(QUIET_TIMEOUT, there) {
                 problems.push(format!("the backend never received `{}` before the next write", esc(&prefix)));
             }

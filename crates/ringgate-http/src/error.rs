@@ -153,6 +153,31 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// A complete response for `code` whose body is an operator's error page
+/// (`content_type`), with the same `x-ringgate-error` header as the plain
+/// answer: the page is for users, the code still for operators.
+pub fn error_page_response(code: ErrorCode, body: &[u8], content_type: &str, close: bool) -> Vec<u8> {
+    let status = code.status();
+    let mut out = Vec::with_capacity(200 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    out.extend_from_slice(b"\r\nx-ringgate-error: ");
+    out.extend_from_slice(code.as_str().as_bytes());
+    out.extend_from_slice(b"\r\ncache-control: no-store\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
 /// A complete response for `code`, with `body` (one line of plain words, a
 /// newline is added). `close` adds `Connection: close`.
 pub fn error_response(code: ErrorCode, body: &str, close: bool) -> Vec<u8> {

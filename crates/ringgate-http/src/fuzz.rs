@@ -23,6 +23,7 @@ pub fn request(data: &[u8]) {
         host_override: None,
         fallback_host: b"h:80",
         target: None,
+        ..Default::default()
     };
     let mut out = Vec::new();
     write_request_head(data, &head, &info, &mut out);
@@ -66,8 +67,14 @@ pub fn request_rewrite(data: &[u8]) {
             _ => return,
         },
     };
-    let info =
-        ForwardInfo { client_ip: CLIENT_IP, proto: b"http", host_override: None, fallback_host: b"h:80", target: None };
+    let info = ForwardInfo {
+        client_ip: CLIENT_IP,
+        proto: b"http",
+        host_override: None,
+        fallback_host: b"h:80",
+        target: None,
+        ..Default::default()
+    };
     let mut forwarded = Vec::new();
     write_request_head(data, &head, &info, &mut forwarded);
     let head_out = forwarded.len();

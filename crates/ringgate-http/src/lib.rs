@@ -15,13 +15,14 @@ pub mod path;
 mod request;
 mod response;
 mod rewrite;
+pub mod trace;
 
 pub use chunked::{ChunkError, ChunkedDecoder, Progress, decode_all as chunked_decode_all};
-pub use error::{ErrorCode, error_response, reason_phrase};
+pub use error::{ErrorCode, error_page_response, error_response, reason_phrase};
 pub use head::{BodyKind, Header, HeaderKind, Span, Version};
 pub use request::{Method, ParseLimits, RequestError, RequestHead, parse_request};
 pub use response::{ResponseCodings, ResponseError, ResponseHead, parse_response};
-pub use rewrite::{ForwardInfo, ResponseRewrite, write_request_head, write_response_head};
+pub use rewrite::{DropFields, ForwardInfo, ResponseRewrite, write_request_head, write_response_head};
 
 /// Result of feeding bytes to a head parser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

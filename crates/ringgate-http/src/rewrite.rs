@@ -13,11 +13,37 @@ use crate::head::{BodyKind, Header, HeaderKind};
 use crate::request::RequestHead;
 use crate::response::{ResponseCodings, ResponseHead};
 
-/// What the gateway adds to a forwarded request.
-#[derive(Debug, Clone, Copy)]
+/// Header fields to leave out of a rewritten head, by name (any case): the
+/// ones a rewrite rule set sets or deletes.
+#[derive(Clone, Copy)]
+pub struct DropFields<'a>(pub &'a dyn Fn(&[u8]) -> bool);
+
+impl std::fmt::Debug for DropFields<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DropFields(..)")
+    }
+}
+
+/// What the gateway adds to a forwarded request. The forwarding fields are
+/// Application Gateway's: X-Forwarded-For (the client as `ip:port`),
+/// X-Forwarded-Proto, X-Forwarded-Port, X-Forwarded-Host, X-Original-Host
+/// and X-Original-URL (the target as the client sent it, before any
+/// normalization or rewrite), plus a W3C `traceparent`.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ForwardInfo<'a> {
-    /// The client's IP address as text (appended to X-Forwarded-For).
+    /// The client as text, `ip:port` (`[ip]:port` for IPv6), appended to
+    /// X-Forwarded-For.
     pub client_ip: &'a [u8],
+    /// The listener's port as text (X-Forwarded-Port); empty: not sent.
+    pub port: &'a [u8],
+    /// A `traceparent` value to send, replacing the client's (which is kept
+    /// when this is `None`: the caller found it valid).
+    pub traceparent: Option<&'a [u8]>,
+    /// Whole header lines (`Name: value\r\n`) to add, from rewrite rules.
+    pub extra: &'a [u8],
+    /// Fields of the client's to leave out (those `extra` replaces or a
+    /// rewrite deletes).
+    pub drop: Option<DropFields<'a>>,
     /// `http` or `https`: the scheme the client used (X-Forwarded-Proto).
     pub proto: &'a [u8],
     /// Host sent instead of the client's (the settings' `host_name`).
@@ -78,6 +104,7 @@ pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>
         !h.listed_in_connection
             && match h.kind {
                 HeaderKind::Upgrade => upgrade,
+                HeaderKind::Traceparent => info.traceparent.is_none(),
                 // The gateway answers `Expect: 100-continue` itself; Host,
                 // framing and the forwarding fields are written anew.
                 HeaderKind::Host
@@ -86,9 +113,13 @@ pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>
                 | HeaderKind::Expect
                 | HeaderKind::XForwardedFor
                 | HeaderKind::XForwardedProto
-                | HeaderKind::XForwardedHost => false,
+                | HeaderKind::XForwardedHost
+                | HeaderKind::XForwardedPort
+                | HeaderKind::XOriginalHost
+                | HeaderKind::XOriginalUrl => false,
                 k => !k.is_hop_by_hop(),
             }
+            && info.drop.is_none_or(|d| !(d.0)(h.name.of(buf)))
     };
     copy_kept(buf, &head.headers, head.head_len - 2, keep, out);
     match (head.body, head.content_length) {
@@ -111,11 +142,31 @@ pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>
     out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
     out.extend_from_slice(info.proto);
     out.extend_from_slice(b"\r\n");
+    if !info.port.is_empty() {
+        out.extend_from_slice(b"X-Forwarded-Port: ");
+        out.extend_from_slice(info.port);
+        out.extend_from_slice(b"\r\n");
+    }
     if let Some(h) = head.host {
         out.extend_from_slice(b"X-Forwarded-Host: ");
         out.extend_from_slice(h.of(buf));
+        out.extend_from_slice(b"\r\nX-Original-Host: ");
+        out.extend_from_slice(h.of(buf));
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(b"X-Original-URL: ");
+    let original = head.path.of(buf);
+    if original.first() != Some(&b'/') && original != b"*" {
+        out.push(b'/');
+    }
+    out.extend_from_slice(original);
+    out.extend_from_slice(b"\r\n");
+    if let Some(t) = info.traceparent {
+        out.extend_from_slice(b"traceparent: ");
+        out.extend_from_slice(t);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(info.extra);
     if upgrade {
         out.extend_from_slice(b"Connection: upgrade\r\n");
     }
@@ -166,6 +217,10 @@ pub struct ResponseRewrite<'a> {
     pub upgrade: bool,
     /// A `Set-Cookie` value to add (affinity).
     pub set_cookie: Option<&'a [u8]>,
+    /// Whole header lines to add, from rewrite rules.
+    pub extra: &'a [u8],
+    /// Fields of the backend's to leave out (replaced or deleted by rules).
+    pub drop: Option<DropFields<'a>>,
 }
 
 /// Writes the head to send to the client for the response in `buf`.
@@ -182,9 +237,11 @@ pub fn write_response_head(buf: &[u8], head: &ResponseHead, rw: &ResponseRewrite
                 HeaderKind::TransferEncoding | HeaderKind::ContentLength => false,
                 k => !k.is_hop_by_hop(),
             }
+            && rw.drop.is_none_or(|d| !(d.0)(h.name.of(buf)))
     };
     copy_kept(buf, &head.headers, head.head_len - 2, keep, out);
     write_response_framing(buf, head, rw, out);
+    out.extend_from_slice(rw.extra);
     if let Some(c) = rw.set_cookie {
         out.extend_from_slice(b"Set-Cookie: ");
         out.extend_from_slice(c);
@@ -217,6 +274,10 @@ mod tests {
         host_override: None,
         fallback_host: b"10.0.0.1:80",
         target: None,
+        port: b"",
+        traceparent: None,
+        extra: b"",
+        drop: None,
     };
 
     fn rewrite(raw: &[u8], info: &ForwardInfo<'_>) -> String {
@@ -231,7 +292,7 @@ mod tests {
         let raw = b"GET /a?b=1 HTTP/1.1\r\nHost: shop.example\r\nAccept: */*\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: 5\r\nX-Secret: s\r\nTE: trailers\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Proto: https\r\nUser-Agent: t\r\n\r\n";
         assert_eq!(
             rewrite(raw, &INFO),
-            "GET /a?b=1 HTTP/1.1\r\nHost: shop.example\r\nAccept: */*\r\nUser-Agent: t\r\nX-Forwarded-For: 1.1.1.1, 10.9.8.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: shop.example\r\n\r\n"
+            "GET /a?b=1 HTTP/1.1\r\nHost: shop.example\r\nAccept: */*\r\nUser-Agent: t\r\nX-Forwarded-For: 1.1.1.1, 10.9.8.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: shop.example\r\nX-Original-Host: shop.example\r\nX-Original-URL: /a?b=1\r\n\r\n"
         );
     }
 
@@ -241,8 +302,32 @@ mod tests {
         let raw = b"GET http://Shop.example:8080 HTTP/1.1\r\nHost: ignored\r\n\r\n";
         assert_eq!(
             rewrite(raw, &info),
-            "GET / HTTP/1.1\r\nHost: app.internal\r\nX-Forwarded-For: 10.9.8.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: Shop.example:8080\r\n\r\n"
+            "GET / HTTP/1.1\r\nHost: app.internal\r\nX-Forwarded-For: 10.9.8.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: Shop.example:8080\r\nX-Original-Host: Shop.example:8080\r\nX-Original-URL: /\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn forwarding_fields_as_application_gateway_sends_them() {
+        let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let drop_x = |n: &[u8]| n.eq_ignore_ascii_case(b"x-drop");
+        let info = ForwardInfo {
+            client_ip: b"10.9.8.7:5555",
+            port: b"8080",
+            traceparent: Some(tp),
+            extra: b"X-Added: 1\r\n",
+            drop: Some(DropFields(&drop_x)),
+            target: Some(b"/rewritten?q=1"),
+            ..INFO
+        };
+        let raw = b"GET /orig?a HTTP/1.1\r\nHost: h\r\nX-Drop: x\r\ntraceparent: junk\r\nX-Forwarded-Port: 1\r\nX-Original-URL: /spoofed\r\nX-Original-Host: spoofed\r\nKeep: k\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, &info),
+            "GET /rewritten?q=1 HTTP/1.1\r\nHost: h\r\nKeep: k\r\nX-Forwarded-For: 10.9.8.7:5555\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: 8080\r\nX-Forwarded-Host: h\r\nX-Original-Host: h\r\nX-Original-URL: /orig?a\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nX-Added: 1\r\n\r\n"
+        );
+        // A valid traceparent of the client's is kept as it is.
+        let keep = ForwardInfo { traceparent: None, ..info };
+        let raw = b"GET / HTTP/1.1\r\nHost: h\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n";
+        assert_eq!(rewrite(raw, &keep).matches("traceparent").count(), 1);
     }
 
     #[test]
@@ -250,7 +335,7 @@ mod tests {
         let raw = b"GET / HTTP/1.0\r\n\r\n";
         assert_eq!(
             rewrite(raw, &INFO),
-            "GET / HTTP/1.1\r\nHost: 10.0.0.1:80\r\nX-Forwarded-For: 10.9.8.7\r\nX-Forwarded-Proto: http\r\n\r\n"
+            "GET / HTTP/1.1\r\nHost: 10.0.0.1:80\r\nX-Forwarded-For: 10.9.8.7\r\nX-Forwarded-Proto: http\r\nX-Original-URL: /\r\n\r\n"
         );
     }
 
@@ -275,7 +360,7 @@ mod tests {
             let raw = format!("POST / HTTP/1.1\r\nHost: t\r\nConnection: {conn}\r\nContent-Length: 35\r\n\r\n");
             assert_eq!(
                 rewrite(raw.as_bytes(), &INFO),
-                "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 35\r\nX-Forwarded-For: 10.9.8.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: t\r\n\r\n",
+                "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 35\r\nX-Forwarded-For: 10.9.8.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: t\r\nX-Original-Host: t\r\nX-Original-URL: /\r\n\r\n",
                 "Connection: {conn}"
             );
         }
@@ -283,7 +368,7 @@ mod tests {
         let raw = b"POST / HTTP/1.1\r\nHost: t\r\nConnection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(
             rewrite(raw, &INFO),
-            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nX-Forwarded-For: 10.9.8.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: t\r\n\r\n"
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nX-Forwarded-For: 10.9.8.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: t\r\nX-Original-Host: t\r\nX-Original-URL: /\r\n\r\n"
         );
         // The client's spelling is never what is forwarded.
         let raw = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:  CHUNKED\t\r\nA: b\r\n\r\n";

@@ -48,6 +48,7 @@ struct LogMeta {
     host: (usize, usize),
     method: (usize, usize),
     path: (usize, usize),
+    trace: (usize, usize),
 }
 
 impl LogMeta {
@@ -85,6 +86,13 @@ impl LogMeta {
         self.host = (0, 0);
         self.method = (0, 0);
         self.path = (0, 0);
+        self.trace = (0, 0);
+    }
+
+    fn set_trace(&mut self, id: &[u8]) {
+        let s = self.buf.len();
+        self.buf.extend_from_slice(id);
+        self.trace = (s, self.buf.len());
     }
 
     fn get(&self, r: (usize, usize)) -> &[u8] {
@@ -104,8 +112,23 @@ pub(crate) struct Client<S> {
     pub rbuf: Vec<u8>,
     pub head: RequestHead,
     pub resp: ResponseHead,
-    /// The client's IP address as text, for X-Forwarded-For.
-    pub peer_ip: Box<[u8]>,
+    /// The client as `ip:port` text (`[ip]:port` for IPv6), for
+    /// X-Forwarded-For; `ip_len` bytes of it are the address itself.
+    pub peer_text: Box<[u8]>,
+    pub ip_len: usize,
+    /// The port the client connected to, as text (X-Forwarded-Port).
+    pub port_text: Box<[u8]>,
+    pub port_is_tls: bool,
+    /// The current request's head, kept for response rewrite rules that
+    /// read request variables (empty unless a rule set needs it).
+    pub req_copy: Vec<u8>,
+    /// The `traceparent` sent with the current request when the client's
+    /// was missing or invalid (`trace_generated`).
+    pub traceparent: [u8; ringgate_http::trace::TRACEPARENT_LEN],
+    pub trace_generated: bool,
+    /// The target the current request was routed to, whose listener's
+    /// error pages its gateway answers use (None: the socket's).
+    page_target: Option<usize>,
     guard: ConnGuard,
     served: u64,
     meta: LogMeta,
@@ -142,7 +165,8 @@ pub(crate) async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr
     // The certificates of the plan current at accept time: a reload changes
     // them for new connections only, never dropping established ones.
     let Some(tls) = tls else {
-        Client::new(w, stream, peer, socket, guard).run().await;
+        let port = stream.local_addr().map_or(socket.addr.port(), |a| a.port());
+        Client::new(w, stream, peer, socket, guard, port, false).run().await;
         return;
     };
     // Boxed: the handshake and a TLS stream's buffers would otherwise make
@@ -163,13 +187,14 @@ async fn serve_tls(
     // Look at the first bytes: a client speaking plain HTTP to this port gets
     // told so in plain HTTP, instead of a TLS alert it cannot read.
     let deadline = Instant::now() + header_timeout;
+    let port = stream.local_addr().map_or(socket.addr.port(), |a| a.port());
     let mut first = Vec::with_capacity(INITIAL_READ);
     match Timer::new().read_more_until(&mut stream, &mut first, INITIAL_READ, deadline).await {
         Ok(n) if n > 0 => {}
         _ => return,
     }
     if !ringgate_tls::looks_like_tls(first[0]) {
-        let mut c = Client::new(w, stream, peer, socket, guard);
+        let mut c = Client::new(w, stream, peer, socket, guard, port, false);
         c.rbuf = first;
         c.refuse_plain_http().await;
         return;
@@ -177,7 +202,7 @@ async fn serve_tls(
     let io = monoio::io::PrefixedReadIo::new(stream, std::io::Cursor::new(first));
     let acceptor = monoio_rustls::TlsAcceptor::from(tls);
     match monoio::time::timeout_at(deadline.into(), acceptor.accept(io)).await {
-        Ok(Ok(tls_stream)) => Client::new(w, tls_stream, peer, socket, guard).run().await,
+        Ok(Ok(tls_stream)) => Client::new(w, tls_stream, peer, socket, guard, port, true).run().await,
         Ok(Err(e)) => {
             w.gauges.tls_handshake_failures.add(1);
             let e: std::io::Error = e.into();
@@ -270,7 +295,22 @@ impl<S: AsyncReadRent + AsyncWriteRent + monoio::io::Split> Client<S> {
 }
 
 impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
-    pub(crate) fn new(w: Rc<Worker>, stream: S, peer: SocketAddr, socket: SocketKey, guard: ConnGuard) -> Self {
+    pub(crate) fn new(
+        w: Rc<Worker>,
+        stream: S,
+        peer: SocketAddr,
+        socket: SocketKey,
+        guard: ConnGuard,
+        port: u16,
+        tls: bool,
+    ) -> Self {
+        // Application Gateway's X-Forwarded-For element: `ip:port`.
+        let ip = peer.ip().to_string();
+        let peer_text = match peer {
+            SocketAddr::V4(_) => format!("{ip}:{}", peer.port()),
+            SocketAddr::V6(_) => format!("[{ip}]:{}", peer.port()),
+        };
+        let ip_len = if peer.is_ipv6() { ip.len() + 2 } else { ip.len() };
         Client {
             w,
             stream,
@@ -279,7 +319,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             rbuf: Vec::with_capacity(INITIAL_READ),
             head: RequestHead::default(),
             resp: ResponseHead::default(),
-            peer_ip: peer.ip().to_string().into_bytes().into(),
+            peer_text: peer_text.into_bytes().into(),
+            ip_len,
+            port_text: port.to_string().into_bytes().into(),
+            port_is_tls: tls,
+            req_copy: Vec::new(),
+            traceparent: [0; ringgate_http::trace::TRACEPARENT_LEN],
+            trace_generated: false,
+            page_target: None,
             guard,
             served: 0,
             meta: LogMeta::default(),
@@ -348,6 +395,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         if self.w.shared.access_log.is_some() {
             self.meta.capture(&self.rbuf, &self.head);
         }
+        self.choose_trace();
+        self.page_target = None;
         let host = self.head.host.map(|h| h.of(&self.rbuf));
         let Some(ri) = plan.socket(&self.socket).and_then(|s| s.routes.route(host)) else {
             let text = format!(
@@ -399,6 +448,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             }
         };
         let target = &plan.targets[ti];
+        self.page_target = Some(ti);
         if let Some(over) = &target.override_path {
             self.override_path(over, matched_len);
         }
@@ -406,6 +456,35 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let keep = out.keep;
         self.finish(plan, Some(target), start, out);
         keep
+    }
+
+    /// The client as (ip, port) text, the IPv6 address without brackets.
+    pub(crate) fn client_ip_and_port(&self) -> (&[u8], &[u8]) {
+        let ip = &self.peer_text[..self.ip_len];
+        let ip = ip.strip_prefix(b"[").and_then(|i| i.strip_suffix(b"]")).unwrap_or(ip);
+        (ip, &self.peer_text[self.ip_len + 1..])
+    }
+
+    /// Keeps the client's `traceparent` when it sent exactly one valid
+    /// value, else makes a new one; the trace id goes to the access log.
+    fn choose_trace(&mut self) {
+        let mut fields = self.head.headers.iter().filter(|h| h.kind == ringgate_http::HeaderKind::Traceparent);
+        let (first, second) = (fields.next(), fields.next());
+        let kept = match (first, second) {
+            (Some(h), None) => ringgate_http::trace::trace_id(h.value.of(&self.rbuf)).map(|_| h.value),
+            _ => None,
+        };
+        self.trace_generated = kept.is_none();
+        if self.trace_generated {
+            self.w.trace_ids.borrow_mut().generate(&mut self.traceparent);
+        }
+        if self.w.shared.access_log.is_some() {
+            let id = match kept {
+                Some(v) => &v.of(&self.rbuf)[3..35],
+                None => &self.traceparent[3..35],
+            };
+            self.meta.set_trace(id);
+        }
     }
 
     /// `override_backend_path`: the matched prefix of the path (all of it
@@ -571,7 +650,18 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
 
     /// Sends a gateway error with `text` as its body.
     pub(crate) async fn reply_error(&mut self, code: ErrorCode, text: &str, close: bool) -> Outcome {
-        let bytes = ringgate_http::error_response(code, text, close);
+        let bytes = {
+            let lp = self.w.plan();
+            let plan = &lp.plan;
+            let pages = match self.page_target {
+                Some(ti) => plan.targets.get(ti).map(|t| &t.error_pages),
+                None => plan.socket(&self.socket).map(|s| &s.error_pages),
+            };
+            match pages {
+                Some(p) => p.response(code, text, close),
+                None => ringgate_http::error_response(code, text, close),
+            }
+        };
         self.reply_canned(code, &bytes, close).await
     }
 
@@ -635,6 +725,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             bytes_in: out.bytes_in,
             bytes_out: out.bytes_out,
             error: out.code,
+            trace_id: self.meta.get(self.meta.trace),
         };
         format_line(&mut self.w.log_buf.borrow_mut(), &record);
         self.w.flush_log(false);

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use ringgate_http::{
-    BodyKind, ChunkedDecoder, ErrorCode, ForwardInfo, Method, Parsed, ResponseRewrite, Version, parse_response,
-    write_request_head, write_response_head,
+    BodyKind, ChunkedDecoder, DropFields, ErrorCode, ForwardInfo, Method, Parsed, ResponseRewrite, Version,
+    parse_response, write_request_head, write_response_head,
 };
 
 use crate::backend_stream::BackendStream;
@@ -23,6 +23,7 @@ use crate::conn_pool::{BackendConn, PoolKey};
 use crate::error::ProxyError;
 use crate::io::{IoFail, consume};
 use crate::plan::{ServerPlan, TargetPlan};
+use crate::rewrite_apply::{RequestVars, extra_lines, rewritten_target};
 
 /// Largest response head accepted from a backend.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -207,14 +208,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let head_len = self.head.head_len;
 
         // The head for the backend, and the part of the body already read.
-        let info = ForwardInfo {
-            client_ip: &self.peer_ip,
-            proto: rule.client_proto,
-            host_override: if rule.host_from_server { Some(&server.host_name) } else { rule.host_override.as_deref() },
-            fallback_host: server.display.as_bytes(),
-            target: (!self.fwd_target.is_empty()).then_some(&self.fwd_target[..]),
-        };
-        write_request_head(&self.rbuf, &self.head, &info, obuf);
+        self.write_forwarded_head(rule, server, obuf);
         let mut body = BodyState::new(self.head.body);
         let prefix = body.advance(&self.rbuf[head_len..], plan.max_request_body).map_err(Fail::Client)?;
         obuf.extend_from_slice(&self.rbuf[head_len..head_len + prefix]);
@@ -223,6 +217,13 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let client_close = self.head.close;
         let upgrade_requested = self.head.upgrade;
         let expect_continue = self.head.expect_continue && !body.is_done() && prefix == 0;
+        // Response rules may read the request's variables: keep its head
+        // (one copy) past the read buffer's reuse for the body.
+        let response_rules = rule.rewrite.as_ref().filter(|s| s.has_response_phase());
+        if response_rules.is_some() {
+            self.req_copy.clear();
+            self.req_copy.extend_from_slice(&self.rbuf[..head_len]);
+        }
         consume(&mut self.rbuf, head_len + prefix);
         out.bytes_in = (head_len + prefix) as u64;
 
@@ -347,9 +348,13 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             dechunk,
             upgrade,
             set_cookie: (rule.affinity_cookie.is_some() && !from_cookie).then_some(&*server.set_cookie),
+            ..ResponseRewrite::default()
         };
         obuf.clear();
-        write_response_head(&conn.buf, &self.resp, &rw, obuf);
+        match response_rules {
+            Some(set) => self.write_rewritten_response(set, &conn.buf, rw, obuf),
+            None => write_response_head(&conn.buf, &self.resp, &rw, obuf),
+        }
         consume(&mut conn.buf, response_head_len);
 
         if upgrade {
@@ -378,6 +383,87 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         }
         out.keep = !close;
         Ok(())
+    }
+
+    /// Writes the request head for `server`: the forwarding fields, and the
+    /// target's request rewrites when it has a rule set.
+    fn write_forwarded_head(&self, rule: &TargetPlan, server: &ServerPlan, obuf: &mut Vec<u8>) {
+        let mut info = ForwardInfo {
+            client_ip: &self.peer_text,
+            port: &self.port_text,
+            proto: rule.client_proto,
+            host_override: if rule.host_from_server { Some(&server.host_name) } else { rule.host_override.as_deref() },
+            fallback_host: server.display.as_bytes(),
+            target: (!self.fwd_target.is_empty()).then_some(&self.fwd_target[..]),
+            traceparent: self.trace_generated.then_some(&self.traceparent[..]),
+            ..ForwardInfo::default()
+        };
+        let Some(set) = rule.rewrite.as_ref().filter(|s| s.has_request_phase()) else {
+            write_request_head(&self.rbuf, &self.head, &info, obuf);
+            return;
+        };
+        let mut edits = self.w.edits.borrow_mut();
+        let (ip, port) = self.client_ip_and_port();
+        let vars =
+            RequestVars::new(&self.rbuf, &self.head, info.target, ip, port, &self.port_text, rule.client_proto, None);
+        set.request_edits(&vars, &mut edits);
+        drop(vars);
+        if edits.dropped() > 0 {
+            self.w.gauges.rewrite_dropped.add(u64::from(edits.dropped()));
+        }
+        if edits.is_empty() {
+            write_request_head(&self.rbuf, &self.head, &info, obuf);
+            return;
+        }
+        let mut extra = std::mem::take(&mut *self.w.extra.borrow_mut());
+        extra.clear();
+        let current = info.target.unwrap_or_else(|| self.head.path.of(&self.rbuf));
+        let new_target = rewritten_target(&edits, current);
+        if let Some(host) = extra_lines(&edits, &mut extra) {
+            info.host_override = Some(host);
+        }
+        if let Some(t) = &new_target {
+            info.target = Some(t);
+        }
+        let drop = |name: &[u8]| edits.header(name).is_some();
+        info.extra = &extra;
+        info.drop = Some(DropFields(&drop));
+        write_request_head(&self.rbuf, &self.head, &info, obuf);
+        *self.w.extra.borrow_mut() = extra;
+    }
+
+    /// Writes the response head with the target's response rewrites.
+    fn write_rewritten_response(
+        &self,
+        set: &ringgate_rewrite::RuleSet,
+        rbuf: &[u8],
+        rw: ResponseRewrite<'_>,
+        obuf: &mut Vec<u8>,
+    ) {
+        let mut edits = self.w.edits.borrow_mut();
+        let (ip, port) = self.client_ip_and_port();
+        let vars = RequestVars::new(
+            &self.req_copy,
+            &self.head,
+            (!self.fwd_target.is_empty()).then_some(&self.fwd_target[..]),
+            ip,
+            port,
+            &self.port_text,
+            if self.port_is_tls { b"https" } else { b"http" },
+            Some((rbuf, &self.resp)),
+        );
+        set.response_edits(&vars, &mut edits);
+        drop(vars);
+        if edits.dropped() > 0 {
+            self.w.gauges.rewrite_dropped.add(u64::from(edits.dropped()));
+        }
+        let mut extra = std::mem::take(&mut *self.w.extra.borrow_mut());
+        extra.clear();
+        let _ = extra_lines(&edits, &mut extra);
+        let drop = |name: &[u8]| edits.header(name).is_some();
+        let rw = ResponseRewrite { extra: &extra, drop: Some(DropFields(&drop)), ..rw };
+        write_response_head(rbuf, &self.resp, &rw, obuf);
+        *self.w.extra.borrow_mut() = extra;
     }
 
     /// A pooled connection to `addr`, if one is idle.

@@ -20,6 +20,7 @@ pub mod metrics;
 mod plan;
 #[cfg(test)]
 mod recv_multishot_tests;
+mod rewrite_apply;
 mod route;
 mod tunnel;
 mod worker;

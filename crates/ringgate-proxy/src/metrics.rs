@@ -116,6 +116,9 @@ pub struct WorkerGauges {
     pub log_dropped: Counter,
     /// Client TLS handshakes that failed or timed out.
     pub tls_handshake_failures: Counter,
+    /// Rewrite values dropped at run time because, once substituted, they
+    /// would have put a control character into a head.
+    pub rewrite_dropped: Counter,
 }
 
 /// Identifies a rule's series (all empty: requests no rule took).

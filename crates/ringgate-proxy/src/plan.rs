@@ -44,6 +44,33 @@ pub struct Plan {
     pub unrouted: RuleSeries,
 }
 
+/// Custom error pages by status: a listener's, then the gateway's.
+#[derive(Debug, Default)]
+pub struct ErrorPages(Vec<(u16, Arc<[u8]>, Box<str>)>);
+
+impl ErrorPages {
+    /// The pages of `listener` (by index), falling back to the gateway's.
+    fn of(config: &Config, listener: Option<usize>) -> ErrorPages {
+        let own = listener.map_or(&[][..], |l| &config.listeners[l].error_pages[..]);
+        let mut pages: Vec<(u16, Arc<[u8]>, Box<str>)> =
+            own.iter().map(|p| (p.status, p.body.clone(), p.content_type.as_str().into())).collect();
+        for p in &config.gateway.error_pages {
+            if !pages.iter().any(|(s, ..)| *s == p.status) {
+                pages.push((p.status, p.body.clone(), p.content_type.as_str().into()));
+            }
+        }
+        ErrorPages(pages)
+    }
+
+    /// The answer for `code`: the page for its status, else the plain text.
+    pub fn response(&self, code: ErrorCode, text: &str, close: bool) -> Vec<u8> {
+        match self.0.iter().find(|(s, ..)| *s == code.status()) {
+            Some((_, body, ct)) => ringgate_http::error_page_response(code, body, ct, close),
+            None => error_response(code, text, close),
+        }
+    }
+}
+
 /// A rule's own counters, with its listener and name for the access log.
 pub type RuleOwnSeries = (RuleSeries, Arc<str>, Arc<str>);
 
@@ -55,6 +82,9 @@ pub struct SocketPlan {
     pub routes: HostRoutes,
     /// TLS for an `https` socket: its listeners' certificates, picked by SNI.
     pub tls: Option<Arc<ringgate_tls::ServerConfig>>,
+    /// Pages for answers given before a listener is chosen: the socket's
+    /// only listener's, else the gateway's.
+    pub error_pages: ErrorPages,
 }
 
 /// A forwarding target: a rule (or one of its path rules) with its pool and
@@ -79,6 +109,10 @@ pub struct TargetPlan {
     pub host_from_server: bool,
     /// Replaces the matched path prefix (`override_backend_path`).
     pub override_path: Option<Box<[u8]>>,
+    /// The rewrite rule set of this rule or path rule.
+    pub rewrite: Option<Arc<ringgate_rewrite::RuleSet>>,
+    /// Custom error pages of the rule's listener (and the gateway's).
+    pub error_pages: ErrorPages,
     /// Affinity cookie name when cookie-based affinity is on.
     pub affinity_cookie: Option<Box<[u8]>>,
     /// `http` or `https`, for X-Forwarded-Proto.
@@ -160,7 +194,9 @@ impl Plan {
                     Protocol::Https => Some(socket_tls(&config, &g.listeners)?),
                     Protocol::Http => None,
                 };
-                Ok(SocketPlan { key: g.key, protocol: g.protocol, routes, tls })
+                let only = (g.listeners.len() == 1).then(|| g.listeners[0].0);
+                let error_pages = ErrorPages::of(&config, only);
+                Ok(SocketPlan { key: g.key, protocol: g.protocol, routes, tls, error_pages })
             })
             .collect::<Result<Vec<_>, String>>()?;
         let l = &config.gateway.limits;
@@ -252,9 +288,24 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
         }
         Protocol::Http => None,
     };
+    let error_pages = ErrorPages::of(config, Some(rule.listener.0));
     let canned = |code: ErrorCode, text: String| -> [Box<[u8]>; 2] {
-        [error_response(code, &text, false).into(), error_response(code, &text, true).into()]
+        [error_pages.response(code, &text, false).into(), error_pages.response(code, &text, true).into()]
     };
+    let pool_empty = canned(
+        ErrorCode::PoolEmpty,
+        format!(
+            "502 Bad Gateway (rule \"{}\"): backend pool \"{}\" is empty; add addresses to it",
+            target.display, pool.name
+        ),
+    );
+    let all_unhealthy = canned(
+        ErrorCode::AllUnhealthy,
+        format!(
+            "502 Bad Gateway (rule \"{}\"): every server of backend pool \"{}\" is unhealthy; see GET /backend-health on the admin listener or run `ringgate doctor`",
+            target.display, pool.name
+        ),
+    );
     TargetPlan {
         name: target.display.as_str().into(),
         rule: rule.name.as_str().into(),
@@ -269,26 +320,16 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
         host_override: settings.host_name.as_ref().map(|h| h.as_bytes().into()),
         host_from_server: settings.pick_host_name_from_backend_address,
         override_path: settings.override_backend_path.as_ref().map(|p| p.as_bytes().into()),
+        rewrite: target.rewrite_set.map(|r| config.rewrite_rule_sets[r.0].set.clone()),
+        error_pages,
         affinity_cookie: settings.cookie_based_affinity.then(|| settings.affinity_cookie_name.as_bytes().into()),
         client_proto: match listener.protocol {
             Protocol::Http => b"http",
             Protocol::Https => b"https",
         },
         servers,
-        pool_empty: canned(
-            ErrorCode::PoolEmpty,
-            format!(
-                "502 Bad Gateway (rule \"{}\"): backend pool \"{}\" is empty; add addresses to it",
-                target.display, pool.name
-            ),
-        ),
-        all_unhealthy: canned(
-            ErrorCode::AllUnhealthy,
-            format!(
-                "502 Bad Gateway (rule \"{}\"): every server of backend pool \"{}\" is unhealthy; see GET /backend-health on the admin listener or run `ringgate doctor`",
-                target.display, pool.name
-            ),
-        ),
+        pool_empty,
+        all_unhealthy,
         backend_tls,
         metrics: metrics.rule(RuleLabels {
             listener: listener.name.clone(),

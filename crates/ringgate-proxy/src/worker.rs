@@ -43,6 +43,12 @@ pub(crate) struct Worker {
     body_bufs: RefCell<Vec<Vec<u8>>>,
     /// Access log lines not yet handed to the writer.
     pub log_buf: RefCell<Vec<u8>>,
+    /// Rewrite edits and their header lines: one set per worker, as a
+    /// head is rewritten without yielding.
+    pub edits: RefCell<ringgate_rewrite::Edits>,
+    pub extra: RefCell<Vec<u8>>,
+    /// Trace ids for requests that bring no valid `traceparent`.
+    pub trace_ids: RefCell<ringgate_http::trace::TraceIds>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -99,6 +105,12 @@ fn shutdown_read(fd: RawFd) {
     }
 }
 
+/// A seed that differs per worker and per process start.
+fn trace_seed(worker: usize) -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    now ^ (u64::from(std::process::id()) << 32) ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 impl Worker {
     fn new(id: usize, shared: Arc<Shared>) -> Rc<Worker> {
         let plan = shared.plan();
@@ -114,6 +126,9 @@ impl Worker {
             spare_bufs: RefCell::new(Vec::new()),
             body_bufs: RefCell::new(Vec::new()),
             log_buf: RefCell::new(Vec::new()),
+            edits: RefCell::new(ringgate_rewrite::Edits::new()),
+            extra: RefCell::new(Vec::new()),
+            trace_ids: RefCell::new(ringgate_http::trace::TraceIds::new(trace_seed(id))),
             shared,
         })
     }

@@ -227,6 +227,13 @@ pub fn render(shared: &Shared) -> String {
     let _ = writeln!(o, "ringgate_access_log_dropped_total {}", sum_u(&|w| w.log_dropped.get()));
     header(
         &mut o,
+        "ringgate_rewrite_dropped_total",
+        "counter",
+        "Rewrite values not applied because, once substituted, they held a control character.",
+    );
+    let _ = writeln!(o, "ringgate_rewrite_dropped_total {}", sum_u(&|w| w.rewrite_dropped.get()));
+    header(
+        &mut o,
         "ringgate_tls_handshake_failures_total",
         "counter",
         "Client TLS handshakes that failed or timed out.",

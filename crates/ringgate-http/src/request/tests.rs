@@ -297,7 +297,7 @@ mod roundtrip {
             prop_assert_eq!(parsed, expected);
 
             let info =
-                ForwardInfo { client_ip: b"127.0.0.1", proto: b"http", host_override: None, fallback_host: b"x", target: None };
+                ForwardInfo { client_ip: b"127.0.0.1", proto: b"http", host_override: None, fallback_host: b"x", target: None, ..Default::default() };
             let mut out = Vec::new();
             write_request_head(&raw, &h, &info, &mut out);
             let again = parse(&out).unwrap();

@@ -1,0 +1,167 @@
+//! Applying a target's rewrite rule set: the server variables a set's
+//! conditions and values read ([`RequestVars`]), and turning its edits into
+//! what the head writers take (extra header lines, the fields to leave out,
+//! a new target). Nothing here runs for a target without a rule set, and a
+//! set whose rules do not match leaves the heads exactly as they were.
+
+use std::cell::OnceCell;
+
+use ringgate_http::path::split_query;
+use ringgate_http::{HeaderKind, RequestHead, ResponseHead, Version};
+use ringgate_rewrite::{Edits, Variable, Vars};
+
+/// The request (and, in the response phase, the response) as a rule set
+/// sees it.
+pub(crate) struct RequestVars<'a> {
+    pub buf: &'a [u8],
+    pub head: &'a RequestHead,
+    /// The target as it will be forwarded when routing changed it (a
+    /// normalized path, `override_backend_path`); else the client's.
+    pub forwarded_target: Option<&'a [u8]>,
+    pub client_ip: &'a [u8],
+    pub client_port: &'a [u8],
+    pub server_port: &'a [u8],
+    pub scheme: &'a [u8],
+    pub response: Option<(&'a [u8], &'a ResponseHead)>,
+    status: [u8; 3],
+    xff: OnceCell<Vec<u8>>,
+}
+
+impl<'a> RequestVars<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        buf: &'a [u8],
+        head: &'a RequestHead,
+        forwarded_target: Option<&'a [u8]>,
+        client_ip: &'a [u8],
+        client_port: &'a [u8],
+        server_port: &'a [u8],
+        scheme: &'a [u8],
+        response: Option<(&'a [u8], &'a ResponseHead)>,
+    ) -> Self {
+        let mut status = [b'0'; 3];
+        if let Some((_, r)) = response {
+            let s = r.status.min(999);
+            status = [b'0' + (s / 100) as u8, b'0' + (s / 10 % 10) as u8, b'0' + (s % 10) as u8];
+        }
+        RequestVars {
+            buf,
+            head,
+            forwarded_target,
+            client_ip,
+            client_port,
+            server_port,
+            scheme,
+            response,
+            status,
+            xff: OnceCell::new(),
+        }
+    }
+
+    fn target(&self) -> &'a [u8] {
+        self.forwarded_target.unwrap_or_else(|| self.head.path.of(self.buf))
+    }
+
+    fn request_header(&self, lower: &str) -> Option<&'a [u8]> {
+        let buf = self.buf;
+        self.head
+            .headers
+            .iter()
+            .find(|h| h.name.of(buf).eq_ignore_ascii_case(lower.as_bytes()))
+            .map(|h| h.value.of(buf))
+    }
+}
+
+impl Vars for RequestVars<'_> {
+    fn var(&self, v: &Variable) -> Option<&[u8]> {
+        let buf = self.buf;
+        match v {
+            Variable::ClientIp => Some(self.client_ip),
+            Variable::ClientPort => Some(self.client_port),
+            Variable::ServerPort => Some(self.server_port),
+            Variable::RequestScheme => Some(self.scheme),
+            Variable::SslEnabled => (self.scheme == b"https").then_some(b"on"),
+            // Not known to the request path (the TLS session is not kept).
+            Variable::SslConnectionProtocol | Variable::CiphersUsed => None,
+            Variable::Host => self.head.host.map(|h| crate::route::strip_port(h.of(buf))),
+            Variable::HttpMethod => Some(self.head.method_span.of(buf)),
+            Variable::HttpVersion => Some(match self.head.version {
+                Version::Http11 => b"HTTP/1.1",
+                Version::Http10 => b"HTTP/1.0",
+            }),
+            Variable::UriPath => Some(split_query(self.target()).0),
+            Variable::QueryString => split_query(self.target()).1,
+            Variable::RequestUri => Some(self.head.target.of(buf)),
+            Variable::AddXForwardedForProxy => Some(self.xff.get_or_init(|| {
+                let mut out = Vec::new();
+                for h in self.head.headers.iter().filter(|h| h.kind == HeaderKind::XForwardedFor) {
+                    let v = h.value.of(buf);
+                    if !v.is_empty() {
+                        out.extend_from_slice(v);
+                        out.extend_from_slice(b", ");
+                    }
+                }
+                out.extend_from_slice(self.client_ip);
+                out
+            })),
+            Variable::Cookie(name) => self
+                .head
+                .headers
+                .iter()
+                .filter(|h| h.kind == HeaderKind::Cookie)
+                .find_map(|h| ringgate_rewrite::cookie_value(h.value.of(buf), name)),
+            Variable::RequestHeader(lower) => self.request_header(lower),
+            Variable::HttpStatus => self.response.map(|_| &self.status[..]),
+            Variable::ResponseHeader(lower) => {
+                let (rbuf, r) = self.response?;
+                r.headers
+                    .iter()
+                    .find(|h| h.name.of(rbuf).eq_ignore_ascii_case(lower.as_bytes()))
+                    .map(|h| h.value.of(rbuf))
+            }
+        }
+    }
+}
+
+/// Writes the header lines the edits set (`Name: value\r\n`) into `out`,
+/// and returns the Host value a request edit sets (sent as Host, not as an
+/// extra line).
+pub(crate) fn extra_lines<'e>(edits: &'e Edits, out: &mut Vec<u8>) -> Option<&'e [u8]> {
+    let mut host = None;
+    for e in edits.headers() {
+        let Some(value) = e.value else { continue };
+        if e.name_lower == "host" {
+            host = Some(value);
+            continue;
+        }
+        out.extend_from_slice(e.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    host
+}
+
+/// The target after the edits' URL rewrite of `current` (path and query
+/// as they would be forwarded), or `None` when the edits leave the URL.
+pub(crate) fn rewritten_target(edits: &Edits, current: &[u8]) -> Option<Vec<u8>> {
+    if edits.path().is_none() && edits.query().is_none() {
+        return None;
+    }
+    let (path, query) = split_query(current);
+    let mut out = Vec::with_capacity(current.len() + 16);
+    out.extend_from_slice(edits.path().unwrap_or(path));
+    match (edits.query(), query) {
+        (Some(q), _) if !q.is_empty() => {
+            out.push(b'?');
+            out.extend_from_slice(q);
+        }
+        (Some(_), _) => {}
+        (None, Some(q)) => {
+            out.push(b'?');
+            out.extend_from_slice(q);
+        }
+        (None, None) => {}
+    }
+    Some(out)
+}
