@@ -204,3 +204,50 @@ fn affinity_to_a_stopped_server_answers_without_hanging() {
 fn affinity_any(gw: &Gateway) -> Response {
     request(gw.addr("public"), "GET", "/pinned", &[], b"").expect("GET /pinned")
 }
+
+/// Connection draining: a client pinned to a server that turns unhealthy
+/// keeps it for the draining time-out; afterwards it is moved, with a new
+/// cookie. Without draining it would move at once (see the test above).
+#[test]
+fn connection_draining_keeps_affinity_to_an_unhealthy_server_for_its_time_out() {
+    let b1 = Backend::builder().name("b1").health_path("/h").start().unwrap();
+    let b2 = Backend::builder().name("b2").health_path("/h").start().unwrap();
+    let addrs = [b1.addr().to_string(), b2.addr().to_string()];
+    let config = probed_config(
+        &addrs,
+        80,
+        "cookie_based_affinity = true\nconnection_draining = { enabled = true, timeout = 3 }",
+        Some("path = \"/h\"\ninterval = \"100ms\"\ntimeout = \"1s\"\nunhealthy_threshold = 1"),
+        "127.0.0.1:0",
+    )
+    .replace("access_log = \"off\"", "access_log = \"stdout\"");
+    let gw = Gateway::start(&config);
+    let first = affinity(&gw, None);
+    let pinned = first.header("x-backend").unwrap().to_string();
+    let cookie = cookie_pair(first.header("set-cookie").unwrap());
+    let (down, down_addr) = if pinned == "b1" { (&b1, b1.addr()) } else { (&b2, b2.addr()) };
+    // The pinned server fails its probes but still answers requests.
+    down.set_health(500, "maintenance");
+    let unhealthy = wait_until(Duration::from_secs(10), || {
+        let (_, body) = gw.admin_get("/backend-health");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["rules"][0]["servers"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["address"] == down_addr.to_string() && s["state"] == "Unhealthy"))
+    });
+    assert!(unhealthy, "{pinned} never turned unhealthy");
+    let marked = Instant::now();
+    let during = affinity(&gw, Some(&cookie));
+    assert!(marked.elapsed() < Duration::from_secs(2), "the check ran well inside the draining time-out");
+    assert_eq!(during.header("x-backend"), Some(pinned.as_str()), "kept while draining");
+    assert_eq!(during.header("set-cookie"), None, "no new cookie while it drains");
+    // A client without a cookie never reaches it.
+    for _ in 0..4 {
+        assert_ne!(affinity(&gw, None).header("x-backend"), Some(pinned.as_str()));
+    }
+    // After the time-out the pinned client moves, with a new cookie.
+    std::thread::sleep(Duration::from_millis(3200).saturating_sub(marked.elapsed()));
+    let after = affinity(&gw, Some(&cookie));
+    assert_ne!(after.header("x-backend"), Some(pinned.as_str()), "moved after the draining time-out");
+    assert!(after.header("set-cookie").is_some(), "re-pinned to the server it now uses");
+}

@@ -82,6 +82,18 @@ struct Hot {
     addrs: ArcSwap<Vec<SocketAddr>>,
     /// A worker saw a connect failure or reset: probe at once.
     probe_requested: AtomicBool,
+    /// When the state last changed, in ms since [`epoch`].
+    changed_ms: AtomicU64,
+}
+
+/// The process-wide origin of `changed_ms`.
+fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
 }
 
 /// One server's health, shared by all workers.
@@ -100,6 +112,7 @@ impl HealthEntry {
                 addrs_generation: AtomicU64::new(0),
                 addrs: ArcSwap::from_pointee(addrs),
                 probe_requested: AtomicBool::new(false),
+                changed_ms: AtomicU64::new(now_ms()),
             }),
             key,
             detail: Mutex::new(ProbeDetail::default()),
@@ -120,14 +133,23 @@ impl HealthEntry {
     pub fn set_state(&self, s: HealthState) {
         let prev = self.hot.state.swap(s as u8, Ordering::Relaxed);
         if prev != s as u8 {
+            self.hot.changed_ms.store(now_ms(), Ordering::Relaxed);
             self.detail().state_since = Some(SystemTime::now());
         }
+    }
+
+    /// How long the server has been in its current state (for connection
+    /// draining: an affinity client keeps a server that just turned
+    /// unhealthy for the settings' draining time-out).
+    pub fn state_age(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(now_ms().saturating_sub(self.hot.changed_ms.load(Ordering::Relaxed)))
     }
 
     /// Sets the state while the caller holds the detail lock.
     pub fn set_state_locked(&self, detail: &mut ProbeDetail, s: HealthState) {
         let prev = self.hot.state.swap(s as u8, Ordering::Relaxed);
         if prev != s as u8 {
+            self.hot.changed_ms.store(now_ms(), Ordering::Relaxed);
             detail.state_since = Some(SystemTime::now());
         }
     }

@@ -568,7 +568,18 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let affinity = rule.affinity_cookie.as_deref().and_then(|name| self.affinity_server(rule, name));
         let cursor = &lp.cursors[ri];
         let mut c = cursor.get();
-        let picked = pick(rule.servers.len(), &mut c, affinity, |i| rule.servers[i].health.state().accepts_requests());
+        // Connection draining: a client pinned to a server that has just
+        // turned unhealthy keeps it for the draining time-out, as
+        // Application Gateway keeps affinity-bound requests on a
+        // deregistering instance; everyone else moves at once.
+        let draining = |i: usize| {
+            let h = &rule.servers[i].health;
+            rule.draining.is_some_and(|t| h.state() == ringgate_health::HealthState::Unhealthy && h.state_age() < t)
+        };
+        let picked = match affinity {
+            Some(i) if draining(i) => Pick::Server { index: i, from_cookie: true },
+            _ => pick(rule.servers.len(), &mut c, affinity, |i| rule.servers[i].health.state().accepts_requests()),
+        };
         cursor.set(c);
 
         // The fast path: nothing to try, so nothing is touched but the client.

@@ -109,6 +109,8 @@ pub struct TargetPlan {
     pub host_from_server: bool,
     /// Replaces the matched path prefix (`override_backend_path`).
     pub override_path: Option<Box<[u8]>>,
+    /// `connection_draining` time-out, when enabled.
+    pub draining: Option<Duration>,
     /// The rewrite rule set of this rule or path rule.
     pub rewrite: Option<Arc<ringgate_rewrite::RuleSet>>,
     /// Custom error pages of the rule's listener (and the gateway's).
@@ -320,6 +322,7 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
         host_override: settings.host_name.as_ref().map(|h| h.as_bytes().into()),
         host_from_server: settings.pick_host_name_from_backend_address,
         override_path: settings.override_backend_path.as_ref().map(|p| p.as_bytes().into()),
+        draining: settings.connection_draining.map(|d| d.timeout),
         rewrite: target.rewrite_set.map(|r| config.rewrite_rule_sets[r.0].set.clone()),
         error_pages,
         affinity_cookie: settings.cookie_based_affinity.then(|| settings.affinity_cookie_name.as_bytes().into()),

@@ -211,6 +211,38 @@ impl PathMapPlan {
     }
 }
 
+impl PathRoute {
+    /// `override_backend_path`: the target a server receives for `target`
+    /// (path and query as they would be forwarded) when the matched prefix
+    /// of its path, `matched_len` bytes (all of it for an exact path rule,
+    /// none for a basic rule or a map's default), is replaced by `over`,
+    /// keeping one `/` between them; the query is kept. Written to `out`
+    /// (cleared first). An associated function so that it is reachable as
+    /// `ringgate_proxy::PathRoute::override_target` by `ringgate route`.
+    pub fn override_target(target: &[u8], over: &[u8], matched_len: usize, out: &mut Vec<u8>) {
+        out.clear();
+        let (path, query) = split_query(target);
+        let base = over.strip_suffix(b"/").unwrap_or(over);
+        if matched_len >= path.len() && matched_len > 0 {
+            out.extend_from_slice(over);
+        } else {
+            // A prefix ending in '/' keeps that slash on the rest.
+            let from =
+                if matched_len > 0 && path.get(matched_len - 1) == Some(&b'/') { matched_len - 1 } else { matched_len };
+            let rest = path.get(from..).unwrap_or_default();
+            out.extend_from_slice(base);
+            if rest.first() != Some(&b'/') {
+                out.push(b'/');
+            }
+            out.extend_from_slice(rest);
+        }
+        if let Some(q) = query {
+            out.push(b'?');
+            out.extend_from_slice(q);
+        }
+    }
+}
+
 /// A redirect, with everything but the request's own parts prepared.
 #[derive(Debug, Clone)]
 pub struct RedirectPlan {
@@ -430,6 +462,24 @@ mod tests {
         assert_eq!(m.route(b"/api/v1/x").action, RouteAction::Forward(0), "exact is exact");
         assert_eq!(m.route(b"/images").action, RouteAction::Forward(0));
         assert_eq!(m.route(b"/").path_rule, None);
+    }
+
+    #[test]
+    fn override_backend_path_replaces_the_matched_prefix() {
+        let o = |target: &str, over: &str, matched: usize| {
+            let mut out = Vec::new();
+            PathRoute::override_target(target.as_bytes(), over.as_bytes(), matched, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        // `/api/*` (matched "/api/") with "/v2/".
+        assert_eq!(o("/api/users?id=7", "/v2/", 5), "/v2/users?id=7");
+        assert_eq!(o("/api/", "/v2/", 5), "/v2/");
+        assert_eq!(o("/api/users", "/v2", 5), "/v2/users");
+        // An exact path rule: the whole path.
+        assert_eq!(o("/robots.txt?x", "/static/robots.txt", 11), "/static/robots.txt?x");
+        // A basic rule or a map's default: prefixed.
+        assert_eq!(o("/a/b", "/base/", 0), "/base/a/b");
+        assert_eq!(o("/", "/base", 0), "/base/");
     }
 
     #[test]
