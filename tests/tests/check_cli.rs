@@ -122,3 +122,120 @@ fn run_refuses_a_broken_configuration_with_the_same_errors() {
         assert!(err.contains(needle), "{needle} missing:\n{err}");
     }
 }
+
+/// A path-based rule, a redirect in a path rule and one to a listener.
+const PATH_BASED: &str = r#"[gateway]
+admin_listen = "off"
+
+[[listener]]
+name = "public"
+listen = "127.0.0.1:18100"
+
+[[listener]]
+name = "new"
+listen = "127.0.0.1:18101"
+
+[[listener]]
+name = "legacy"
+listen = "127.0.0.1:18102"
+
+[[backend_pool]]
+name = "web"
+addresses = ["10.0.0.1"]
+
+[[backend_pool]]
+name = "api"
+addresses = ["10.0.1.1"]
+
+[[backend_http_settings]]
+name = "plain"
+
+[[backend_http_settings]]
+name = "api-v2"
+override_backend_path = "/v2/"
+
+[[redirect]]
+name = "to-new"
+target_listener = "new"
+
+[[redirect]]
+name = "moved"
+type = "found"
+target_url = "https://archive.example/"
+include_path = false
+
+[[rewrite_rule_set]]
+name = "security"
+
+[[rewrite_rule_set.rule]]
+name = "hsts"
+response_headers = { "Strict-Transport-Security" = "max-age=31536000" }
+
+[[url_path_map]]
+name = "site"
+default_backend_pool = "web"
+default_backend_http_settings = "plain"
+
+[[url_path_map.path_rule]]
+name = "api"
+paths = ["/api/v1/health", "/api/*"]
+backend_pool = "api"
+backend_http_settings = "api-v2"
+rewrite_rule_set = "security"
+
+[[url_path_map.path_rule]]
+name = "old"
+paths = ["/old"]
+redirect = "moved"
+
+[[rule]]
+name = "site"
+listener = "public"
+rule_type = "path_based"
+url_path_map = "site"
+
+[[rule]]
+name = "new"
+listener = "new"
+backend_pool = "web"
+backend_http_settings = "plain"
+
+[[rule]]
+name = "legacy"
+listener = "legacy"
+redirect = "to-new"
+"#;
+
+#[test]
+fn check_prints_the_routing_table_in_match_order() {
+    let dir = TempDir::new("check-paths");
+    let path = write(&dir, "paths.toml", PATH_BASED);
+    let out = check(&path);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let table: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("routing (")).collect();
+    assert_eq!(
+        table,
+        [
+            "routing (listener -> rule -> path -> target; paths in match order, the first match wins):",
+            "  127.0.0.1:18100 (http):",
+            "    public [any host] -> site -> /api/v1/health (api) -> pool api, settings api-v2, rewrite security",
+            "    public [any host] -> site -> /api/* (api)         -> pool api, settings api-v2, rewrite security",
+            "    public [any host] -> site -> /old (old)           -> redirect moved: 302 to https://archive.example/ (path dropped)",
+            "    public [any host] -> site -> (default)            -> pool web, settings plain",
+            "  127.0.0.1:18101 (http):",
+            "    new [any host] -> new -> (any path) -> pool web, settings plain",
+            "  127.0.0.1:18102 (http):",
+            "    legacy [any host] -> legacy -> (any path) -> redirect to-new: 301 to http://<host>:18101 (listener new)",
+        ],
+        "\n{stdout}"
+    );
+    // The routing table replaces describe()'s rule lines; what describe()
+    // leaves out is listed.
+    assert!(!stdout.contains("[[rule]]"), "{stdout}");
+    assert!(
+        stdout.contains("[[redirect]] moved: 302 Found to https://archive.example/, path dropped, query kept\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[[rewrite_rule_set]] security: rules in order hsts (100)\n"), "{stdout}");
+}

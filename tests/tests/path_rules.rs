@@ -234,6 +234,12 @@ fn http_to_https_redirect_keeps_path_and_query() {
     let secure = s.gw.addr("secure");
     let r = raw_get(s.gw.addr("insecure"), "/cart/checkout?item=42&qty=2", "shop.example:8080");
     assert_eq!(r.status, 301, "{:?}", r);
+    let head = raw(
+        s.gw.addr("insecure"),
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    );
+    assert!(head.starts_with(b"HTTP/1.1 301 Moved Permanently\r\n"), "{}", String::from_utf8_lossy(&head));
     assert_eq!(
         r.header("location"),
         Some(format!("https://shop.example:{}/cart/checkout?item=42&qty=2", secure.port()).as_str())
@@ -264,6 +270,12 @@ fn path_rule_redirect_to_a_url() {
     let s = site();
     let r = raw_get(s.gw.addr("public"), "/old/page.html?utm=x", "shop.example");
     assert_eq!(r.status, 308);
+    let head = raw(
+        s.gw.addr("public"),
+        b"GET /old/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    );
+    assert!(head.starts_with(b"HTTP/1.1 308 Permanent Redirect\r\n"), "{}", String::from_utf8_lossy(&head));
     assert_eq!(r.header("location"), Some("https://archive.example/old/page.html"), "path kept, query dropped");
 }
 

@@ -6,6 +6,14 @@
 //!
 //! Run through `bench/compare.sh`, which installs nginx, HAProxy and wrk when
 //! missing and builds ringgate first. Prints Markdown tables.
+//!
+//! The `route` mode sends `/api/item` through a path rule (`/api/*`, after
+//! three other path rules, to a second pool of backends) whose rewrite rule
+//! set adds `X-Frame-Options: DENY` to responses; nginx and HAProxy get the
+//! equivalent `location` blocks and ACLs. Before measuring, each proxy's
+//! answers are checked (the header on `/api/item` only, the api pool's
+//! backends behind `/api/item` only); a proxy that fails stops the run
+//! with exit status 1, so no table shows a proxy skipping the work.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -25,11 +33,20 @@ struct Opts {
     out: PathBuf,
     load_cpu: String,
     proxy_cpu: String,
+    /// Only the rows whose name starts with one of these (empty: all).
+    proxies: Vec<String>,
+}
+
+impl Opts {
+    /// Whether the row (proxy) `name` is measured.
+    fn keeps(&self, name: &str) -> bool {
+        self.proxies.is_empty() || self.proxies.iter().any(|p| name.starts_with(p.as_str()))
+    }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: compare [--ringgate PATH] [--relay PATH] [--rounds N] [--duration SECS] [--mode small|c256|c1024|body64k|fast502|https|log|idle|floor|all]... [--out DIR]"
+        "usage: compare [--ringgate PATH] [--relay PATH] [--rounds N] [--duration SECS] [--mode small|c256|c1024|body64k|fast502|https|log|idle|floor|route|all]... [--proxies ringgate,nginx,haproxy,relay] [--out DIR]"
     );
     std::process::exit(2)
 }
@@ -44,6 +61,7 @@ fn parse_args() -> Opts {
         out: PathBuf::from("bench/results"),
         load_cpu: "0".into(),
         proxy_cpu: "1".into(),
+        proxies: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -57,12 +75,13 @@ fn parse_args() -> Opts {
             "--out" => o.out = val().into(),
             "--load-cpu" => o.load_cpu = val(),
             "--proxy-cpu" => o.proxy_cpu = val(),
+            "--proxies" => o.proxies = val().split(',').filter(|p| !p.is_empty()).map(str::to_string).collect(),
             "-h" | "--help" => usage(),
             _ => usage(),
         }
     }
     if o.modes.is_empty() || o.modes.iter().any(|m| m == "all") {
-        o.modes = ["small", "c256", "c1024", "body64k", "fast502", "https", "log", "idle", "floor"]
+        o.modes = ["small", "c256", "c1024", "body64k", "fast502", "https", "log", "idle", "floor", "route"]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -71,6 +90,9 @@ fn parse_args() -> Opts {
 }
 
 const BACKEND_PORTS: [u16; 2] = [19101, 19102];
+/// The `api` pool of the route mode: nginx backends that mark their
+/// responses `X-Pool: api`, so the harness can tell which pool answered.
+const API_BACKEND_PORTS: [u16; 2] = [19103, 19104];
 const RINGGATE_PORT: u16 = 18101;
 const NGINX_PORT: u16 = 18102;
 const HAPROXY_PORT: u16 = 18103;
@@ -83,6 +105,11 @@ const RINGGATE_LOGGED_PORT: u16 = 18131;
 const RINGGATE_LOGGED_ADMIN_PORT: u16 = 18198;
 const RELAY_PLAIN_PORT: u16 = 18141;
 const RELAY_MULTISHOT_PORT: u16 = 18142;
+const RINGGATE_ROUTE_PORT: u16 = 18151;
+const NGINX_ROUTE_PORT: u16 = 18152;
+const HAPROXY_ROUTE_PORT: u16 = 18153;
+/// What the route mode requests: matched by `/api/*` (4th path rule).
+const ROUTE_PATH: &str = "/api/item";
 
 /// A process this harness started; stopped by pid on drop.
 struct Proc {
@@ -222,11 +249,12 @@ enum Load {
     HttpsHandshakes,
 }
 
-/// Runs wrk against `port` and measures the CPU of `pids` meanwhile.
-fn run_wrk(o: &Opts, port: u16, conns: u32, pids: &[u32], load: Load) -> Sample {
+/// Runs wrk against `path` on `port` and measures the CPU of `pids`
+/// meanwhile.
+fn run_wrk(o: &Opts, port: u16, path: &str, conns: u32, pids: &[u32], load: Load) -> Sample {
     let before: Vec<(u64, u64)> = pids.iter().map(|&p| cpu_us(p)).collect();
     let scheme = if load == Load::Http { "http" } else { "https" };
-    let url = format!("{scheme}://127.0.0.1:{port}/");
+    let url = format!("{scheme}://127.0.0.1:{port}{path}");
     let mut cmd = Command::new("taskset");
     cmd.args(["-c", &o.load_cpu, "wrk", "-t1", &format!("-c{conns}"), &format!("-d{}s", o.duration), "--latency"]);
     if load == Load::HttpsHandshakes {
@@ -289,10 +317,17 @@ fn backend_conf(dir: &Path, body64k: bool) -> PathBuf {
     } else {
         "location / { return 200 \"hello, world\\n\"; }".to_string()
     };
-    let servers: String = BACKEND_PORTS
+    let mut servers: String = BACKEND_PORTS
         .iter()
         .map(|p| format!("  server {{ listen 127.0.0.1:{p} backlog=4096; {location} }}\n"))
         .collect();
+    // The route mode's second pool: the same small answer, marked.
+    for p in API_BACKEND_PORTS {
+        let _ = writeln!(
+            servers,
+            "  server {{ listen 127.0.0.1:{p} backlog=4096; location / {{ add_header X-Pool api; return 200 \"hello, world\\n\"; }} }}"
+        );
+    }
     let text = format!(
         "worker_processes 1;\ndaemon off;\npid {d}/backend.pid;\nerror_log {d}/backend-error.log warn;\nevents {{ worker_connections 8192; }}\nhttp {{\n  access_log off;\n  keepalive_requests 10000000;\n  sendfile on;\n{servers}}}\n",
         d = dir.display()
@@ -333,7 +368,12 @@ fn start_all(o: &Opts, dir: &Path, body64k: bool) -> Setup {
     for p in BACKEND_PORTS {
         wait_port(p, "backend nginx", &dir.join("backend-error.log"));
     }
-    let backends = BACKEND_PORTS.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect::<Vec<_>>().join(", ");
+    for p in API_BACKEND_PORTS {
+        wait_port(p, "api backend nginx", &dir.join("backend-error.log"));
+    }
+    let quoted = |ports: &[u16]| ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect::<Vec<_>>().join(", ");
+    let backends = quoted(&BACKEND_PORTS);
+    let api_backends = quoted(&API_BACKEND_PORTS);
     let (cert, key) = certificates(dir);
     let rg_conf = |admin: u16, log: &str, listeners: &str| {
         format!(
@@ -349,6 +389,10 @@ addresses = [{backends}]
 [[backend_pool]]
 name = "empty"
 addresses = []
+
+[[backend_pool]]
+name = "api"
+addresses = [{api_backends}]
 
 [[backend_http_settings]]
 name = "s"
@@ -373,6 +417,7 @@ max_idle_connections = 1024
         listener("bench", RINGGATE_PORT, "nginx", false),
         listener("fast502", RINGGATE_502_PORT, "empty", false),
         listener("tls", RINGGATE_TLS_PORT, "nginx", true),
+        ringgate_route(),
     ]
     .concat();
     std::fs::write(&rg, rg_conf(RINGGATE_ADMIN_PORT, "off", &listeners)).expect("write ringgate.toml");
@@ -409,8 +454,15 @@ max_idle_connections = 1024
     wait_port(RINGGATE_LOGGED_PORT, "ringgate with access log", &rg2_log);
 
     let upstream: String = BACKEND_PORTS.iter().map(|p| format!("server 127.0.0.1:{p}; ")).collect();
+    let api_upstream: String = API_BACKEND_PORTS.iter().map(|p| format!("server 127.0.0.1:{p}; ")).collect();
     let nconf = dir.join("proxy-nginx.conf");
-    let proxy = r#"proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_connect_timeout 5s; proxy_read_timeout 30s;"#;
+    let proxy_to = |upstream: &str| {
+        format!(
+            r#"proxy_pass http://{upstream}; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_connect_timeout 5s; proxy_read_timeout 30s;"#
+        )
+    };
+    let proxy = proxy_to("backends");
+    let proxy_api = proxy_to("api");
     std::fs::write(
         &nconf,
         format!(
@@ -423,7 +475,18 @@ http {{
   access_log off;
   keepalive_requests 10000000;
   upstream backends {{ {upstream} keepalive 1024; }}
+  upstream api {{ {api_upstream} keepalive 1024; }}
   server {{ listen 127.0.0.1:{NGINX_PORT} backlog=4096; location / {{ {proxy} }} }}
+  # The route mode: ringgate's path rules as locations (disjoint prefixes,
+  # so nginx's longest-prefix choice is ringgate's first match).
+  server {{
+    listen 127.0.0.1:{NGINX_ROUTE_PORT} backlog=4096;
+    location /images/ {{ {proxy} }}
+    location /static/ {{ {proxy} }}
+    location = /login {{ {proxy} }}
+    location /api/ {{ {proxy_api} add_header X-Frame-Options DENY always; }}
+    location / {{ {proxy} }}
+  }}
   server {{ listen 127.0.0.1:{NGINX_502_PORT} backlog=4096; location / {{ return 502 "502 Bad Gateway\n"; }} }}
   server {{
     listen 127.0.0.1:{NGINX_TLS_PORT} ssl backlog=4096;
@@ -450,20 +513,25 @@ http {{
         &nlog,
     ));
     wait_port(NGINX_PORT, "nginx proxy", &dir.join("proxy-nginx-error.log"));
+    wait_port(NGINX_ROUTE_PORT, "nginx proxy (route)", &dir.join("proxy-nginx-error.log"));
 
     let servers: String =
         BACKEND_PORTS.iter().enumerate().map(|(i, p)| format!("  server s{i} 127.0.0.1:{p}\n")).collect();
+    let api_servers: String =
+        API_BACKEND_PORTS.iter().enumerate().map(|(i, p)| format!("  server a{i} 127.0.0.1:{p}\n")).collect();
     let hconf = dir.join("haproxy.cfg");
     std::fs::write(
         &hconf,
         format!(
-            "global\n  nbthread 1\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 30s\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:{HAPROXY_PORT}\n  default_backend be\nbackend be\n  balance roundrobin\n{servers}"
+            "global\n  nbthread 1\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 30s\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:{HAPROXY_PORT}\n  default_backend be\n{route}backend be\n  balance roundrobin\n{servers}backend be_api\n  balance roundrobin\n  http-response set-header X-Frame-Options DENY\n{api_servers}",
+            route = haproxy_route(),
         ),
     )
     .expect("write haproxy.cfg");
     let hlog = dir.join("haproxy.log");
     procs.push(spawn("haproxy", &o.proxy_cpu, "haproxy", &["-f", &hconf.to_string_lossy()], &hlog));
     wait_port(HAPROXY_PORT, "haproxy", &hlog);
+    wait_port(HAPROXY_ROUTE_PORT, "haproxy (route)", &hlog);
 
     // The floor: byte relays that do no HTTP work at all.
     for (name, port, recv) in
@@ -480,6 +548,149 @@ http {{
         wait_port(port, name, &log);
     }
     Setup { dir: dir.to_path_buf(), procs }
+}
+
+/// The route mode's ringgate listener: a path-based rule whose 4th path
+/// rule, `/api/*`, forwards to the api pool with a rewrite rule set that
+/// adds `X-Frame-Options: DENY` to responses.
+fn ringgate_route() -> String {
+    format!(
+        r#"
+[[listener]]
+name = "route"
+listen = "127.0.0.1:{RINGGATE_ROUTE_PORT}"
+
+[[rewrite_rule_set]]
+name = "frame-options"
+
+[[rewrite_rule_set.rule]]
+name = "deny-framing"
+sequence = 100
+response_headers = {{ "X-Frame-Options" = "DENY" }}
+
+[[url_path_map]]
+name = "route"
+default_backend_pool = "nginx"
+default_backend_http_settings = "s"
+
+[[url_path_map.path_rule]]
+name = "images"
+paths = ["/images/*"]
+backend_pool = "nginx"
+backend_http_settings = "s"
+
+[[url_path_map.path_rule]]
+name = "static"
+paths = ["/static/*"]
+backend_pool = "nginx"
+backend_http_settings = "s"
+
+[[url_path_map.path_rule]]
+name = "login"
+paths = ["/login"]
+backend_pool = "nginx"
+backend_http_settings = "s"
+
+[[url_path_map.path_rule]]
+name = "api"
+paths = ["/api/*"]
+backend_pool = "api"
+backend_http_settings = "s"
+rewrite_rule_set = "frame-options"
+
+[[rule]]
+name = "route"
+listener = "route"
+rule_type = "path_based"
+url_path_map = "route"
+"#
+    )
+}
+
+/// The same in HAProxy: ACLs tried in ringgate's order (`-i`: ringgate's
+/// path rules ignore case), the api backend setting the header.
+fn haproxy_route() -> String {
+    format!(
+        "frontend fe_route\n  bind 127.0.0.1:{HAPROXY_ROUTE_PORT}\n  acl images path_beg -i /images/\n  acl static path_beg -i /static/\n  acl login path -i /login\n  acl api path_beg -i /api/\n  use_backend be if images\n  use_backend be if static\n  use_backend be if login\n  use_backend be_api if api\n  default_backend be\n"
+    )
+}
+
+/// The status and header fields (names lowercased) of the answer to `GET
+/// path` on `port`.
+fn get_head(port: u16, path: &str) -> Result<(u16, Vec<(String, String)>), String> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    // One write: the request in one segment, as wrk sends it.
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).map_err(|e| format!("send: {e}"))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => return Err(format!("closed before a whole response head: {:?}", String::from_utf8_lossy(&buf))),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("read: {e} (after {:?})", String::from_utf8_lossy(&buf))),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status =
+        status_line.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or(format!("status line {status_line:?}"))?;
+    let fields = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok((status, fields))
+}
+
+/// What the route mode demands of a proxy on `port`: `/api/item` answered
+/// by the api pool with exactly one `X-Frame-Options: DENY`; `/` and
+/// `/login` answered by the default pool without it. Returns the failures.
+fn check_route(port: u16) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (path, api) in [(ROUTE_PATH, true), ("/", false), ("/login", false)] {
+        let (status, fields) = match get_head(port, path) {
+            Ok(h) => h,
+            Err(e) => {
+                bad.push(format!("GET {path}: {e}"));
+                continue;
+            }
+        };
+        let values = |name: &str| fields.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+        let shown = || fields.iter().map(|(n, v)| format!("{n}: {v}")).collect::<Vec<_>>().join("; ");
+        if status != 200 {
+            bad.push(format!("GET {path}: status {status}, expected 200 ({})", shown()));
+        }
+        let pool = values("x-pool");
+        let frame = values("x-frame-options");
+        if api {
+            if pool != ["api"] {
+                bad.push(format!("GET {path}: not answered by the api pool (no `X-Pool: api`; {})", shown()));
+            }
+            if frame != ["DENY"] {
+                bad.push(format!(
+                    "GET {path}: X-Frame-Options is {frame:?}, expected exactly [\"DENY\"] ({})",
+                    shown()
+                ));
+            }
+        } else {
+            if !pool.is_empty() {
+                bad.push(format!("GET {path}: answered by the api pool, expected the default one ({})", shown()));
+            }
+            if !frame.is_empty() {
+                bad.push(format!(
+                    "GET {path}: X-Frame-Options {frame:?} set outside the /api/ path rule ({})",
+                    shown()
+                ));
+            }
+        }
+    }
+    bad
 }
 
 /// Pids to measure for each proxy.
@@ -560,19 +771,26 @@ fn render(t: &Table) -> String {
 }
 
 fn interleaved(o: &Opts, conns: u32, targets: &[(&str, u16, Vec<u32>)]) -> Vec<(String, Vec<Sample>)> {
-    interleaved_load(o, conns, targets, Load::Http)
+    interleaved_load(o, conns, targets, Load::Http, "/")
 }
 
-fn interleaved_load(o: &Opts, conns: u32, targets: &[(&str, u16, Vec<u32>)], load: Load) -> Vec<(String, Vec<Sample>)> {
+fn interleaved_load(
+    o: &Opts,
+    conns: u32,
+    targets: &[(&str, u16, Vec<u32>)],
+    load: Load,
+    path: &str,
+) -> Vec<(String, Vec<Sample>)> {
+    let targets: Vec<&(&str, u16, Vec<u32>)> = targets.iter().filter(|(n, ..)| o.keeps(n)).collect();
     // Warm-up: connections, pools and caches everywhere.
-    for (_, port, pids) in targets {
+    for (_, port, pids) in &targets {
         let short = Opts { duration: 1, ..o.clone() };
-        let _ = run_wrk(&short, *port, conns, pids, load);
+        let _ = run_wrk(&short, *port, path, conns, pids, load);
     }
     let mut rows: Vec<(String, Vec<Sample>)> = targets.iter().map(|(n, _, _)| (n.to_string(), Vec::new())).collect();
     for round in 0..o.rounds {
         for (i, (name, port, pids)) in targets.iter().enumerate() {
-            let s = run_wrk(o, *port, conns, pids, load);
+            let s = run_wrk(o, *port, path, conns, pids, load);
             eprintln!(
                 "  round {} {name:<10} {:>9.0} req/s  p99 {:>8.0} µs  cpu {:>6.2} µs/req (user {:.2} sys {:.2}) errors {}",
                 round + 1,
@@ -685,6 +903,11 @@ fn main() {
         RINGGATE_LOGGED_ADMIN_PORT,
         RELAY_PLAIN_PORT,
         RELAY_MULTISHOT_PORT,
+        API_BACKEND_PORTS[0],
+        API_BACKEND_PORTS[1],
+        RINGGATE_ROUTE_PORT,
+        NGINX_ROUTE_PORT,
+        HAPROXY_ROUTE_PORT,
     ];
     let taken: Vec<u16> = ports.iter().copied().filter(|p| !port_free(*p)).collect();
     if !taken.is_empty() {
@@ -707,6 +930,8 @@ fn main() {
         o.rounds,
         o.duration
     );
+    // A check that failed: the run stops after that mode, exit status 1.
+    let mut failed: Option<String> = None;
     for mode in &o.modes {
         let body64k = mode == "body64k";
         let setup = start_all(&o, &dir, body64k);
@@ -756,7 +981,7 @@ fn main() {
                 ];
                 let keep = Table {
                     title: "HTTPS, keep-alive (TLS 1.3, same certificate), 64 connections: requests/s".into(),
-                    rows: interleaved_load(&o, 64, &targets, Load::Https),
+                    rows: interleaved_load(&o, 64, &targets, Load::Https, "/"),
                 };
                 let text = render(&keep);
                 eprintln!("{text}");
@@ -764,7 +989,7 @@ fn main() {
                 report.push('\n');
                 Some(Table {
                     title: "HTTPS, a new connection per request (full handshake), 16 connections: req/s = handshakes/s, CPU µs per handshake".into(),
-                    rows: interleaved_load(&o, 16, &targets, Load::HttpsHandshakes),
+                    rows: interleaved_load(&o, 16, &targets, Load::HttpsHandshakes, "/"),
                 })
             }
             "log" => {
@@ -786,6 +1011,40 @@ fn main() {
                     rows: interleaved(&o, 64, &targets),
                 })
             }
+            "route" => {
+                let targets: Vec<(&str, u16, Vec<u32>)> = vec![
+                    ("ringgate", RINGGATE_ROUTE_PORT, pids["ringgate"].clone()),
+                    ("nginx", NGINX_ROUTE_PORT, pids["nginx"].clone()),
+                    ("haproxy", HAPROXY_ROUTE_PORT, pids["haproxy"].clone()),
+                ];
+                let mut failures = Vec::new();
+                for (name, port, _) in targets.iter().filter(|(n, ..)| o.keeps(n)) {
+                    let bad = check_route(*port);
+                    if bad.is_empty() {
+                        eprintln!(
+                            "  route check {name}: ok (GET {ROUTE_PATH}: api pool, X-Frame-Options: DENY; / and /login: default pool, no header)"
+                        );
+                    }
+                    for b in bad {
+                        eprintln!("  route check {name}: FAILED: {b}");
+                        failures.push(format!("{name}: {b}"));
+                    }
+                }
+                if failures.is_empty() {
+                    Some(Table {
+                        title: format!(
+                            "Path rule + a response header set (`GET {ROUTE_PATH}` matched by `/api/*` after 3 other path rules, to a second pool; `X-Frame-Options: DENY` added: ringgate rewrite rule set, nginx `add_header`, HAProxy `http-response set-header`), small response, 64 connections"
+                        ),
+                        rows: interleaved_load(&o, 64, &targets, Load::Http, ROUTE_PATH),
+                    })
+                } else {
+                    failed = Some(format!(
+                        "mode route: not measured, the proxies' answers are wrong:\n{}",
+                        failures.join("\n")
+                    ));
+                    None
+                }
+            }
             "idle" => {
                 let line = idle_memory(pids["ringgate"][0], RINGGATE_PORT, 10_000);
                 eprintln!("  {line}");
@@ -805,9 +1064,76 @@ fn main() {
         }
         drop(setup.procs);
         let _ = setup.dir;
+        if failed.is_some() {
+            break;
+        }
+    }
+    if let Some(f) = &failed {
+        let _ = writeln!(report, "### FAILED\n\n{f}\n");
     }
     let path = dir.join("report.md");
     std::fs::write(&path, &report).expect("write report");
     println!("{report}");
     eprintln!("report written to {}", path.display());
+    if let Some(f) = failed {
+        eprintln!("compare: {f}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A one-thread server answering each of `n` connections with
+    /// `answer(path)` as the whole response.
+    fn fake(n: usize, answer: fn(&str) -> String) -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for s in l.incoming().take(n) {
+                let mut s = s.unwrap();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.ends_with(b"\r\n\r\n") {
+                    let got = s.read(&mut buf).unwrap();
+                    assert!(got > 0, "closed mid-request");
+                    req.extend_from_slice(&buf[..got]);
+                }
+                let req = String::from_utf8_lossy(&req).into_owned();
+                let path = req.split(' ').nth(1).unwrap_or("/").to_string();
+                let _ = s.write_all(answer(&path).as_bytes());
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn route_check_passes_only_a_proxy_that_routes_and_sets_the_header() {
+        let right = fake(3, |p| {
+            let extra = if p.starts_with("/api/") { "X-Pool: api\r\nX-Frame-Options: DENY\r\n" } else { "" };
+            format!("HTTP/1.1 200 OK\r\n{extra}Content-Length: 0\r\n\r\n")
+        });
+        assert_eq!(check_route(right), Vec::<String>::new());
+
+        // No rewrite applied: the header is missing.
+        let no_header = fake(3, |p| {
+            let extra = if p.starts_with("/api/") { "X-Pool: api\r\n" } else { "" };
+            format!("HTTP/1.1 200 OK\r\n{extra}Content-Length: 0\r\n\r\n")
+        });
+        let bad = check_route(no_header);
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert!(bad[0].contains("X-Frame-Options is []"), "{bad:?}");
+
+        // Everything to the default pool, the header everywhere.
+        let wrong = fake(3, |_| "HTTP/1.1 200 OK\r\nX-Frame-Options: DENY\r\nContent-Length: 0\r\n\r\n".into());
+        let bad = check_route(wrong);
+        assert!(bad.iter().any(|b| b.contains("not answered by the api pool")), "{bad:?}");
+        assert!(bad.iter().any(|b| b.contains("GET /login: X-Frame-Options")), "{bad:?}");
+
+        // A 502 is not an answer.
+        let down = fake(3, |_| "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n".into());
+        assert!(check_route(down).iter().any(|b| b.contains("status 502")));
+    }
 }

@@ -492,26 +492,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     /// replaced by `over`, keeping one `/` between them.
     fn override_path(&mut self, over: &[u8], matched_len: usize) {
         let current = if self.fwd_target.is_empty() { self.head.path.of(&self.rbuf) } else { &self.fwd_target[..] };
-        let (path, query) = ringgate_http::path::split_query(current);
         let mut out = Vec::with_capacity(over.len() + current.len());
-        let base = over.strip_suffix(b"/").unwrap_or(over);
-        if matched_len >= path.len() && matched_len > 0 {
-            out.extend_from_slice(over);
-        } else {
-            // A prefix ending in '/' keeps that slash on the rest.
-            let from =
-                if matched_len > 0 && path.get(matched_len - 1) == Some(&b'/') { matched_len - 1 } else { matched_len };
-            let rest = path.get(from..).unwrap_or_default();
-            out.extend_from_slice(base);
-            if rest.first() != Some(&b'/') {
-                out.push(b'/');
-            }
-            out.extend_from_slice(rest);
-        }
-        if let Some(q) = query {
-            out.push(b'?');
-            out.extend_from_slice(q);
-        }
+        crate::route::PathRoute::override_target(current, over, matched_len, &mut out);
         self.fwd_target = out;
     }
 

@@ -1,6 +1,9 @@
 //! The `ringgate` command: serve (`run`), validate a configuration (`check`),
-//! and try the gateway on an embedded configuration (`demo`).
+//! say where a request would go (`route`), diagnose 502s (`doctor`), show
+//! backend health (`health`), and try the gateway on an embedded
+//! configuration (`demo`).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,6 +17,8 @@ mod doctor;
 mod health_cmd;
 mod health_view;
 mod metrics_text;
+mod route_cmd;
+mod routing_table;
 mod serve;
 
 #[global_allocator]
@@ -43,6 +48,44 @@ enum Command {
         /// The TOML configuration file.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+    },
+    /// Say where a request would go, without starting the gateway: the
+    /// listener and why, the rule, the path rule, then the redirect's
+    /// Location or the pool, servers, path and Host the server would get and
+    /// what the rewrite rule set would do. Exits 0 when the request would be
+    /// forwarded or redirected, 1 when nothing would answer it (no listener,
+    /// 404, 502), 2 on a configuration error or a bad URL.
+    #[command(
+        after_help = "Examples:\n  ringgate route --config gw.toml http://shop.example:8080/images/logo.png\n  ringgate route --config gw.toml --listener public --host shop.example /api/users?id=7"
+    )]
+    Route {
+        /// The TOML configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// The Host header (default: the URL's host and port; none for a bare path).
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// Send the request to this listener's address (default: the URL's port).
+        #[arg(long, value_name = "NAME", conflicts_with = "port")]
+        listener: Option<String>,
+        /// Send the request to the address listening on this port.
+        #[arg(long, value_name = "N")]
+        port: Option<u16>,
+        /// The request method, as rewrite conditions see it.
+        #[arg(short = 'X', long, value_name = "METHOD", default_value = "GET")]
+        method: String,
+        /// A request header, "Name: value", for rewrite conditions and values (repeatable).
+        #[arg(short = 'H', long = "header", value_name = "HEADER")]
+        headers: Vec<String>,
+        /// The client address rewrite rules see as client_ip and client_port.
+        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:50000")]
+        client: SocketAddr,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+        /// http://host[:port]/path?query, or just /path?query.
+        #[arg(value_name = "URL")]
+        url: String,
     },
     /// Start two demo backends and the gateway on loopback, and show what to try.
     Demo,
@@ -94,6 +137,9 @@ fn main() -> ExitCode {
             serve::run_file(&config)
         }
         Command::Check { config } => check::run(&config),
+        Command::Route { config, host, listener, port, method, headers, client, json, url } => {
+            route_cmd::run(&route_cmd::Args { config, host, listener, port, method, headers, client, json, url })
+        }
         Command::Demo => {
             init_logging();
             demo::run()

@@ -40,9 +40,12 @@ backend_http_settings = "setting01"
 #[test]
 fn shipped_example_is_valid_and_means_what_it_says() {
     let text = include_str!("../../../../examples/ringgate.toml");
-    let cfg = load(text).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(cfg.listeners.len(), 3);
-    assert_eq!(cfg.rules.len(), 3);
+    // Error pages are read relative to the file's own directory.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ringgate.toml");
+    let cfg = load_str(text, &path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.listeners.len(), 4);
+    assert_eq!(cfg.rules.len(), 4);
+    assert_eq!(cfg.pools.len(), 4);
     assert_eq!(cfg.pools[0].servers.len(), 3);
     assert_eq!(cfg.pools[0].servers[2].host, ServerHost::Name("app.internal".into()));
     assert_eq!(cfg.pools[0].servers[2].port, Some(8081));
@@ -53,8 +56,55 @@ fn shipped_example_is_valid_and_means_what_it_says() {
     assert_eq!(p.body.as_deref(), Some("ok"));
     assert_eq!(p.status_codes, vec![200..=399]);
     let groups = cfg.socket_groups();
-    assert_eq!(groups.len(), 2);
+    assert_eq!(groups.len(), 3);
     assert_eq!(groups[1].listeners, vec![ListenerId(1), ListenerId(2)]);
+    assert_eq!(cfg.listeners[2].host_names[1], HostPattern::Glob("b-??.example.*".into()));
+    assert_eq!(cfg.listeners[1].host_names[1], HostPattern::Wildcard(".a.example.com".into()));
+
+    // Routing: a path-based rule, priorities on the shared address, a
+    // redirect rule.
+    let RuleKind::PathBased(m) = cfg.rules[0].kind else { panic!("{:?}", cfg.rules[0].kind) };
+    let map = &cfg.url_path_maps[m.0];
+    let paths: Vec<String> = map.path_rules.iter().flat_map(|r| r.paths.iter().map(ToString::to_string)).collect();
+    assert_eq!(paths, ["/api/*", "/static/*", "/docs/*", "/help"]);
+    assert_eq!(map.path_rules[2].action, Action::Redirect(RedirectId(1)));
+    assert_eq!((cfg.rules[1].priority, cfg.rules[2].priority, cfg.rules[0].priority), (Some(100), Some(200), None));
+    assert_eq!(cfg.rules[3].kind, RuleKind::Basic(Action::Redirect(RedirectId(0))));
+    let r = &cfg.redirects[0];
+    assert_eq!(
+        (r.status, &r.target, r.include_path, r.include_query_string),
+        (301, &RedirectTarget::Listener(ListenerId(0)), true, true)
+    );
+    let r = &cfg.redirects[1];
+    assert_eq!(
+        (r.status, &r.target, r.include_path, r.include_query_string),
+        (302, &RedirectTarget::Url("https://docs.example.com/".into()), false, true)
+    );
+    let names: Vec<&str> = cfg.targets.iter().map(|t| t.display.as_str()).collect();
+    assert_eq!(names, ["rule01", "rule01/api", "rule01/static", "rule-a", "rule-b"]);
+    let with_rewrite: Vec<bool> = cfg.targets.iter().map(|t| t.rewrite_set.is_some()).collect();
+    assert_eq!(with_rewrite, [true, true, false, true, false]);
+    let set = &cfg.rewrite_rule_sets[0].set;
+    assert_eq!(
+        set.rules_in_order().collect::<Vec<_>>(),
+        [("hsts", 10), ("legacy-articles", 20), ("forwarded-host", 30)]
+    );
+
+    // The settings that shape forwarded requests.
+    assert_eq!(cfg.settings[2].override_backend_path.as_deref(), Some("/assets/"));
+    assert_eq!(cfg.settings[1].connection_draining, Some(ConnectionDraining { timeout: Duration::from_secs(60) }));
+    assert_eq!(cfg.settings[2].connection_draining, None);
+    assert!(cfg.settings[3].pick_host_name_from_backend_address);
+    assert_eq!(cfg.settings[3].host_name, None);
+
+    // Error pages: the gateway's 502, the public listener's 404.
+    assert_eq!(cfg.gateway.error_pages.len(), 1);
+    assert_eq!(
+        (cfg.gateway.error_pages[0].status, cfg.gateway.error_pages[0].content_type.as_str()),
+        (502, "text/html; charset=utf-8")
+    );
+    assert!(std::str::from_utf8(&cfg.gateway.error_pages[0].body).unwrap().contains("right back"));
+    assert_eq!(cfg.listeners[0].error_pages.iter().map(|p| p.status).collect::<Vec<_>>(), [404]);
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
 }
 

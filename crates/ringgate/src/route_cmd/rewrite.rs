@@ -147,10 +147,8 @@ pub struct HeaderEditView {
 pub fn evaluate(set: &RuleSet, spec: Option<&RuleSetSpec>, vars: &RequestVars) -> RewriteView {
     let mut edits = Edits::new();
     set.request_edits(vars, &mut edits);
-    let request_headers = edits
-        .headers()
-        .map(|h| HeaderEditView { name: h.name.to_string(), value: h.value.map(lossy) })
-        .collect();
+    let request_headers =
+        edits.headers().map(|h| HeaderEditView { name: h.name.to_string(), value: h.value.map(lossy) }).collect();
     let url = rewritten_target(&edits, vars.forwarded_target.as_bytes()).map(|t| lossy(&t));
     let rules = spec.and_then(|s| per_rule(set, s, vars)).unwrap_or_default();
     RewriteView {
@@ -193,7 +191,11 @@ fn per_rule(set: &RuleSet, spec: &RuleSetSpec, vars: &RequestVars) -> Option<Vec
                 request_edits.push(format!("URL path {}", lossy(p)));
             }
             if let Some(q) = edits.query() {
-                request_edits.push(if q.is_empty() { "remove the query".into() } else { format!("query {}", lossy(q)) });
+                request_edits.push(if q.is_empty() {
+                    "remove the query".into()
+                } else {
+                    format!("query {}", lossy(q))
+                });
             }
             if edits.dropped() > 0 {
                 request_edits.push(format!("{} unsafe substituted value(s) dropped", edits.dropped()));

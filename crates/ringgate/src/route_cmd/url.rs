@@ -113,8 +113,9 @@ fn split_authority(authority: &str) -> Result<(String, Option<u16>), String> {
         }
     };
     check_host_name(&host)?;
+    // "host:" with an empty port means the scheme's default (RFC 3986 §3.2.3).
     let port = match port {
-        None => None,
+        None | Some("") => None,
         Some(p) => Some(parse_port(p)?),
     };
     Ok((host, port))
@@ -228,6 +229,7 @@ mod tests {
         assert_eq!((u.host.as_deref(), u.port, u.explicit_port), (Some("[::1]"), Some(443), false));
         assert_eq!(u.target, "/?q");
         assert_eq!(parse("HTTP://h").unwrap().target, "/");
+        assert_eq!(parse("http://h:/x").unwrap().port, Some(80));
         let p = parse("/images/../admin/x").unwrap();
         assert_eq!((p.scheme, p.host, p.port, p.target.as_str()), (None, None, None, "/images/../admin/x"));
     }
