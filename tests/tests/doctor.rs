@@ -442,3 +442,80 @@ fn doctor_exits_2_when_the_configuration_cannot_be_read() {
     assert!(run.stdout.is_empty(), "{}", run.show());
     assert!(run.stderr.contains(&path.display().to_string()), "the message does not name the file: {}", run.show());
 }
+
+/// A path-based rule: one verdict per path rule and for the default, each
+/// naming its own pool, so a 502 on `/api/*` is traced to the api pool and
+/// not blamed on the whole site; `/backend-health` lists the same targets.
+#[test]
+fn doctor_gives_a_verdict_per_path_rule() {
+    let web = Backend::builder().name("web").start().unwrap();
+    let text_cfg = format!(
+        r#"[gateway]
+workers = 1
+admin_listen = "127.0.0.1:0"
+access_log = "off"
+
+[[listener]]
+name = "public"
+listen = "127.0.0.1:0"
+
+[[backend_pool]]
+name = "web"
+addresses = ["{web}"]
+
+[[backend_pool]]
+name = "api"
+addresses = []
+
+[[backend_http_settings]]
+name = "s"
+probe = "p"
+
+[[probe]]
+name = "p"
+{STEADY_PROBE}
+[[url_path_map]]
+name = "site"
+default_backend_pool = "web"
+default_backend_http_settings = "s"
+
+[[url_path_map.path_rule]]
+name = "api"
+paths = ["/api/*"]
+backend_pool = "api"
+backend_http_settings = "s"
+
+[[rule]]
+name = "site"
+listener = "public"
+url_path_map = "site"
+"#,
+        web = web.addr()
+    );
+    let gw = Gateway::start(&text_cfg);
+    let r = get(gw.addr("public"), "/api/users");
+    assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("POOL_EMPTY")));
+    assert_eq!(get(gw.addr("public"), "/index.html").status, 200);
+
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    let verdicts = report["verdicts"].as_array().unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(verdicts.len(), 2, "{report:#}");
+    let by_rule = |name: &str| {
+        verdicts.iter().find(|v| v["rule"] == name).unwrap_or_else(|| panic!("no verdict for {name}: {report:#}"))
+    };
+    assert_eq!(by_rule("site/api")["code"], "POOL_EMPTY", "{report:#}");
+    assert_ne!(by_rule("site")["code"], "POOL_EMPTY", "the default pool is fine: {report:#}");
+    assert!(text(findings(&report, "empty_pool")[0], "evidence").contains("\"api\""), "{report:#}");
+    assert_eq!(run.code, Some(1), "{}", run.show());
+
+    let (status, body) = gw.admin_get("/backend-health");
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let rules: Vec<(&str, &str)> = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["rule"].as_str().unwrap_or(""), r["pool"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(rules, [("site", "web"), ("site/api", "api")], "{body}");
+}
