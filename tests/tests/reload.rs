@@ -365,3 +365,50 @@ fn drain_timeout_bounds_the_shutdown() {
     c.set_timeout(Duration::from_secs(2));
     let _ = c.read_to_close();
 }
+
+/// Connection draining across a reload: a server the new configuration
+/// removes keeps the clients its affinity cookie pins for the draining
+/// time-out, takes no one else, and is shown as Draining; afterwards the
+/// pinned client moves, with a new cookie.
+#[test]
+fn removed_server_keeps_its_pinned_clients_for_the_draining_time_out() {
+    let (a, b) = (backend("A"), backend("B"));
+    let with = |pool: &[SocketAddr]| {
+        sites_config(&[Site {
+            settings_extra: "cookie_based_affinity = true\nconnection_draining = { enabled = true, timeout = 3 }",
+            ..Site::basic("public", pool)
+        }])
+    };
+    let gw = Gateway::start(&with(&[a.addr(), b.addr()]));
+    let addr = gw.addr("public");
+    // A client pinned to A.
+    let (cookie, pinned) = loop {
+        let r = request(addr, "GET", "/pin", &[], b"").expect("request");
+        let c = r.header("set-cookie").expect("a cookie").split(';').next().unwrap_or_default().to_string();
+        if r.header("x-backend") == Some("A") {
+            break (c, "A");
+        }
+    };
+    reload_by_post(&gw, &with(&[b.addr()]));
+    let removed_at = std::time::Instant::now();
+    let r = request(addr, "GET", "/pinned", &[("Cookie", &cookie)], b"").expect("request");
+    assert!(removed_at.elapsed() < Duration::from_secs(2), "checked well inside the time-out");
+    assert_eq!(r.header("x-backend"), Some(pinned), "the pinned client keeps the removed server while it drains");
+    assert_eq!(r.header("set-cookie"), None);
+    for _ in 0..4 {
+        let r = request(addr, "GET", "/free", &[], b"").expect("request");
+        assert_eq!(r.header("x-backend"), Some("B"), "no new client reaches a draining server");
+    }
+    let (_, view) = gw.admin_get("/backend-health");
+    let v: Value = serde_json::from_str(&view).expect("JSON");
+    let a_name = a.addr().to_string();
+    let listed = v["rules"][0]["servers"].as_array().expect("servers");
+    let a_view =
+        listed.iter().find(|s| s["address"] == a_name.as_str()).unwrap_or_else(|| panic!("A not listed: {v:#}"));
+    assert_eq!(a_view["state"], "Draining", "{a_view:#}");
+
+    std::thread::sleep(Duration::from_millis(3200).saturating_sub(removed_at.elapsed()));
+    let r = request(addr, "GET", "/after", &[("Cookie", &cookie)], b"").expect("request");
+    assert_eq!(r.header("x-backend"), Some("B"), "after the time-out the pinned client moves");
+    assert!(r.header("set-cookie").is_some(), "with a new cookie");
+}

@@ -555,8 +555,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         // Application Gateway keeps affinity-bound requests on a
         // deregistering instance; everyone else moves at once.
         let draining = |i: usize| {
-            let h = &rule.servers[i].health;
-            rule.draining.is_some_and(|t| h.state() == ringgate_health::HealthState::Unhealthy && h.state_age() < t)
+            let s = &rule.servers[i];
+            match s.drain_until {
+                // Removed by a reload: until its deadline.
+                Some(until) => Instant::now() < until,
+                None => rule.draining.is_some_and(|t| {
+                    s.health.state() == ringgate_health::HealthState::Unhealthy && s.health.state_age() < t
+                }),
+            }
         };
         let picked = match affinity {
             Some(i) if draining(i) => Pick::Server { index: i, from_cookie: true },

@@ -288,7 +288,9 @@ impl Gateway {
     pub fn reload(&mut self, config: Arc<Config>, wait: Duration) -> Result<(), StartError> {
         let shared = &self.shared;
         let generation = self.generation + 1;
-        let mut plan = Plan::build(config, generation, &shared.health, &shared.metrics).map_err(StartError::Tls)?;
+        let previous = shared.plan.load_full();
+        let mut plan = Plan::build_after(config, generation, &shared.health, &shared.metrics, Some(&previous))
+            .map_err(StartError::Tls)?;
         let current: Vec<SocketKey> = shared.plan.load().sockets.iter().map(|s| s.key.clone()).collect();
         let new = bind_new(&plan, shared.workers, &current)?;
         let keys = plan.server_keys();

@@ -129,7 +129,7 @@ pub struct TargetPlan {
 }
 
 /// One server of a rule's pool.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ServerPlan {
     /// `host:port` as shown in logs and errors.
     pub display: Arc<str>,
@@ -144,6 +144,9 @@ pub struct ServerPlan {
     pub set_cookie: Box<[u8]>,
     /// The server's host name, for `pick_host_name_from_backend_address`.
     pub host_name: Box<[u8]>,
+    /// A server a reload removed, kept with connection draining: until this
+    /// instant it serves the clients its affinity cookie pins, no others.
+    pub drain_until: Option<std::time::Instant>,
 }
 
 impl Plan {
@@ -155,7 +158,30 @@ impl Plan {
         health: &HealthTable,
         metrics: &MetricsRegistry,
     ) -> Result<Plan, String> {
-        let targets = (0..config.targets.len()).map(|i| build_target(&config, TargetId(i), health, metrics)).collect();
+        Self::build_after(config, generation, health, metrics, None)
+    }
+
+    /// Like [`Plan::build`], for a reload: servers of `previous` that the
+    /// new configuration removed stay in their target, draining, when its
+    /// settings enable connection draining.
+    pub fn build_after(
+        config: Arc<Config>,
+        generation: u64,
+        health: &HealthTable,
+        metrics: &MetricsRegistry,
+        previous: Option<&Plan>,
+    ) -> Result<Plan, String> {
+        let targets = (0..config.targets.len())
+            .map(|i| {
+                let mut t = build_target(&config, TargetId(i), health, metrics);
+                if let (Some(prev), Some(d)) =
+                    (previous, config.settings[config.targets[i].settings.0].connection_draining)
+                {
+                    keep_draining(&mut t, prev, d.timeout);
+                }
+                t
+            })
+            .collect();
         let (rules, redirects) = crate::route::build(&config);
         // Only rules that can redirect get a series of their own (with no
         // pool); everything else is counted on its targets'.
@@ -222,7 +248,11 @@ impl Plan {
     /// Every (settings, pool, server) key this plan uses, for pruning the
     /// health table after a reload.
     pub fn server_keys(&self) -> Vec<ServerKey> {
-        self.targets.iter().flat_map(|r| r.servers.iter().map(|s| s.health.key().clone())).collect()
+        // Draining servers are left out: the health table marks them so.
+        self.targets
+            .iter()
+            .flat_map(|r| r.servers.iter().filter(|s| s.drain_until.is_none()).map(|s| s.health.key().clone()))
+            .collect()
     }
 
     /// Fills in the ports of redirects to listeners configured on port 0,
@@ -280,6 +310,7 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
                 affinity_token: token.into_bytes().into(),
                 set_cookie: set_cookie.into_bytes().into(),
                 host_name: addr.host.to_string().into_bytes().into(),
+                drain_until: None,
             }
         })
         .collect();
@@ -339,6 +370,25 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
             rule: rule.name.clone(),
             pool: pool.name.clone(),
         }),
+    }
+}
+
+/// Connection draining across a reload: the servers the same pool had
+/// through the same settings in `prev` and no longer has are kept in `t`,
+/// draining until `timeout` after their removal (a server already draining
+/// keeps its own deadline).
+fn keep_draining(t: &mut TargetPlan, prev: &Plan, timeout: std::time::Duration) {
+    let now = std::time::Instant::now();
+    for old in prev.targets.iter().filter(|o| o.pool == t.pool && o.settings == t.settings) {
+        for s in &old.servers {
+            if t.servers.iter().any(|n| n.display == s.display) {
+                continue;
+            }
+            let until = s.drain_until.unwrap_or(now + timeout);
+            if until > now {
+                t.servers.push(ServerPlan { drain_until: Some(until), ..s.clone() });
+            }
+        }
     }
 }
 
