@@ -162,23 +162,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// (`content_type`), with the same `x-ringgate-error` header as the plain
 /// answer: the page is for users, the code still for operators.
 pub fn error_page_response(code: ErrorCode, body: &[u8], content_type: &str, close: bool) -> Vec<u8> {
-    let status = code.status();
     let mut out = Vec::with_capacity(200 + body.len());
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(reason_phrase(status).as_bytes());
-    out.extend_from_slice(b"\r\ncontent-type: ");
-    out.extend_from_slice(content_type.as_bytes());
-    out.extend_from_slice(b"\r\ncontent-length: ");
-    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
-    out.extend_from_slice(b"\r\nx-ringgate-error: ");
-    out.extend_from_slice(code.as_str().as_bytes());
-    out.extend_from_slice(b"\r\ncache-control: no-store\r\n");
-    if close {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
+    write_error_head(code, content_type, body.len(), close, &mut out);
     out.extend_from_slice(body);
     out
 }
@@ -186,14 +171,25 @@ pub fn error_page_response(code: ErrorCode, body: &[u8], content_type: &str, clo
 /// A complete response for `code`, with `body` (one line of plain words, a
 /// newline is added). `close` adds `Connection: close`.
 pub fn error_response(code: ErrorCode, body: &str, close: bool) -> Vec<u8> {
-    let status = code.status();
     let mut out = Vec::with_capacity(160 + body.len());
+    write_error_head(code, "text/plain; charset=utf-8", body.len() + 1, close, &mut out);
+    out.extend_from_slice(body.as_bytes());
+    out.push(b'\n');
+    out
+}
+
+/// The head every gateway answer shares: status, type, length, the
+/// `x-ringgate-error` code, no caching, and `connection: close` on request.
+fn write_error_head(code: ErrorCode, content_type: &str, len: usize, close: bool, out: &mut Vec<u8>) {
+    let status = code.status();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason_phrase(status).as_bytes());
-    out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ");
-    out.extend_from_slice(itoa::Buffer::new().format(body.len() + 1).as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
     out.extend_from_slice(b"\r\nx-ringgate-error: ");
     out.extend_from_slice(code.as_str().as_bytes());
     out.extend_from_slice(b"\r\ncache-control: no-store\r\n");
@@ -201,9 +197,6 @@ pub fn error_response(code: ErrorCode, body: &str, close: bool) -> Vec<u8> {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body.as_bytes());
-    out.push(b'\n');
-    out
 }
 
 #[cfg(test)]

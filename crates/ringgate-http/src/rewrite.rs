@@ -79,17 +79,20 @@ fn copy_kept(buf: &[u8], headers: &[Header], fields_end: usize, keep: impl Fn(&H
     }
 }
 
-/// Writes the head to send to the backend for the request in `buf`.
-pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>, out: &mut Vec<u8>) {
-    out.extend_from_slice(head.method_span.of(buf));
-    out.push(b' ');
-    // An absolute-form target's path may be empty or start with the query
-    // ("http://h?q"); origin-form needs the leading slash.
-    let path = info.target.unwrap_or_else(|| head.path.of(buf));
+/// A path in origin-form: an absolute-form target's path may be empty or
+/// start with the query (`http://h?q`), and origin-form needs the slash.
+fn write_origin_path(path: &[u8], out: &mut Vec<u8>) {
     if path.first() != Some(&b'/') && path != b"*" {
         out.push(b'/');
     }
     out.extend_from_slice(path);
+}
+
+/// Writes the head to send to the backend for the request in `buf`.
+pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(head.method_span.of(buf));
+    out.push(b' ');
+    write_origin_path(info.target.unwrap_or_else(|| head.path.of(buf)), out);
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     let host = match (info.host_override, head.host) {
         (Some(h), _) => h,
@@ -155,11 +158,7 @@ pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"X-Original-URL: ");
-    let original = head.path.of(buf);
-    if original.first() != Some(&b'/') && original != b"*" {
-        out.push(b'/');
-    }
-    out.extend_from_slice(original);
+    write_origin_path(head.path.of(buf), out);
     out.extend_from_slice(b"\r\n");
     if let Some(t) = info.traceparent {
         out.extend_from_slice(b"traceparent: ");

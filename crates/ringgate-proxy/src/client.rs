@@ -118,7 +118,6 @@ pub(crate) struct Client<S> {
     pub ip_len: usize,
     /// The port the client connected to, as text (X-Forwarded-Port).
     pub port_text: Box<[u8]>,
-    pub port_is_tls: bool,
     /// The current request's head, kept for response rewrite rules that
     /// read request variables (empty unless a rule set needs it).
     pub req_copy: Vec<u8>,
@@ -166,7 +165,7 @@ pub(crate) async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr
     // them for new connections only, never dropping established ones.
     let Some(tls) = tls else {
         let port = stream.local_addr().map_or(socket.addr.port(), |a| a.port());
-        Client::new(w, stream, peer, socket, guard, port, false).run().await;
+        Client::new(w, stream, peer, socket, guard, port).run().await;
         return;
     };
     // Boxed: the handshake and a TLS stream's buffers would otherwise make
@@ -194,7 +193,7 @@ async fn serve_tls(
         _ => return,
     }
     if !ringgate_tls::looks_like_tls(first[0]) {
-        let mut c = Client::new(w, stream, peer, socket, guard, port, false);
+        let mut c = Client::new(w, stream, peer, socket, guard, port);
         c.rbuf = first;
         c.refuse_plain_http().await;
         return;
@@ -202,7 +201,7 @@ async fn serve_tls(
     let io = monoio::io::PrefixedReadIo::new(stream, std::io::Cursor::new(first));
     let acceptor = monoio_rustls::TlsAcceptor::from(tls);
     match monoio::time::timeout_at(deadline.into(), acceptor.accept(io)).await {
-        Ok(Ok(tls_stream)) => Client::new(w, tls_stream, peer, socket, guard, port, true).run().await,
+        Ok(Ok(tls_stream)) => Client::new(w, tls_stream, peer, socket, guard, port).run().await,
         Ok(Err(e)) => {
             w.gauges.tls_handshake_failures.add(1);
             let e: std::io::Error = e.into();
@@ -302,7 +301,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         socket: SocketKey,
         guard: ConnGuard,
         port: u16,
-        tls: bool,
     ) -> Self {
         // Application Gateway's X-Forwarded-For element: `ip:port`.
         let ip = peer.ip().to_string();
@@ -322,7 +320,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             peer_text: peer_text.into_bytes().into(),
             ip_len,
             port_text: port.to_string().into_bytes().into(),
-            port_is_tls: tls,
             req_copy: Vec::new(),
             traceparent: [0; ringgate_http::trace::TRACEPARENT_LEN],
             trace_generated: false,

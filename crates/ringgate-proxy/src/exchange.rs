@@ -352,7 +352,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         };
         obuf.clear();
         match response_rules {
-            Some(set) => self.write_rewritten_response(set, &conn.buf, rw, obuf),
+            Some(set) => self.write_rewritten_response(rule, set, &conn.buf, rw, obuf),
             None => write_response_head(&conn.buf, &self.resp, &rw, obuf),
         }
         consume(&mut conn.buf, response_head_len);
@@ -402,21 +402,15 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             write_request_head(&self.rbuf, &self.head, &info, obuf);
             return;
         };
-        let mut edits = self.w.edits.borrow_mut();
         let (ip, port) = self.client_ip_and_port();
         let vars =
             RequestVars::new(&self.rbuf, &self.head, info.target, ip, port, &self.port_text, rule.client_proto, None);
-        set.request_edits(&vars, &mut edits);
-        drop(vars);
-        if edits.dropped() > 0 {
-            self.w.gauges.rewrite_dropped.add(u64::from(edits.dropped()));
-        }
+        let edits = self.rule_edits(|e| set.request_edits(&vars, e));
         if edits.is_empty() {
             write_request_head(&self.rbuf, &self.head, &info, obuf);
             return;
         }
-        let mut extra = std::mem::take(&mut *self.w.extra.borrow_mut());
-        extra.clear();
+        let mut extra = self.w.take_buf();
         let current = info.target.unwrap_or_else(|| self.head.path.of(&self.rbuf));
         let new_target = rewritten_target(&edits, current);
         if let Some(host) = extra_lines(&edits, &mut extra) {
@@ -429,18 +423,32 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         info.extra = &extra;
         info.drop = Some(DropFields(&drop));
         write_request_head(&self.rbuf, &self.head, &info, obuf);
-        *self.w.extra.borrow_mut() = extra;
+        self.w.give_buf(extra);
+    }
+
+    /// Runs one phase of a rule set into the worker's edits (one per worker:
+    /// a head is rewritten without yielding), counting the values dropped.
+    fn rule_edits(
+        &self,
+        run: impl FnOnce(&mut ringgate_rewrite::Edits),
+    ) -> std::cell::RefMut<'_, ringgate_rewrite::Edits> {
+        let mut edits = self.w.edits.borrow_mut();
+        run(&mut edits);
+        if edits.dropped() > 0 {
+            self.w.gauges.rewrite_dropped.add(u64::from(edits.dropped()));
+        }
+        edits
     }
 
     /// Writes the response head with the target's response rewrites.
     fn write_rewritten_response(
         &self,
+        rule: &TargetPlan,
         set: &ringgate_rewrite::RuleSet,
         rbuf: &[u8],
         rw: ResponseRewrite<'_>,
         obuf: &mut Vec<u8>,
     ) {
-        let mut edits = self.w.edits.borrow_mut();
         let (ip, port) = self.client_ip_and_port();
         let vars = RequestVars::new(
             &self.req_copy,
@@ -449,21 +457,16 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             ip,
             port,
             &self.port_text,
-            if self.port_is_tls { b"https" } else { b"http" },
+            rule.client_proto,
             Some((rbuf, &self.resp)),
         );
-        set.response_edits(&vars, &mut edits);
-        drop(vars);
-        if edits.dropped() > 0 {
-            self.w.gauges.rewrite_dropped.add(u64::from(edits.dropped()));
-        }
-        let mut extra = std::mem::take(&mut *self.w.extra.borrow_mut());
-        extra.clear();
+        let edits = self.rule_edits(|e| set.response_edits(&vars, e));
+        let mut extra = self.w.take_buf();
         let _ = extra_lines(&edits, &mut extra);
         let drop = |name: &[u8]| edits.header(name).is_some();
         let rw = ResponseRewrite { extra: &extra, drop: Some(DropFields(&drop)), ..rw };
         write_response_head(rbuf, &self.resp, &rw, obuf);
-        *self.w.extra.borrow_mut() = extra;
+        self.w.give_buf(extra);
     }
 
     /// A pooled connection to `addr`, if one is idle.

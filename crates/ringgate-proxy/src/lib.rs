@@ -30,4 +30,5 @@ pub use error::ProxyError;
 pub use gateway::{BoundListener, Gateway, Shared, StartError};
 pub use metrics::MetricsRegistry;
 pub use plan::{Plan, ServerPlan, TargetPlan};
-pub use route::{HostRoutes, PathMapPlan, PathRoute, RedirectPlan, RouteAction, RulePlan, routing_path};
+pub use rewrite_apply::rewritten_target;
+pub use route::{HostRoutes, PathMapPlan, PathRoute, RedirectPlan, RouteAction, RulePlan, routing_path, strip_port};

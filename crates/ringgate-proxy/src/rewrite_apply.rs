@@ -144,7 +144,7 @@ pub(crate) fn extra_lines<'e>(edits: &'e Edits, out: &mut Vec<u8>) -> Option<&'e
 
 /// The target after the edits' URL rewrite of `current` (path and query
 /// as they would be forwarded), or `None` when the edits leave the URL.
-pub(crate) fn rewritten_target(edits: &Edits, current: &[u8]) -> Option<Vec<u8>> {
+pub fn rewritten_target(edits: &Edits, current: &[u8]) -> Option<Vec<u8>> {
     if edits.path().is_none() && edits.query().is_none() {
         return None;
     }

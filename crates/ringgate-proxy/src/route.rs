@@ -129,7 +129,7 @@ impl HostRoutes {
 }
 
 /// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
-pub(crate) fn strip_port(host: &[u8]) -> &[u8] {
+pub fn strip_port(host: &[u8]) -> &[u8] {
     if host.first() == Some(&b'[') {
         return match host.iter().position(|&b| b == b']') {
             Some(end) => &host[..=end],

@@ -43,10 +43,9 @@ pub(crate) struct Worker {
     body_bufs: RefCell<Vec<Vec<u8>>>,
     /// Access log lines not yet handed to the writer.
     pub log_buf: RefCell<Vec<u8>>,
-    /// Rewrite edits and their header lines: one set per worker, as a
-    /// head is rewritten without yielding.
+    /// Rewrite edits: one set per worker, as a head is rewritten without
+    /// yielding.
     pub edits: RefCell<ringgate_rewrite::Edits>,
-    pub extra: RefCell<Vec<u8>>,
     /// Trace ids for requests that bring no valid `traceparent`.
     pub trace_ids: RefCell<ringgate_http::trace::TraceIds>,
 }
@@ -127,7 +126,6 @@ impl Worker {
             body_bufs: RefCell::new(Vec::new()),
             log_buf: RefCell::new(Vec::new()),
             edits: RefCell::new(ringgate_rewrite::Edits::new()),
-            extra: RefCell::new(Vec::new()),
             trace_ids: RefCell::new(ringgate_http::trace::TraceIds::new(trace_seed(id))),
             shared,
         })

@@ -649,24 +649,9 @@ fn hosts_text(h: &[HostPattern]) -> String {
 
 /// `Host` as routing compares it: port and trailing dot gone, lower-case.
 fn routing_host(host: &str) -> String {
-    let h = strip_port(host.as_bytes());
+    let h = ringgate_proxy::strip_port(host.as_bytes());
     let h = h.strip_suffix(b".").unwrap_or(h);
     String::from_utf8_lossy(h).to_ascii_lowercase()
-}
-
-/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]` (as the data
-/// plane's `route::strip_port`).
-fn strip_port(host: &[u8]) -> &[u8] {
-    if host.first() == Some(&b'[') {
-        return match host.iter().position(|&b| b == b']') {
-            Some(end) => &host[..=end],
-            None => host,
-        };
-    }
-    match host.iter().rposition(|&b| b == b':') {
-        Some(i) => &host[..i],
-        None => host,
-    }
 }
 
 /// Says why the data plane's choice, rule `ri`, was made: the pattern of

@@ -38,9 +38,15 @@ struct ActionRefs<'r> {
     pool: &'r Option<(String, usize)>,
     settings: &'r Option<(String, usize)>,
     redirect: &'r Option<(String, usize)>,
+    rewrite: &'r Option<(String, usize)>,
     /// Field names, e.g. `backend_pool` or `default_backend_pool`.
-    fields: [&'static str; 3],
+    fields: [&'static str; 4],
 }
+
+/// Field names of a rule's or path rule's action, and of a map's default.
+const ACTION_FIELDS: [&str; 4] = ["backend_pool", "backend_http_settings", "redirect", "rewrite_rule_set"];
+const DEFAULT_ACTION_FIELDS: [&str; 4] =
+    ["default_backend_pool", "default_backend_http_settings", "default_redirect", "default_rewrite_rule_set"];
 
 enum Resolved {
     Forward(PoolId, SettingsId),
@@ -48,7 +54,7 @@ enum Resolved {
 }
 
 fn resolve_action(d: &mut Diags, n: &Names<'_>, a: &ActionRefs<'_>, label: &str, at: usize) -> Option<Resolved> {
-    let [pf, sf, rf] = a.fields;
+    let [pf, sf, rf, _] = a.fields;
     let pool = lookup(d, n.pools, a.pool, label, pf, "backend_pool");
     let settings = lookup(d, n.settings, a.settings, label, sf, "backend_http_settings");
     let redirect = lookup(d, n.redirects, a.redirect, label, rf, "redirect");
@@ -181,18 +187,10 @@ fn resolve_rule_kind(
             pool: &r.pool,
             settings: &r.settings,
             redirect: &r.redirect,
-            fields: ["backend_pool", "backend_http_settings", "redirect"],
+            rewrite: &r.rewrite_set,
+            fields: ACTION_FIELDS,
         };
-        let rewrite = rewrite_set(d, n, &r.rewrite_set, &r.label, "rewrite_rule_set");
-        let action = match resolve_action(d, n, &refs, &r.label, r.at)? {
-            Resolved::Forward(pool, settings) => {
-                Action::Forward(push_target(out, id, None, pool, settings, &rule_name, rewrite?))
-            }
-            Resolved::Redirect(x) => {
-                no_rewrite_on_redirect(d, &r.rewrite_set, &r.label, "rewrite_rule_set");
-                Action::Redirect(x)
-            }
-        };
+        let action = resolve_target_action(d, n, &refs, &r.label, r.at, out, (id, None, &rule_name))?;
         return Some(RuleKind::Basic(action));
     }
     for (field, v) in [
@@ -231,6 +229,40 @@ fn resolve_rule_kind(
     Some(RuleKind::PathBased(UrlPathMapId(out.url_path_maps.len() - 1)))
 }
 
+/// A rule's, path rule's or map default's action: a redirect, or a new
+/// target (of `owner`: rule, path rule, rule name) with its rewrite set.
+/// `None` when a reference is wrong (reported).
+fn resolve_target_action(
+    d: &mut Diags,
+    n: &Names<'_>,
+    a: &ActionRefs<'_>,
+    label: &str,
+    at: usize,
+    out: &mut Routing,
+    owner: (RuleId, Option<&str>, &str),
+) -> Option<Action> {
+    let rewrite = rewrite_set(d, n, a.rewrite, label, a.fields[3]);
+    let action = match resolve_action(d, n, a, label, at)? {
+        Resolved::Forward(pool, settings) => {
+            let (rule, path_rule, rule_name) = owner;
+            Action::Forward(push_target(out, rule, path_rule, pool, settings, rule_name, rewrite?))
+        }
+        Resolved::Redirect(x) => {
+            if let Some((_, at)) = a.rewrite {
+                d.error(
+                    Some(*at),
+                    label,
+                    Some(a.fields[3]),
+                    "rewrites apply to forwarded requests; a redirect forwards nothing".into(),
+                );
+            }
+            rewrite?;
+            Action::Redirect(x)
+        }
+    };
+    Some(action)
+}
+
 /// The rewrite set a rule or path rule names: `Some(None)` when none is
 /// named, `None` when the name is wrong (reported).
 fn rewrite_set(
@@ -244,17 +276,6 @@ fn rewrite_set(
         return Some(None);
     }
     lookup(d, n.rewrite_sets, reference, label, field, "rewrite_rule_set").map(|i| Some(RewriteSetId(i)))
-}
-
-fn no_rewrite_on_redirect(d: &mut Diags, reference: &Option<(String, usize)>, label: &str, field: &str) {
-    if let Some((_, at)) = reference {
-        d.error(
-            Some(*at),
-            label,
-            Some(field),
-            "rewrites apply to forwarded requests; a redirect forwards nothing".into(),
-        );
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -290,22 +311,10 @@ fn resolve_map(
         pool: &m.default_pool,
         settings: &m.default_settings,
         redirect: &m.default_redirect,
-        fields: ["default_backend_pool", "default_backend_http_settings", "default_redirect"],
+        rewrite: &m.default_rewrite_set,
+        fields: DEFAULT_ACTION_FIELDS,
     };
-    let default_rewrite = rewrite_set(d, n, &m.default_rewrite_set, &m.label, "default_rewrite_rule_set");
-    let default = match resolve_action(d, n, &refs, &m.label, m.at) {
-        Some(Resolved::Forward(pool, settings)) => {
-            Some(Action::Forward(push_target(out, rule, None, pool, settings, rule_name, default_rewrite.flatten())))
-        }
-        Some(Resolved::Redirect(x)) => {
-            no_rewrite_on_redirect(d, &m.default_rewrite_set, &m.label, "default_rewrite_rule_set");
-            Some(Action::Redirect(x))
-        }
-        None => None,
-    };
-    if default_rewrite.is_none() {
-        ok = false;
-    }
+    let default = resolve_target_action(d, n, &refs, &m.label, m.at, out, (rule, None, rule_name));
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut path_rules = Vec::new();
     // Every path so far, in match order: (pattern, as written, offset, path rule).
@@ -331,21 +340,13 @@ fn resolve_map(
             pool: &pr.pool,
             settings: &pr.settings,
             redirect: &pr.redirect,
-            fields: ["backend_pool", "backend_http_settings", "redirect"],
+            rewrite: &pr.rewrite_set,
+            fields: ACTION_FIELDS,
         };
-        let rewrite = rewrite_set(d, n, &pr.rewrite_set, &pr.label, "rewrite_rule_set");
-        let action = match (resolve_action(d, n, &refs, &pr.label, pr.at), rewrite) {
-            (Some(Resolved::Forward(pool, settings)), Some(rw)) => {
-                Action::Forward(push_target(out, rule, Some(name), pool, settings, rule_name, rw))
-            }
-            (Some(Resolved::Redirect(x)), Some(_)) => {
-                no_rewrite_on_redirect(d, &pr.rewrite_set, &pr.label, "rewrite_rule_set");
-                Action::Redirect(x)
-            }
-            _ => {
-                ok = false;
-                continue;
-            }
+        let Some(action) = resolve_target_action(d, n, &refs, &pr.label, pr.at, out, (rule, Some(name), rule_name))
+        else {
+            ok = false;
+            continue;
         };
         path_rules.push(PathRule {
             name: name.clone(),

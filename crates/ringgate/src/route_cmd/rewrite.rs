@@ -7,6 +7,7 @@
 //! whether another matches.
 
 use ringgate_http::path::split_query;
+use ringgate_proxy::rewritten_target;
 use ringgate_rewrite::{Edits, RuleSet, RuleSetSpec, RuleSpec, Variable, Vars};
 use serde::Serialize;
 use toml::Value;
@@ -62,7 +63,7 @@ impl RequestVars {
             client_port: client.port().to_string(),
             headers: headers.to_vec(),
             xff,
-            host: host_header.map(|h| String::from_utf8_lossy(super::strip_port(h.as_bytes())).into_owned()),
+            host: host_header.map(|h| String::from_utf8_lossy(ringgate_proxy::strip_port(h.as_bytes())).into_owned()),
         }
     }
 
@@ -215,29 +216,6 @@ fn per_rule(set: &RuleSet, spec: &RuleSetSpec, vars: &RequestVars) -> Option<Vec
             request_edits,
             response_actions,
         });
-    }
-    Some(out)
-}
-
-/// The target after the edits' URL rewrite of `current`, as the data plane
-/// makes it (`rewrite_apply::rewritten_target`): a new path keeps the
-/// query unless a new query is set; an empty new query removes it.
-fn rewritten_target(edits: &Edits, current: &[u8]) -> Option<Vec<u8>> {
-    if edits.path().is_none() && edits.query().is_none() {
-        return None;
-    }
-    let (path, query) = split_query(current);
-    let mut out = edits.path().unwrap_or(path).to_vec();
-    match (edits.query(), query) {
-        (Some(q), _) if !q.is_empty() => {
-            out.push(b'?');
-            out.extend_from_slice(q);
-        }
-        (Some(_), _) | (None, None) => {}
-        (None, Some(q)) => {
-            out.push(b'?');
-            out.extend_from_slice(q);
-        }
     }
     Some(out)
 }
