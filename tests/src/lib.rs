@@ -487,8 +487,13 @@ impl Client {
     /// Whether the server has closed the connection (waits up to `t`).
     pub fn is_closed_within(&mut self, t: Duration) -> bool {
         self.set_timeout(t);
-        matches!(self.fill(), Ok(0))
-            || matches!(self.fill(), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        // One read: a reset is seen once, and a second read after it
+        // returns Ok(0), which the old two-read form took for "open".
+        match self.fill() {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        }
     }
 }
 
