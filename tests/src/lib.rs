@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 pub use ringgate_testbackend::{Backend, Blackhole, Mode, wait_until};
 
+pub mod tools;
+
 /// Locks, ignoring poisoning: a panicking reader thread leaves the collected
 /// lines usable.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -155,6 +155,10 @@ pub(crate) struct RawGateway {
     pub coop_taskrun: Option<bool>,
     pub defer_taskrun: Option<bool>,
     pub multishot_recv: Option<bool>,
+    pub http2_max_concurrent_streams: Option<u64>,
+    pub http2_initial_stream_window: Option<u64>,
+    pub http2_initial_connection_window: Option<u64>,
+    pub http2_max_frame_size: Option<u64>,
     pub error_pages: Vec<crate::routing::ErrorPage>,
 }
 
@@ -168,6 +172,8 @@ pub(crate) struct RawListener {
     pub protocol: Option<Protocol>,
     pub tls: Option<crate::model::ListenerTls>,
     pub error_pages: Vec<crate::routing::ErrorPage>,
+    pub http2: Option<bool>,
+    pub http2_cleartext: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -508,6 +514,7 @@ const GATEWAY_FIELDS: &[&str] = &[
     "access_log",
     "limits",
     "io_uring",
+    "http2",
     "error_pages",
 ];
 const LIMIT_FIELDS: &[&str] = &[
@@ -520,6 +527,8 @@ const LIMIT_FIELDS: &[&str] = &[
     "header_read_timeout",
 ];
 const IO_URING_FIELDS: &[&str] = &["entries", "coop_taskrun", "defer_taskrun", "multishot_recv"];
+const HTTP2_FIELDS: &[&str] =
+    &["max_concurrent_streams", "initial_stream_window", "initial_connection_window", "max_frame_size"];
 
 fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
     let mut f = Fields::new(d, t, "[gateway]".into(), at, GATEWAY_FIELDS);
@@ -598,6 +607,10 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
         coop_taskrun: None,
         defer_taskrun: None,
         multishot_recv: None,
+        http2_max_concurrent_streams: None,
+        http2_initial_stream_window: None,
+        http2_initial_connection_window: None,
+        http2_max_frame_size: None,
         error_pages: Vec::new(),
     };
     g.error_pages = routing::read_error_pages(&mut f);
@@ -639,12 +652,28 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
             _ => f.wrong_type("io_uring", v, "a table: write `[gateway.io_uring]`"),
         }
     }
+    if let Some(v) = f.get("http2") {
+        match v.get_ref() {
+            DeValue::Table(ht) => {
+                let at = v.span().start;
+                let mut h = Fields::new(f.d, ht, "[gateway.http2]".into(), at, HTTP2_FIELDS);
+                // Ranges from RFC 9113 §6.5.2 (windows at most 2^31-1, frames
+                // 16 KiB to 16 MiB), and at least one stream.
+                g.http2_max_concurrent_streams = h.int("max_concurrent_streams", 1, 10_000).map(|n| n as u64);
+                g.http2_initial_stream_window = h.size("initial_stream_window", 1024, (1 << 31) - 1);
+                g.http2_initial_connection_window = h.size("initial_connection_window", 65_535, (1 << 31) - 1);
+                g.http2_max_frame_size = h.size("max_frame_size", 16_384, (1 << 24) - 1);
+                h.finish();
+            }
+            _ => f.wrong_type("http2", v, "a table: write `[gateway.http2]`"),
+        }
+    }
     f.finish();
     g
 }
 
 const LISTENER_FIELDS: &[&str] =
-    &["name", "listen", "host_names", "protocol", "certificate", "private_key", "error_pages"];
+    &["name", "listen", "host_names", "protocol", "certificate", "private_key", "error_pages", "http2", "http2_cleartext"];
 
 fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawListener {
     let mut f = Fields::new(d, t, String::new(), at, LISTENER_FIELDS);
@@ -704,9 +733,23 @@ fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawList
         }
     };
     let error_pages = routing::read_error_pages(&mut f);
+    let http2 = f.bool("http2");
+    if http2.is_some() && protocol == Some(Protocol::Http) {
+        let at = f.get("http2").map_or(at, |v| v.span().start);
+        f.err(
+            at,
+            "http2",
+            "only used with protocol = \"https\" (ALPN); for HTTP/2 on a plain listener set http2_cleartext = true".into(),
+        );
+    }
+    let http2_cleartext = f.bool("http2_cleartext");
+    if http2_cleartext.is_some() && protocol == Some(Protocol::Https) {
+        let at = f.get("http2_cleartext").map_or(at, |v| v.span().start);
+        f.err(at, "http2_cleartext", "only used with protocol = \"http\"; https listeners use http2".into());
+    }
     let (label, at) = (f.label.clone(), f.at);
     f.finish();
-    RawListener { at, label, name, listen, host_names, protocol, tls, error_pages }
+    RawListener { at, label, name, listen, host_names, protocol, tls, error_pages, http2, http2_cleartext }
 }
 
 const POOL_FIELDS: &[&str] = &["name", "addresses"];

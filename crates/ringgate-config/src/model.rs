@@ -78,6 +78,7 @@ pub struct Gateway {
     pub access_log: AccessLog,
     pub limits: Limits,
     pub io_uring: IoUringTuning,
+    pub http2: Http2Settings,
     /// Custom error pages for every listener that has none of its own.
     pub error_pages: Vec<ErrorPage>,
 }
@@ -115,6 +116,21 @@ pub struct Limits {
     pub client_keepalive_timeout: Duration,
     /// How long a client may take to send a whole request head (408 after).
     pub header_read_timeout: Duration,
+}
+
+/// `[gateway.http2]`: what the gateway announces to HTTP/2 clients in its
+/// SETTINGS. The header list limit is `[gateway.limits] max_request_head`,
+/// as for HTTP/1.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Settings {
+    /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_concurrent_streams: u32,
+    /// Each stream's receive window (SETTINGS_INITIAL_WINDOW_SIZE), bytes.
+    pub initial_stream_window: u32,
+    /// The connection's receive window, bytes.
+    pub initial_connection_window: u32,
+    /// Largest frame payload accepted (SETTINGS_MAX_FRAME_SIZE).
+    pub max_frame_size: u32,
 }
 
 /// io_uring knobs for the worker runtimes.
@@ -168,6 +184,12 @@ pub struct Listener {
     pub tls: Option<ListenerTls>,
     /// Custom error pages of this listener (before the gateway's).
     pub error_pages: Vec<ErrorPage>,
+    /// An `https` listener offers `h2` in ALPN (default on, as Application
+    /// Gateway v2).
+    pub http2: bool,
+    /// A plain `http` listener serves HTTP/2 with prior knowledge (a
+    /// connection that opens with the HTTP/2 preface); off by default.
+    pub http2_cleartext: bool,
 }
 
 /// An HTTPS listener's certificate chain and private key, loaded and checked

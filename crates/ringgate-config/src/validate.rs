@@ -232,6 +232,8 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
             protocol,
             tls: l.tls.clone(),
             error_pages: l.error_pages.clone(),
+            http2: protocol == crate::model::Protocol::Https && l.http2.unwrap_or(true),
+            http2_cleartext: protocol == crate::model::Protocol::Http && l.http2_cleartext.unwrap_or(false),
         });
     }
 
@@ -407,6 +409,20 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
                     Some("protocol"),
                     format!("shares {} with listener \"{}\" but uses another protocol", l.listen, listeners[g[0]].name),
                 );
+            } else if (l.http2, l.http2_cleartext) != (listeners[g[0]].http2, listeners[g[0]].http2_cleartext) {
+                // The protocol is chosen per connection, before a Host says
+                // which listener it is for.
+                let field = if l.protocol == crate::model::Protocol::Https { "http2" } else { "http2_cleartext" };
+                d.error(
+                    Some(rl.at),
+                    &rl.label,
+                    Some(field),
+                    format!(
+                        "shares {} with listener \"{}\" but sets {field} differently: listeners sharing an address must agree",
+                        l.listen,
+                        listeners[g[0]].name
+                    ),
+                );
             }
             if l.is_basic() {
                 if let Some(b) = basic {
@@ -541,6 +557,12 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
             header_read_timeout: Duration::from_secs(10),
         },
         io_uring: IoUringTuning { entries: 1024, coop_taskrun: true, defer_taskrun: true, multishot_recv: true },
+        http2: Http2Settings {
+            max_concurrent_streams: 100,
+            initial_stream_window: 65_535,
+            initial_connection_window: 1 << 20,
+            max_frame_size: 16_384,
+        },
         error_pages: Vec::new(),
     };
     let Some(r) = raw else { return Some(defaults) };
@@ -597,6 +619,16 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
             coop_taskrun: r.coop_taskrun.unwrap_or(defaults.io_uring.coop_taskrun),
             defer_taskrun: r.defer_taskrun.unwrap_or(defaults.io_uring.defer_taskrun),
             multishot_recv: r.multishot_recv.unwrap_or(defaults.io_uring.multishot_recv),
+        },
+        http2: Http2Settings {
+            max_concurrent_streams: r
+                .http2_max_concurrent_streams
+                .map_or(defaults.http2.max_concurrent_streams, |n| n as u32),
+            initial_stream_window: r.http2_initial_stream_window.map_or(defaults.http2.initial_stream_window, |n| n as u32),
+            initial_connection_window: r
+                .http2_initial_connection_window
+                .map_or(defaults.http2.initial_connection_window, |n| n as u32),
+            max_frame_size: r.http2_max_frame_size.map_or(defaults.http2.max_frame_size, |n| n as u32),
         },
         error_pages: r.error_pages,
     })

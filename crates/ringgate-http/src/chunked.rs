@@ -122,7 +122,28 @@ impl ChunkedDecoder {
 
     /// Advances over `input`, calling `data` with each run of chunk data.
     /// Stops right after the body's end; bytes past it are not consumed.
-    pub fn feed(&mut self, input: &[u8], mut data: impl FnMut(&[u8])) -> Result<Progress, ChunkError> {
+    pub fn feed(&mut self, input: &[u8], data: impl FnMut(&[u8])) -> Result<Progress, ChunkError> {
+        self.feed_inner(input, data, None)
+    }
+
+    /// [`feed`](Self::feed), also appending the trailer section's field
+    /// lines (each `name: value\r\n`, checked as `feed` checks them) to
+    /// `trailers`, for a peer that carries trailers in another framing.
+    pub fn feed_keeping_trailers(
+        &mut self,
+        input: &[u8],
+        data: impl FnMut(&[u8]),
+        trailers: &mut Vec<u8>,
+    ) -> Result<Progress, ChunkError> {
+        self.feed_inner(input, data, Some(trailers))
+    }
+
+    fn feed_inner(
+        &mut self,
+        input: &[u8],
+        mut data: impl FnMut(&[u8]),
+        mut trailers: Option<&mut Vec<u8>>,
+    ) -> Result<Progress, ChunkError> {
         let mut i = 0;
         while i < input.len() {
             if self.state == State::Done {
@@ -140,7 +161,13 @@ impl ChunkedDecoder {
             }
             let b = input[i];
             i += 1;
+            let before = self.state;
             self.state = self.step(b)?;
+            let in_field = matches!(before, State::TrailerName | State::TrailerValue | State::TrailerLf)
+                || (before == State::TrailerStart && self.state == State::TrailerName);
+            if in_field && let Some(t) = trailers.as_deref_mut() {
+                t.push(b);
+            }
         }
         Ok(Progress { consumed: i, done: self.state == State::Done })
     }
@@ -348,6 +375,20 @@ pub fn decode_all(input: &[u8]) -> Result<(Vec<u8>, usize, bool), ChunkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trailer_lines_are_kept_across_splits() {
+        let body = b"3\r\nabc\r\n0\r\nX-T: 1\r\ngrpc-status: 0\r\n\r\n";
+        for split in 0..body.len() {
+            let mut d = ChunkedDecoder::new();
+            let (mut data, mut trailers) = (Vec::new(), Vec::new());
+            let p1 = d.feed_keeping_trailers(&body[..split], |c| data.extend_from_slice(c), &mut trailers).unwrap();
+            let p2 = d.feed_keeping_trailers(&body[p1.consumed..], |c| data.extend_from_slice(c), &mut trailers).unwrap();
+            assert!(p2.done);
+            assert_eq!(data, b"abc");
+            assert_eq!(trailers, b"X-T: 1\r\ngrpc-status: 0\r\n", "split at {split}");
+        }
+    }
 
     #[test]
     fn whole_body_with_extensions_and_trailers() {

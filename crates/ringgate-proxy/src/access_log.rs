@@ -96,6 +96,10 @@ pub(crate) struct LogRecord<'a> {
     pub error: Option<ErrorCode>,
     /// The W3C trace id the request was forwarded with (empty: none).
     pub trace_id: &'a [u8],
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
+    pub protocol: &'static str,
+    /// The HTTP/2 stream id (none for HTTP/1).
+    pub stream: Option<u32>,
 }
 
 fn json_str(out: &mut Vec<u8>, s: &[u8]) {
@@ -167,6 +171,13 @@ pub(crate) fn format_line(out: &mut Vec<u8>, r: &LogRecord<'_>) {
     }
     out.extend_from_slice(b"\",\"trace_id\":");
     json_str(out, r.trace_id);
+    out.extend_from_slice(b",\"protocol\":\"");
+    out.extend_from_slice(r.protocol.as_bytes());
+    out.push(b'"');
+    if let Some(id) = r.stream {
+        out.extend_from_slice(b",\"stream\":");
+        out.extend_from_slice(num.format(id).as_bytes());
+    }
     out.extend_from_slice(b"}\n");
 }
 
@@ -197,12 +208,14 @@ mod tests {
                 bytes_out: 200,
                 error: Some(ErrorCode::Timeout),
                 trace_id: b"4bf92f3577b34da6a3ce929d0e0e4736",
+                protocol: "HTTP/2",
+                stream: Some(7),
             },
         );
         let line = String::from_utf8(out).unwrap();
         assert_eq!(
             line,
-            "{\"time\":\"2023-11-14T22:13:20.123Z\",\"client\":\"127.0.0.1:5555\",\"listener\":\"public\",\"rule\":\"rule01\",\"host\":\"shop.example\",\"method\":\"GET\",\"path\":\"/a\\\"b\\u0001\",\"status\":502,\"backend\":\"10.0.0.1:80\",\"backend_status\":null,\"backend_connect_ms\":1.500,\"backend_response_ms\":null,\"total_ms\":2.001,\"bytes_in\":40,\"bytes_out\":200,\"error_info\":\"TIMEOUT\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\"}\n"
+            "{\"time\":\"2023-11-14T22:13:20.123Z\",\"client\":\"127.0.0.1:5555\",\"listener\":\"public\",\"rule\":\"rule01\",\"host\":\"shop.example\",\"method\":\"GET\",\"path\":\"/a\\\"b\\u0001\",\"status\":502,\"backend\":\"10.0.0.1:80\",\"backend_status\":null,\"backend_connect_ms\":1.500,\"backend_response_ms\":null,\"total_ms\":2.001,\"bytes_in\":40,\"bytes_out\":200,\"error_info\":\"TIMEOUT\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"protocol\":\"HTTP/2\",\"stream\":7}\n"
         );
     }
 }

@@ -24,7 +24,7 @@ impl BackendStream {
     /// Whether the backend sent something (bytes, its end of the stream, an
     /// error) that was not read: on an idle pooled connection, a sign that
     /// it is dead. Known only for plain connections with multishot receives
-    /// (see `worker::prepare_stream`); false otherwise.
+    /// (see `io::prepare_stream`); false otherwise.
     pub(crate) fn pending_input(&self) -> bool {
         match self {
             BackendStream::Plain(s) => s.multishot_pending(),

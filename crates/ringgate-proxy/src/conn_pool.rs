@@ -25,6 +25,27 @@ pub(crate) struct BackendConn {
     /// borrowed one (see `Client::use_body_buffer`).
     pub small_buf: Option<Vec<u8>>,
     pub key: PoolKey,
+    /// Held for its drop, which uncounts the connection.
+    pub _count: ConnCount,
+}
+
+/// Counts a backend connection in the worker's gauge while it lives, so
+/// that a connection dropped on any path (an error, a pool sweep, a client
+/// that reset its HTTP/2 stream mid-exchange) leaves the gauge right.
+#[derive(Debug)]
+pub(crate) struct ConnCount(std::sync::Arc<crossbeam_utils::CachePadded<crate::metrics::WorkerGauges>>);
+
+impl ConnCount {
+    pub fn new(gauges: &std::sync::Arc<crossbeam_utils::CachePadded<crate::metrics::WorkerGauges>>) -> ConnCount {
+        gauges.backend_connections.add(1);
+        ConnCount(gauges.clone())
+    }
+}
+
+impl Drop for ConnCount {
+    fn drop(&mut self) {
+        self.0.backend_connections.add(-1);
+    }
 }
 
 #[derive(Debug)]

@@ -18,8 +18,8 @@ use ringgate_http::{
 };
 
 use crate::backend_stream::BackendStream;
-use crate::client::{Client, Outcome};
-use crate::conn_pool::{BackendConn, PoolKey};
+use crate::request::{Client, Outcome};
+use crate::conn_pool::{BackendConn, ConnCount, PoolKey};
 use crate::error::ProxyError;
 use crate::io::{IoFail, consume};
 use crate::plan::{ServerPlan, TargetPlan};
@@ -126,10 +126,6 @@ impl HeadFail {
             HeadFail::Invalid(reason) => ProxyError::InvalidResponse { server, reason },
         }
     }
-}
-
-fn gauge_conn_dropped<S>(c: &Client<S>) {
-    c.w.gauges.backend_connections.add(-1);
 }
 
 impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
@@ -249,8 +245,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 Some(c) => (c, true),
                 None => {
                     let t0 = Instant::now();
-                    let c = connect(key, rule, server).await.map_err(Fail::Proxy)?;
-                    self.w.gauges.backend_connections.add(1);
+                    let c = connect(key, rule, server, &self.w.gauges).await.map_err(Fail::Proxy)?;
                     out.connect_time = Some(t0.elapsed());
                     (c, false)
                 }
@@ -259,13 +254,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             match self.timer.write_all_until(&mut conn.stream, obuf, deadline).await {
                 Ok(()) => {}
                 Err(IoFail::Io(_)) if reused && replayable && !retried => {
-                    gauge_conn_dropped(self);
                     retried = true;
                     self.w.gauges.retries.add(1);
                     continue;
                 }
                 Err(e) => {
-                    gauge_conn_dropped(self);
                     return Err(Fail::Proxy(backend_io_error(e, &server.display, rule.request_timeout)));
                 }
             }
@@ -273,7 +266,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 match self.send_body(&mut conn, &mut body, &plan, rule).await {
                     Ok(n) => out.bytes_in += n,
                     Err(f) => {
-                        gauge_conn_dropped(self);
                         return Err(f);
                     }
                 }
@@ -286,13 +278,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                     break (conn, n);
                 }
                 Err(HeadFail::Closed { empty: true, .. }) if reused && replayable && !retried => {
-                    gauge_conn_dropped(self);
                     retried = true;
                     self.w.gauges.retries.add(1);
                     continue;
                 }
                 Err(f) => {
-                    gauge_conn_dropped(self);
                     out.response_time = Some(sent_at.elapsed());
                     return Err(Fail::Proxy(f.into_error(&server.display, rule.request_timeout)));
                 }
@@ -309,7 +299,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 write_response_head(&conn.buf, &self.resp, &ResponseRewrite::default(), &mut interim);
                 let deadline = Instant::now() + plan.keepalive_timeout;
                 if self.timer.write_all_until(&mut self.stream, &mut interim, deadline).await.is_err() {
-                    gauge_conn_dropped(self);
                     return Err(Fail::Abort(ErrorCode::ClientClosed));
                 }
                 out.bytes_out += interim.len() as u64;
@@ -319,7 +308,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             response_head_len = match self.read_response_head(&mut conn, method, deadline).await {
                 Ok(n) => n,
                 Err(f) => {
-                    gauge_conn_dropped(self);
                     return Err(Fail::Proxy(f.into_error(&server.display, rule.request_timeout)));
                 }
             };
@@ -330,7 +318,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         out.status = status;
         let upgrade = status == 101;
         if upgrade && !upgrade_requested {
-            gauge_conn_dropped(self);
             let server = server.display.to_string();
             return Err(Fail::Proxy(ProxyError::InvalidResponse {
                 server,
@@ -366,7 +353,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let clean = match self.relay_response(&mut conn, kind, dechunk, obuf, rule, &server.display, out).await {
             Ok(c) => c,
             Err(f) => {
-                gauge_conn_dropped(self);
                 return Err(f);
             }
         };
@@ -376,10 +362,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             if self.w.pool.borrow_mut().put(conn, rule.max_idle, rule.idle_timeout, now) {
                 self.w.gauges.idle_pooled.add(1);
             } else {
-                gauge_conn_dropped(self);
             }
         } else {
-            gauge_conn_dropped(self);
         }
         out.keep = !close;
         Ok(())
@@ -687,7 +671,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         conn.buf.clear();
         let deadline = Instant::now() + TUNNEL_IDLE;
         if self.timer.write_all_until(&mut self.stream, obuf, deadline).await.is_err() {
-            gauge_conn_dropped(self);
             return;
         }
         out.bytes_out += obuf.len() as u64;
@@ -695,7 +678,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         if !self.rbuf.is_empty()
             && self.timer.write_all_until(&mut conn.stream, &mut self.rbuf, deadline).await.is_err()
         {
-            gauge_conn_dropped(self);
             return;
         }
         self.rbuf.clear();
@@ -715,13 +697,18 @@ fn chunk_fail(e: ringgate_http::ChunkError, first: bool, server: &str) -> Fail {
 
 /// Opens a connection to a server within the connect time-out, with a TLS
 /// handshake for `https` settings (bounded by the same time-out).
-async fn connect(key: PoolKey, rule: &TargetPlan, server: &ServerPlan) -> Result<BackendConn, ProxyError> {
+async fn connect(
+    key: PoolKey,
+    rule: &TargetPlan,
+    server: &ServerPlan,
+    gauges: &std::sync::Arc<crossbeam_utils::CachePadded<crate::metrics::WorkerGauges>>,
+) -> Result<BackendConn, ProxyError> {
     let timeout = rule.connect_timeout;
     let display = || server.display.to_string();
     let deadline = Instant::now() + timeout;
     let stream = match monoio::time::timeout_at(deadline.into(), TcpStream::connect_addr(key.addr)).await {
         Ok(Ok(mut stream)) => {
-            crate::worker::prepare_stream(&mut stream);
+            crate::io::prepare_stream(&mut stream);
             stream
         }
         Ok(Err(e)) => return Err(ProxyError::Connect { server: display(), source: e }),
@@ -748,7 +735,7 @@ async fn connect(key: PoolKey, rule: &TargetPlan, server: &ServerPlan) -> Result
         }
         _ => BackendStream::Plain(stream),
     };
-    Ok(BackendConn { stream, buf: Vec::with_capacity(BODY_CHUNK), small_buf: None, key })
+    Ok(BackendConn { stream, buf: Vec::with_capacity(BODY_CHUNK), small_buf: None, key, _count: ConnCount::new(gauges) })
 }
 
 fn backend_io_error(e: IoFail, server: &str, timeout: Duration) -> ProxyError {

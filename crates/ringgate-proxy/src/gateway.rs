@@ -248,14 +248,14 @@ impl Gateway {
             let ready = ready_tx.clone();
             let cpu = config.gateway.worker_cpus.get(id).copied();
             let entries = config.gateway.io_uring.entries;
-            let flags = crate::worker::IoUringFlags {
+            let flags = crate::runtime::IoUringFlags {
                 coop_taskrun: config.gateway.io_uring.coop_taskrun,
                 defer_taskrun: config.gateway.io_uring.defer_taskrun,
                 multishot_recv: config.gateway.io_uring.multishot_recv,
             };
             let t = std::thread::Builder::new()
                 .name(format!("ringgate-w{id}"))
-                .spawn(move || crate::worker::run(id, shared, cpu, entries, flags, ready))
+                .spawn(move || crate::runtime::run(id, shared, cpu, entries, flags, ready))
                 .map_err(|e| StartError::Worker { worker: id, source: e })?;
             threads.push(t);
         }

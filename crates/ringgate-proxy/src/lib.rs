@@ -8,20 +8,24 @@
 
 mod access_log;
 mod backend_stream;
+mod accept;
 mod balance;
-mod client;
 mod conn_pool;
 mod error;
 mod exchange;
 mod gateway;
+mod h1;
+mod h2;
 mod io;
 mod local;
 pub mod metrics;
 mod plan;
+mod request;
 #[cfg(test)]
 mod recv_multishot_tests;
 mod rewrite_apply;
 mod route;
+mod runtime;
 mod tunnel;
 mod worker;
 

@@ -119,6 +119,78 @@ pub struct WorkerGauges {
     /// Rewrite values dropped at run time because, once substituted, they
     /// would have put a control character into a head.
     pub rewrite_dropped: Counter,
+    /// Client connections, requests (HTTP/2: streams) and requests the
+    /// client abandoned, by protocol: `[HTTP/1.1, HTTP/2]`.
+    pub connections_by_protocol: [Counter; 2],
+    pub streams_by_protocol: [Counter; 2],
+    pub resets_by_protocol: [Counter; 2],
+    /// HTTP/2 connections or streams cut off, by defence (see [`H2Defence`]).
+    pub h2_defences: [Counter; H2Defence::ALL.len()],
+}
+
+/// The protocols the by-protocol counters are kept for, in index order.
+pub const PROTOCOLS: [&str; 2] = ["HTTP/1.1", "HTTP/2"];
+
+/// Why an HTTP/2 connection or stream was cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum H2Defence {
+    /// Streams opened and reset by the client faster than its budget
+    /// (CVE-2023-44487).
+    RapidReset,
+    /// A header block spread over more CONTINUATION frames than a header
+    /// list within the limit needs (CVE-2024-27316 and kin).
+    ContinuationFlood,
+    /// A header list over `max_request_head` once decoded (HPACK bomb).
+    HeaderListTooLarge,
+    SettingsFlood,
+    PingFlood,
+    /// A stream whose client gave no window for the response within the
+    /// request time-out.
+    StalledStream,
+    /// Streams refused over `max_concurrent_streams`, repeatedly.
+    TooManyStreams,
+    /// Any other connection error the client caused (RFC 9113 §5.4.1).
+    ProtocolError,
+}
+
+impl H2Defence {
+    pub const ALL: [H2Defence; 8] = [
+        H2Defence::RapidReset,
+        H2Defence::ContinuationFlood,
+        H2Defence::HeaderListTooLarge,
+        H2Defence::SettingsFlood,
+        H2Defence::PingFlood,
+        H2Defence::StalledStream,
+        H2Defence::TooManyStreams,
+        H2Defence::ProtocolError,
+    ];
+
+    /// The `kind` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            H2Defence::RapidReset => "rapid_reset",
+            H2Defence::ContinuationFlood => "continuation_flood",
+            H2Defence::HeaderListTooLarge => "header_list_too_large",
+            H2Defence::SettingsFlood => "settings_flood",
+            H2Defence::PingFlood => "ping_flood",
+            H2Defence::StalledStream => "stalled_stream",
+            H2Defence::TooManyStreams => "too_many_streams",
+            H2Defence::ProtocolError => "protocol_error",
+        }
+    }
+}
+
+impl WorkerGauges {
+    /// Counts a client connection of HTTP/2 (`true`) or HTTP/1.
+    #[inline]
+    pub fn count_connection(&self, h2: bool) {
+        self.connections_by_protocol[usize::from(h2)].add(1);
+    }
+
+    /// Counts a defence that cut an HTTP/2 client off.
+    pub fn count_defence(&self, d: H2Defence) {
+        self.h2_defences[d as usize].add(1);
+    }
 }
 
 /// Identifies a rule's series (all empty: requests no rule took).

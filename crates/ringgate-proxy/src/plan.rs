@@ -40,6 +40,7 @@ pub struct Plan {
     pub keepalive_timeout: Duration,
     pub header_timeout: Duration,
     pub max_connections: usize,
+    pub http2: ringgate_config::Http2Settings,
     /// Counters of requests no rule took (bad heads, unknown hosts).
     pub unrouted: RuleSeries,
 }
@@ -85,6 +86,8 @@ pub struct SocketPlan {
     /// Pages for answers given before a listener is chosen: the socket's
     /// only listener's, else the gateway's.
     pub error_pages: ErrorPages,
+    /// A plain socket serves HTTP/2 with prior knowledge (`http2_cleartext`).
+    pub h2c: bool,
 }
 
 /// A forwarding target: a rule (or one of its path rules) with its pool and
@@ -224,7 +227,8 @@ impl Plan {
                 };
                 let only = (g.listeners.len() == 1).then(|| g.listeners[0].0);
                 let error_pages = ErrorPages::of(&config, only);
-                Ok(SocketPlan { key: g.key, protocol: g.protocol, routes, tls, error_pages })
+                let h2c = g.listeners.iter().any(|id| config.listeners[id.0].http2_cleartext);
+                Ok(SocketPlan { key: g.key, protocol: g.protocol, routes, tls, error_pages, h2c })
             })
             .collect::<Result<Vec<_>, String>>()?;
         let l = &config.gateway.limits;
@@ -240,6 +244,7 @@ impl Plan {
             keepalive_timeout: l.client_keepalive_timeout,
             header_timeout: l.header_read_timeout,
             max_connections: l.max_connections_per_worker,
+            http2: config.gateway.http2,
             unrouted: metrics.rule(RuleLabels::default()),
             config,
         })
@@ -421,7 +426,8 @@ fn socket_tls(
         }
         sites.push(site);
     }
-    ringgate_tls::server_config(sites, default)
+    let http2 = listeners.iter().any(|id| config.listeners[id.0].http2);
+    ringgate_tls::server_config(sites, default, http2)
 }
 
 /// A stable 64-bit tag of a string (FNV-1a), never 0.

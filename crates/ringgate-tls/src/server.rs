@@ -79,15 +79,21 @@ impl ResolvesServerCert for Resolver {
 
 /// The configuration of a socket whose listeners are `sites`. Clients
 /// without SNI, or asking for a host no site names, get `default` (the basic
-/// listener's certificate, else the first site's).
-pub fn server_config(sites: Vec<SniSite>, default: Option<Arc<CertifiedKey>>) -> Result<Arc<ServerConfig>, String> {
+/// listener's certificate, else the first site's). ALPN offers `h2` first
+/// when `http2`, then `http/1.1`.
+pub fn server_config(
+    sites: Vec<SniSite>,
+    default: Option<Arc<CertifiedKey>>,
+    http2: bool,
+) -> Result<Arc<ServerConfig>, String> {
     let default = default.or_else(|| sites.first().map(|s| s.key.clone()));
     let mut cfg = ServerConfig::builder_with_provider(crate::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Resolver { sites, default }));
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols =
+        if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
     // Session tickets let clients resume without a full handshake on any
     // worker (the ticket key is shared through this configuration).
     cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;

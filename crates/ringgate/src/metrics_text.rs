@@ -239,6 +239,41 @@ pub fn render(shared: &Shared) -> String {
         "Client TLS handshakes that failed or timed out.",
     );
     let _ = writeln!(o, "ringgate_tls_handshake_failures_total {}", sum_u(&|w| w.tls_handshake_failures.get()));
+    header(&mut o, "ringgate_client_connections_total", "counter", "Client connections, by protocol.");
+    for (i, p) in ringgate_proxy::metrics::PROTOCOLS.iter().enumerate() {
+        let n = sum_u(&|w| w.connections_by_protocol[i].get());
+        let _ = writeln!(o, "ringgate_client_connections_total{{protocol=\"{p}\"}} {n}");
+    }
+    header(
+        &mut o,
+        "ringgate_client_streams_total",
+        "counter",
+        "Client requests, by protocol (one per HTTP/1 request, one per HTTP/2 stream).",
+    );
+    for (i, p) in ringgate_proxy::metrics::PROTOCOLS.iter().enumerate() {
+        let n = sum_u(&|w| w.streams_by_protocol[i].get());
+        let _ = writeln!(o, "ringgate_client_streams_total{{protocol=\"{p}\"}} {n}");
+    }
+    header(
+        &mut o,
+        "ringgate_client_resets_total",
+        "counter",
+        "Requests the client abandoned before their response was complete (HTTP/2: RST_STREAM; HTTP/1: the connection closed).",
+    );
+    for (i, p) in ringgate_proxy::metrics::PROTOCOLS.iter().enumerate() {
+        let n = sum_u(&|w| w.resets_by_protocol[i].get());
+        let _ = writeln!(o, "ringgate_client_resets_total{{protocol=\"{p}\"}} {n}");
+    }
+    header(
+        &mut o,
+        "ringgate_http2_defence_total",
+        "counter",
+        "HTTP/2 connections (GOAWAY) or streams (RST_STREAM) cut off by a defence against abuse, by kind.",
+    );
+    for d in ringgate_proxy::metrics::H2Defence::ALL {
+        let n = sum_u(&|w| w.h2_defences[d as usize].get());
+        let _ = writeln!(o, "ringgate_http2_defence_total{{kind=\"{}\"}} {n}", d.as_str());
+    }
     header(
         &mut o,
         "ringgate_config_generation",

@@ -1,20 +1,27 @@
-//! One client connection: read a request head, route it, answer it at once
-//! when the pool is empty or all-unhealthy, or take it to a backend (see
-//! `exchange`), then record it; loop while the connection is kept alive.
+//! The request path, one for every client protocol: route a parsed request
+//! head, answer it at once when the pool is empty or all-unhealthy (or with
+//! a redirect, or an error page), or take it to a backend (`exchange`), then
+//! count and log it.
+//!
+//! A codec (`h1` for an HTTP/1.1 connection, `h2` for each HTTP/2 stream)
+//! gives it a [`Client`]: the request head parsed into `rbuf`/`head`, and a
+//! byte stream `S` that carries the request body and the response in
+//! HTTP/1.1 message syntax. HTTP/1.1's stream is the socket (or its TLS
+//! session); an HTTP/2 stream's maps that syntax to and from its frames.
+//! So routing, rewrites, the forwarding fields, error pages and every 502
+//! are one code whatever the client speaks.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
-use monoio::net::TcpStream;
 use ringgate_config::SocketKey;
-use ringgate_http::{BodyKind, ErrorCode, Parsed, RequestError, RequestHead, ResponseHead, parse_request};
+use ringgate_http::{BodyKind, ErrorCode, RequestError, RequestHead, ResponseHead};
 
 use crate::access_log::{LogRecord, format_line};
 use crate::balance::{Pick, find_cookie, pick};
-use crate::io::{IoFail, Timer};
+use crate::io::Timer;
 use crate::local::LocalPlan;
 use crate::metrics::RuleMetrics;
 use crate::plan::{Plan, TargetPlan};
@@ -23,7 +30,7 @@ use crate::worker::{ConnGuard, Worker};
 
 /// Bytes a new connection's read buffer starts with; it grows up to the
 /// request head limit only when a client sends a larger head.
-const INITIAL_READ: usize = 4096;
+pub(crate) const INITIAL_READ: usize = 4096;
 
 /// What happened to one request, for the metrics and the access log.
 #[derive(Debug, Default)]
@@ -43,7 +50,7 @@ pub(crate) struct Outcome {
 /// Host, method and path of a request, copied for the access log before the
 /// read buffer is reused for the body.
 #[derive(Debug, Default)]
-struct LogMeta {
+pub(crate) struct LogMeta {
     buf: Vec<u8>,
     host: (usize, usize),
     method: (usize, usize),
@@ -66,7 +73,7 @@ impl LogMeta {
 
     /// Best effort for a request refused before its head parsed: the method
     /// and target as they appear on the request line.
-    fn capture_raw(&mut self, rbuf: &[u8]) {
+    pub(crate) fn capture_raw(&mut self, rbuf: &[u8]) {
         self.reset();
         let line_end = rbuf.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(rbuf.len()).min(1024);
         let mut parts = rbuf[..line_end].splitn(3, |&b| b == b' ');
@@ -81,7 +88,7 @@ impl LogMeta {
         self.path = put(target);
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.buf.clear();
         self.host = (0, 0);
         self.method = (0, 0);
@@ -100,13 +107,23 @@ impl LogMeta {
     }
 }
 
-/// A client connection and its buffers.
+/// The protocol a request came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientProtocol {
+    /// HTTP/1.0 or 1.1, as the request line says.
+    Http1,
+    /// An HTTP/2 stream, by id.
+    Http2 { stream: u32 },
+}
+
+/// One client's side of the request path: an HTTP/1 connection, or one
+/// HTTP/2 stream, with its buffers.
 pub(crate) struct Client<S> {
     pub w: Rc<Worker>,
     pub stream: S,
     pub peer: SocketAddr,
     /// The socket that accepted the connection.
-    socket: SocketKey,
+    pub(crate) socket: SocketKey,
     /// Bytes read from the client and not yet consumed: the current request
     /// head, then possibly the start of its body or of the next request.
     pub rbuf: Vec<u8>,
@@ -127,170 +144,28 @@ pub(crate) struct Client<S> {
     pub trace_generated: bool,
     /// The target the current request was routed to, whose listener's
     /// error pages its gateway answers use (None: the socket's).
-    page_target: Option<usize>,
-    guard: ConnGuard,
-    served: u64,
-    meta: LogMeta,
+    pub(crate) page_target: Option<usize>,
+    /// The connection's registration (HTTP/1; an HTTP/2 stream's belongs to
+    /// its connection).
+    pub(crate) guard: Option<ConnGuard>,
+    pub(crate) served: u64,
+    pub(crate) meta: LogMeta,
     /// A backend connection switched to another protocol (101), to splice.
     pub tunnel: Option<crate::conn_pool::BackendConn>,
     /// The target forwarded instead of the client's (a normalized path, an
     /// `override_backend_path`), with its query; empty: the client's own.
     pub fwd_target: Vec<u8>,
     /// Room for a normalized request path while routing.
-    path_scratch: Vec<u8>,
+    pub(crate) path_scratch: Vec<u8>,
     /// Bounds the waits for a request head (see [`Timer`]).
-    head_timer: Timer,
+    pub(crate) head_timer: Timer,
+    /// What the client speaks, for the access log and the metrics.
+    pub(crate) protocol: ClientProtocol,
     /// Bounds the reads and writes of an exchange. Apart from `head_timer`
     /// so that each sees deadlines that only move later (keep-alive after
     /// keep-alive; request time-out after request time-out), which re-aims a
     /// timer without re-registering it.
     pub timer: Timer,
-}
-
-/// Entry point of a client connection task.
-pub(crate) async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, socket: SocketKey) {
-    crate::worker::prepare_stream(&mut stream);
-    // Copied out, not held: a connection must not keep a plan alive (and its
-    // removed servers listed as draining) while it waits.
-    let (max, header_timeout, tls) = {
-        let lp = w.plan();
-        (lp.plan.max_connections, lp.plan.header_timeout, lp.plan.socket(&socket).and_then(|s| s.tls.clone()))
-    };
-    let Some(guard) = w.register(stream.as_raw_fd(), max) else {
-        w.gauges.refused_over_limit.add(1);
-        return;
-    };
-    let _ = stream.set_nodelay(true);
-    // The certificates of the plan current at accept time: a reload changes
-    // them for new connections only, never dropping established ones.
-    let Some(tls) = tls else {
-        let port = stream.local_addr().map_or(socket.addr.port(), |a| a.port());
-        Client::new(w, stream, peer, socket, guard, port).run().await;
-        return;
-    };
-    // Boxed: the handshake and a TLS stream's buffers would otherwise make
-    // every connection's task, plain ones included, several KB larger.
-    Box::pin(serve_tls(w, stream, peer, socket, guard, tls, header_timeout)).await;
-}
-
-/// An `https` socket's connection: TLS handshake, then the same request loop.
-async fn serve_tls(
-    w: Rc<Worker>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    socket: SocketKey,
-    guard: ConnGuard,
-    tls: std::sync::Arc<ringgate_tls::ServerConfig>,
-    header_timeout: Duration,
-) {
-    // Look at the first bytes: a client speaking plain HTTP to this port gets
-    // told so in plain HTTP, instead of a TLS alert it cannot read.
-    let deadline = Instant::now() + header_timeout;
-    let port = stream.local_addr().map_or(socket.addr.port(), |a| a.port());
-    let mut first = Vec::with_capacity(INITIAL_READ);
-    match Timer::new().read_more_until(&mut stream, &mut first, INITIAL_READ, deadline).await {
-        Ok(n) if n > 0 => {}
-        _ => return,
-    }
-    if !ringgate_tls::looks_like_tls(first[0]) {
-        let mut c = Client::new(w, stream, peer, socket, guard, port);
-        c.rbuf = first;
-        c.refuse_plain_http().await;
-        return;
-    }
-    let io = monoio::io::PrefixedReadIo::new(stream, std::io::Cursor::new(first));
-    let acceptor = monoio_rustls::TlsAcceptor::from(tls);
-    match monoio::time::timeout_at(deadline.into(), acceptor.accept(io)).await {
-        Ok(Ok(tls_stream)) => Client::new(w, tls_stream, peer, socket, guard, port).run().await,
-        Ok(Err(e)) => {
-            w.gauges.tls_handshake_failures.add(1);
-            let e: std::io::Error = e.into();
-            tracing::debug!(%peer, "TLS handshake failed: {}", ringgate_tls::explain(&e));
-        }
-        Err(_) => {
-            w.gauges.tls_handshake_failures.add(1);
-            tracing::debug!(%peer, "TLS handshake did not finish within header_read_timeout");
-        }
-    }
-}
-
-/// What reading a request head needs from the plan, copied out of it.
-struct HeadWait {
-    limits: ringgate_http::ParseLimits,
-    keepalive: Duration,
-    header: Duration,
-}
-
-enum HeadRead {
-    Ready,
-    /// The client went away or idled out between requests: close quietly.
-    Closed,
-    Refused(RequestError),
-    TimedOut,
-}
-
-impl<S: AsyncReadRent + AsyncWriteRent + monoio::io::Split> Client<S> {
-    pub(crate) async fn run(mut self) {
-        loop {
-            // The plan is taken once the head is in, not before waiting for
-            // it: a keep-alive connection idle across a reload must serve its
-            // next request with the new plan.
-            let wait = {
-                let lp = self.w.plan();
-                HeadWait {
-                    limits: lp.plan.limits,
-                    keepalive: lp.plan.keepalive_timeout,
-                    header: lp.plan.header_timeout,
-                }
-            };
-            self.meta.reset();
-            let read = self.read_head(&wait).await;
-            let start = Instant::now();
-            let lp = self.w.plan();
-            let keep = match read {
-                // Boxed: the exchange with a backend is a large future, and
-                // an idle keep-alive connection should not carry its space
-                // (measured: 6.3 KB per connection inline, vs one small
-                // allocation per request).
-                HeadRead::Ready => Box::pin(self.handle(&lp, start)).await,
-                HeadRead::Closed => return,
-                HeadRead::Refused(e) => {
-                    if self.w.shared.access_log.is_some() {
-                        self.meta.capture_raw(&self.rbuf);
-                    }
-                    let text = format!("{} {}: {}", e.status(), ringgate_http::reason_phrase(e.status()), e.reason());
-                    let out = Box::pin(self.reply_error(e.code(), &text, true)).await;
-                    self.finish(&lp.plan, None, start, out);
-                    false
-                }
-                HeadRead::TimedOut => {
-                    if self.w.shared.access_log.is_some() {
-                        self.meta.capture_raw(&self.rbuf);
-                    }
-                    let out = Box::pin(self.reply_error(
-                        ErrorCode::RequestTimeout,
-                        "408 Request Timeout: the request head did not arrive within header_read_timeout",
-                        true,
-                    ))
-                    .await;
-                    self.finish(&lp.plan, None, start, out);
-                    false
-                }
-            };
-            if let Some(conn) = self.tunnel.take() {
-                let w = self.w.clone();
-                let _guard = self.guard;
-                // Boxed for the same reason as the exchange: rare, and large.
-                Box::pin(crate::tunnel::splice_both(self.stream, conn.stream, crate::exchange::TUNNEL_IDLE)).await;
-                w.gauges.backend_connections.add(-1);
-                return;
-            }
-            self.served += 1;
-            if !keep || self.w.draining() {
-                return;
-            }
-        }
-    }
 }
 
 impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
@@ -299,7 +174,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         stream: S,
         peer: SocketAddr,
         socket: SocketKey,
-        guard: ConnGuard,
+        guard: Option<ConnGuard>,
         port: u16,
     ) -> Self {
         // Application Gateway's X-Forwarded-For element: `ip:port`.
@@ -332,62 +207,33 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             path_scratch: Vec::new(),
             head_timer: Timer::new(),
             timer: Timer::new(),
+            protocol: ClientProtocol::Http1,
         }
     }
 
-    /// Reads until a whole request head is buffered. The first request and
-    /// each started head must arrive within `header_read_timeout`; an idle
-    /// keep-alive connection is closed after `client_keepalive_timeout`.
-    async fn read_head(&mut self, plan: &HeadWait) -> HeadRead {
-        let mut deadline: Option<Instant> = None;
-        loop {
-            if !self.rbuf.is_empty() {
-                match parse_request(&self.rbuf, &plan.limits, &mut self.head) {
-                    Ok(Parsed::Complete(_)) => return HeadRead::Ready,
-                    Ok(Parsed::Partial) => {}
-                    Err(e) => return HeadRead::Refused(e),
-                }
-            }
-            let idle = self.rbuf.is_empty();
-            let wait = match deadline {
-                Some(d) => d,
-                None if idle && self.served > 0 => Instant::now() + plan.keepalive,
-                None => {
-                    let d = Instant::now() + plan.header;
-                    if !idle {
-                        deadline = Some(d);
-                    }
-                    d
-                }
-            };
-            if idle {
-                if self.w.draining() {
-                    return HeadRead::Closed;
-                }
-                self.guard.set_idle(true);
-            }
-            // Room for the rest of the head, never beyond the limit.
-            let room = (plan.limits.max_head + 1).saturating_sub(self.rbuf.len()).clamp(1, INITIAL_READ);
-            let r = self.head_timer.read_more_until(&mut self.stream, &mut self.rbuf, room, wait).await;
-            if idle {
-                self.guard.set_idle(false);
-            }
-            match r {
-                Ok(0) | Err(IoFail::Io(_)) => return HeadRead::Closed,
-                Ok(_) => {
-                    if deadline.is_none() {
-                        deadline = Some(Instant::now() + plan.header);
-                    }
-                }
-                Err(IoFail::TimedOut) if idle => return HeadRead::Closed,
-                Err(IoFail::TimedOut) => return HeadRead::TimedOut,
-            }
+    /// Marks the connection idle (between requests) or busy, for a drain.
+    pub(crate) fn set_idle(&self, idle: bool) {
+        if let Some(g) = &self.guard {
+            g.set_idle(idle);
         }
+    }
+
+    /// Answers a request head the parser refused (the status and reason
+    /// its error gives), and records it. Returns whether the connection
+    /// stays open (never, for HTTP/1: the framing of what follows is lost).
+    pub(crate) async fn refuse_head(&mut self, plan: &Plan, e: &RequestError, close: bool, start: Instant) -> bool {
+        if self.w.shared.access_log.is_some() {
+            self.meta.capture_raw(&self.rbuf);
+        }
+        let text = format!("{} {}: {}", e.status(), ringgate_http::reason_phrase(e.status()), e.reason());
+        let out = self.reply_error(e.code(), &text, close).await;
+        self.finish(plan, None, start, out);
+        false
     }
 
     /// Routes and serves one request whose head is in `rbuf`. Returns whether
     /// the connection stays open.
-    async fn handle(&mut self, lp: &Rc<LocalPlan>, start: Instant) -> bool {
+    pub(crate) async fn handle(&mut self, lp: &Rc<LocalPlan>, start: Instant) -> bool {
         let plan = &lp.plan;
         if self.w.shared.access_log.is_some() {
             self.meta.capture(&self.rbuf, &self.head);
@@ -592,23 +438,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         out
     }
 
-    /// Answers a plain HTTP request sent to an HTTPS port, and closes.
-    async fn refuse_plain_http(&mut self) {
-        let start = Instant::now();
-        if self.w.shared.access_log.is_some() {
-            self.meta.capture_raw(&self.rbuf);
-        }
-        let out = self
-            .reply_error(
-                ErrorCode::BadRequest,
-                "400 Bad Request: this port speaks HTTPS: use https:// to reach it",
-                true,
-            )
-            .await;
-        let lp = self.w.plan();
-        self.finish(&lp.plan, None, start, out);
-    }
-
     /// Drops the current request head from the read buffer when the request
     /// is answered without a backend. A body, if any, is not read: those
     /// answers close the connection.
@@ -671,7 +500,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     }
 
     /// Counts the request and writes its access log line.
-    fn finish(&mut self, plan: &Plan, rule: Option<&TargetPlan>, start: Instant, out: Outcome) {
+    pub(crate) fn finish(&mut self, plan: &Plan, rule: Option<&TargetPlan>, start: Instant, out: Outcome) {
         let m: &RuleMetrics = match rule {
             Some(r) => &r.metrics[self.w.id],
             None => &plan.unrouted[self.w.id],
@@ -691,6 +520,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
 
     fn record(&mut self, m: &RuleMetrics, names: Option<(&str, &str, &str)>, start: Instant, out: Outcome) {
         let total = start.elapsed();
+        let (pi, stream) = match self.protocol {
+            ClientProtocol::Http1 => (0, None),
+            ClientProtocol::Http2 { stream } => (1, Some(stream)),
+        };
+        self.w.gauges.streams_by_protocol[pi].add(1);
+        if out.code == Some(ErrorCode::ClientClosed) {
+            self.w.gauges.resets_by_protocol[pi].add(1);
+        }
         m.count(out.status, out.code);
         m.bytes_in.add(out.bytes_in);
         m.bytes_out.add(out.bytes_out);
@@ -722,6 +559,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             bytes_out: out.bytes_out,
             error: out.code,
             trace_id: self.meta.get(self.meta.trace),
+            protocol: match (stream, self.head.version) {
+                (Some(_), _) => "HTTP/2",
+                (None, ringgate_http::Version::Http10) => "HTTP/1.0",
+                (None, _) => "HTTP/1.1",
+            },
+            stream,
         };
         format_line(&mut self.w.log_buf.borrow_mut(), &record);
         self.w.flush_log(false);

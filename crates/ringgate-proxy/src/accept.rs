@@ -1,0 +1,158 @@
+//! Accepting client connections and choosing their codec: the accept loop of
+//! each socket, then per connection the limit check, the TLS handshake on
+//! `https` sockets, and the protocol, from ALPN (`h2` or `http/1.1`) or, on
+//! plain sockets with `http2_cleartext`, from the HTTP/2 preface. The
+//! connection then belongs to its codec, `h1` or `h2`.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::io::PrefixedReadIo;
+use monoio::net::{TcpListener, TcpStream};
+use ringgate_config::SocketKey;
+use tracing::warn;
+
+use crate::io::Timer;
+use crate::request::{Client, INITIAL_READ};
+use crate::worker::{ConnGuard, Worker};
+
+/// What every HTTP/2 connection starts with (RFC 9113 §3.4).
+pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+pub(crate) async fn accept_loop(w: Rc<Worker>, listener: TcpListener, key: SocketKey, cancel: monoio::io::CancelHandle) {
+    let addr = key.addr;
+    let mut last_warn: Option<Instant> = None;
+    loop {
+        match listener.cancelable_accept(cancel.clone()).await {
+            Ok((stream, peer)) => {
+                w.gauges.accepted.add(1);
+                monoio::spawn(serve(w.clone(), stream, peer, key.clone()));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => return,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning, and say so
+                // at most once a second.
+                if last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                    warn!(worker = w.id, %addr, error = %e, "accept failed");
+                    last_warn = Some(Instant::now());
+                }
+                if w.draining() {
+                    return;
+                }
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// Entry point of a client connection task.
+async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, socket: SocketKey) {
+    crate::io::prepare_stream(&mut stream);
+    // Copied out, not held: a connection must not keep a plan alive (and its
+    // removed servers listed as draining) while it waits.
+    let (max, header_timeout, tls, h2c) = {
+        let lp = w.plan();
+        let s = lp.plan.socket(&socket);
+        (
+            lp.plan.max_connections,
+            lp.plan.header_timeout,
+            s.and_then(|s| s.tls.clone()),
+            s.is_some_and(|s| s.h2c),
+        )
+    };
+    let Some(guard) = w.register(stream.as_raw_fd(), max) else {
+        w.gauges.refused_over_limit.add(1);
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let port = stream.local_addr().map_or(socket.addr.port(), |a| a.port());
+    // The certificates of the plan current at accept time: a reload changes
+    // them for new connections only, never dropping established ones.
+    if let Some(tls) = tls {
+        // Boxed: the handshake and a TLS stream's buffers would otherwise make
+        // every connection's task, plain ones included, several KB larger.
+        Box::pin(serve_tls(w, stream, peer, socket, guard, tls, header_timeout, port)).await;
+        return;
+    }
+    if !h2c {
+        w.gauges.count_connection(false);
+        Client::new(w, stream, peer, socket, Some(guard), port).run().await;
+        return;
+    }
+    // Prior knowledge: the first bytes say which protocol this is.
+    let deadline = Instant::now() + header_timeout;
+    let mut first = Vec::with_capacity(INITIAL_READ);
+    let mut timer = Timer::new();
+    loop {
+        match timer.read_more_until(&mut stream, &mut first, INITIAL_READ, deadline).await {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
+        let n = first.len().min(H2_PREFACE.len());
+        if first[..n] != H2_PREFACE[..n] || n == H2_PREFACE.len() {
+            break;
+        }
+    }
+    if first.starts_with(H2_PREFACE) {
+        w.gauges.count_connection(true);
+        let io = PrefixedReadIo::new(stream, std::io::Cursor::new(first));
+        Box::pin(crate::h2::serve(w, io, peer, socket, guard, port)).await;
+    } else {
+        w.gauges.count_connection(false);
+        let mut c = Client::new(w, stream, peer, socket, Some(guard), port);
+        c.rbuf = first;
+        c.run().await;
+    }
+}
+
+/// An `https` socket's connection: TLS handshake, then the codec ALPN chose.
+#[allow(clippy::too_many_arguments)]
+async fn serve_tls(
+    w: Rc<Worker>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    socket: SocketKey,
+    guard: ConnGuard,
+    tls: std::sync::Arc<ringgate_tls::ServerConfig>,
+    header_timeout: Duration,
+    port: u16,
+) {
+    // Look at the first bytes: a client speaking plain HTTP to this port gets
+    // told so in plain HTTP, instead of a TLS alert it cannot read.
+    let deadline = Instant::now() + header_timeout;
+    let mut first = Vec::with_capacity(INITIAL_READ);
+    match Timer::new().read_more_until(&mut stream, &mut first, INITIAL_READ, deadline).await {
+        Ok(n) if n > 0 => {}
+        _ => return,
+    }
+    if !ringgate_tls::looks_like_tls(first[0]) {
+        let mut c = Client::new(w, stream, peer, socket, Some(guard), port);
+        c.rbuf = first;
+        c.refuse_plain_http().await;
+        return;
+    }
+    let io = PrefixedReadIo::new(stream, std::io::Cursor::new(first));
+    let acceptor = monoio_rustls::TlsAcceptor::from(tls);
+    match monoio::time::timeout_at(deadline.into(), acceptor.accept(io)).await {
+        Ok(Ok(tls_stream)) => {
+            if tls_stream.alpn_protocol().as_deref() == Some(b"h2") {
+                w.gauges.count_connection(true);
+                crate::h2::serve(w, tls_stream, peer, socket, guard, port).await;
+            } else {
+                w.gauges.count_connection(false);
+                Client::new(w, tls_stream, peer, socket, Some(guard), port).run().await;
+            }
+        }
+        Ok(Err(e)) => {
+            w.gauges.tls_handshake_failures.add(1);
+            let e: std::io::Error = e.into();
+            tracing::debug!(%peer, "TLS handshake failed: {}", ringgate_tls::explain(&e));
+        }
+        Err(_) => {
+            w.gauges.tls_handshake_failures.add(1);
+            tracing::debug!(%peer, "TLS handshake did not finish within header_read_timeout");
+        }
+    }
+}
