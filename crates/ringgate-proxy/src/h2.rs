@@ -135,6 +135,7 @@ where
     let mut idle_deadline = start + header_timeout;
     let mut idle_timer = Box::pin(monoio::time::sleep_until(idle_deadline.into()));
     let mut shutting_down = false;
+    let mut generation = w.plan().plan.generation;
     enum Event {
         Stream(http::Request<RecvStream>, SendResponse<Bytes>),
         Abuse(H2Defence),
@@ -150,7 +151,7 @@ where
             if let Some(d) = shared.tripped.get() {
                 return Poll::Ready(Event::Abuse(d));
             }
-            if w.draining() && !shutting_down {
+            if !shutting_down && (w.draining() || listener_removed(&w, &socket, &mut generation)) {
                 return Poll::Ready(Event::Drain);
             }
             match conn.poll_accept(cx) {
@@ -207,6 +208,17 @@ where
     // Flush the GOAWAY, briefly: the peer is not owed more.
     let close = std::future::poll_fn(|cx| conn.poll_closed(cx));
     let _ = monoio::time::timeout(CLOSE_GRACE, close).await;
+}
+
+/// Whether a reload since `generation` removed the connection's listener
+/// (its streams then finish, after a GOAWAY, as on shutdown).
+fn listener_removed(w: &Worker, socket: &SocketKey, generation: &mut u64) -> bool {
+    let lp = w.plan();
+    if lp.plan.generation == *generation {
+        return false;
+    }
+    *generation = lp.plan.generation;
+    lp.plan.socket(socket).is_none()
 }
 
 /// The defence an `h2` connection error stands for, if the client caused it.

@@ -30,6 +30,8 @@ fn refresh(w: &Rc<Worker>) {
         debug!(worker = w.id, generation = plan.generation, "new plan");
         *w.local.borrow_mut() = Rc::new(LocalPlan::new(plan.clone()));
         reconcile_sockets(w, &plan);
+        // HTTP/2 connections look whether their listener is still there.
+        w.wake_connections();
         w.shared.applied[w.id].store(plan.generation, Ordering::Release);
     }
 }

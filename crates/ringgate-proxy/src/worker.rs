@@ -234,6 +234,16 @@ impl Worker {
         self.gauges.idle_pooled.add(-(closed as i64));
     }
 
+    /// Wakes the connections that asked to be (HTTP/2: after a drain began
+    /// or a reload, to say GOAWAY if their listener is gone).
+    pub(crate) fn wake_connections(&self) {
+        for (_, _, waker) in self.conns.borrow().slots.iter().flatten() {
+            if let Some(w) = waker {
+                w.wake_by_ref();
+            }
+        }
+    }
+
     pub(crate) fn open_connections(&self) -> usize {
         self.conns.borrow().open
     }
