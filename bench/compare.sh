@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: ringgate vs nginx vs HAProxy, driven by wrk.
-# Installs nginx, haproxy and wrk from the distribution's packages when
-# missing, builds ringgate in release mode, then runs the harness
-# (bench/src/bin/compare.rs). Arguments go to the harness, e.g.:
+# Side-by-side benchmark: ringgate vs nginx vs HAProxy, driven by wrk (and
+# by h2load, HTTP/2 over TLS, in the h2 mode).
+# Installs nginx, haproxy, wrk and h2load (nghttp2-client) from the
+# distribution's packages when missing, builds ringgate in release mode, then
+# runs the harness (bench/src/bin/compare.rs). Arguments go to the harness, e.g.:
 #   bench/compare.sh                       # every mode, 5 rounds of 5 s
 #   bench/compare.sh --mode small --rounds 3
+#   bench/compare.sh --mode h2 --rounds 3 --duration 5 --warm-up 1
+#                                          # h2load -c 1|64 -m 10, small and 64 KiB
+#                                          # responses, over TLS with one certificate
+#   bench/compare.sh --mode h2 --proxies nginx,haproxy   # some proxies only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for tool in nginx haproxy wrk taskset; do
+for tool in nginx haproxy wrk h2load taskset; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -17,6 +22,7 @@ if [ ${#need[@]} -gt 0 ]; then
     case "$t" in
       nginx) pkgs+=(nginx-light) ;;
       taskset) pkgs+=(util-linux) ;;
+      h2load) pkgs+=(nghttp2-client) ;;
       *) pkgs+=("$t") ;;
     esac
   done

@@ -14,6 +14,25 @@
 //! answers are checked (the header on `/api/item` only, the api pool's
 //! backends behind `/api/item` only); a proxy that fails stops the run
 //! with exit status 1, so no table shows a proxy skipping the work.
+//!
+//! The `h2` mode drives HTTP/2 over TLS with h2load instead of wrk: ringgate
+//! (an `https` listener with `http2 = true`, in a ringgate process of its own
+//! started for this mode only), nginx (`listen ... ssl http2`) and HAProxy
+//! (`bind ... ssl crt ... alpn h2,http/1.1`), all with the harness's one
+//! certificate and key, each speaking HTTP/1.1 with reused connections to the
+//! same backends. The matrix: 1 and 64 client connections, 10 concurrent
+//! streams each (`h2load -t1 -c C -m 10`), the small response and a 64 KiB
+//! one (`/64k`); each round is `--warm-up` seconds of warm-up then
+//! `--duration` seconds measured (`--warm-up-time`, `-D`). p50 and p99 come
+//! from h2load's `--log-file` (one line per request of the measured phase),
+//! and the CPU per request is the proxy's /proc time over that phase (from
+//! the first logged request's start to the last one's end, interpolated
+//! between samples taken every 50 ms) divided by the logged requests. Before
+//! measuring, each proxy must answer 100 requests of each size over `h2`
+//! (h2load's "Application protocol: h2"), all 2xx, with 100 whole bodies
+//! (h2load's DATA byte count); every measured round is
+//! held to the same (h2, all 2xx, no failed, errored or timed-out request).
+//! A proxy that fails stops the mode with exit status 1 and no table.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -35,6 +54,8 @@ struct Opts {
     proxy_cpu: String,
     /// Only the rows whose name starts with one of these (empty: all).
     proxies: Vec<String>,
+    /// h2load's warm-up before each measured round of the h2 mode, seconds.
+    warm_up: u32,
 }
 
 impl Opts {
@@ -46,7 +67,7 @@ impl Opts {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: compare [--ringgate PATH] [--relay PATH] [--rounds N] [--duration SECS] [--mode small|c256|c1024|body64k|fast502|https|log|idle|floor|route|all]... [--proxies ringgate,nginx,haproxy,relay] [--out DIR]"
+        "usage: compare [--ringgate PATH] [--relay PATH] [--rounds N] [--duration SECS] [--warm-up SECS] [--mode small|c256|c1024|body64k|fast502|https|log|idle|floor|route|h2|all]... [--proxies ringgate,nginx,haproxy,relay] [--out DIR]"
     );
     std::process::exit(2)
 }
@@ -62,6 +83,7 @@ fn parse_args() -> Opts {
         load_cpu: "0".into(),
         proxy_cpu: "1".into(),
         proxies: Vec::new(),
+        warm_up: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -71,6 +93,7 @@ fn parse_args() -> Opts {
             "--relay" => o.relay = val().into(),
             "--rounds" => o.rounds = val().parse().unwrap_or_else(|_| usage()),
             "--duration" => o.duration = val().parse().unwrap_or_else(|_| usage()),
+            "--warm-up" => o.warm_up = val().parse().unwrap_or_else(|_| usage()),
             "--mode" => o.modes.push(val()),
             "--out" => o.out = val().into(),
             "--load-cpu" => o.load_cpu = val(),
@@ -81,7 +104,7 @@ fn parse_args() -> Opts {
         }
     }
     if o.modes.is_empty() || o.modes.iter().any(|m| m == "all") {
-        o.modes = ["small", "c256", "c1024", "body64k", "fast502", "https", "log", "idle", "floor", "route"]
+        o.modes = ["small", "c256", "c1024", "body64k", "fast502", "https", "log", "idle", "floor", "route", "h2"]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -110,6 +133,20 @@ const NGINX_ROUTE_PORT: u16 = 18152;
 const HAPROXY_ROUTE_PORT: u16 = 18153;
 /// What the route mode requests: matched by `/api/*` (4th path rule).
 const ROUTE_PATH: &str = "/api/item";
+/// The h2 mode's listeners: ringgate (a process of its own), nginx, HAProxy.
+const RINGGATE_H2_PORT: u16 = 18161;
+const NGINX_H2_PORT: u16 = 18162;
+const HAPROXY_H2_PORT: u16 = 18163;
+const RINGGATE_H2_ADMIN_PORT: u16 = 18197;
+/// The backends' 64 KiB answer, in every mode (the h2 mode's large response).
+const BIG_PATH: &str = "/64k";
+/// Concurrent streams per h2load connection.
+const H2_STREAMS: u32 = 10;
+/// Requests of the h2 mode's check, per proxy and response size.
+const H2_CHECK_REQUESTS: u64 = 100;
+/// The backends' body sizes: "hello, world\n" on `/`, 64 KiB on `BIG_PATH`.
+const SMALL_BODY_LEN: u64 = 13;
+const BIG_BODY_LEN: u64 = 64 * 1024;
 
 /// A process this harness started; stopped by pid on drop.
 struct Proc {
@@ -154,14 +191,22 @@ fn spawn(name: &str, cpu: &str, program: &str, args: &[&str], log: &Path) -> Pro
     Proc { name: name.to_string(), child }
 }
 
-fn wait_port(port: u16, what: &str, log: &Path) {
+/// Whether something listens on `port` within 10 s.
+fn listens(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn wait_port(port: u16, what: &str, log: &Path) {
+    if listens(port) {
+        return;
     }
     panic!("{what} does not listen on {port}; its log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
 }
@@ -302,9 +347,325 @@ fn median(mut v: Vec<f64>) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
+/// What h2load printed about one run.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct H2Summary {
+    /// "Application protocol: ..." (`h2` when ALPN chose HTTP/2).
+    protocol: Option<String>,
+    /// Requests per second over the measured phase.
+    rps: f64,
+    done: u64,
+    failed: u64,
+    errored: u64,
+    timeout: u64,
+    /// Responses by status class: 2xx, 3xx, 4xx, 5xx.
+    status: [u64; 4],
+    /// Response body bytes received ("traffic: ... (N) data").
+    data: u64,
+}
+
+fn parse_h2load(text: &str) -> H2Summary {
+    let mut s = H2Summary::default();
+    // "12 done, 0 failed, ..." -> the number before each label.
+    let counts = |rest: &str| -> Vec<(String, u64)> {
+        let w: Vec<&str> = rest.split_whitespace().collect();
+        w.windows(2)
+            .filter_map(|p| p[0].parse::<u64>().ok().map(|n| (p[1].trim_end_matches(',').to_string(), n)))
+            .collect()
+    };
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(p) = line.strip_prefix("Application protocol:") {
+            s.protocol = Some(p.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("finished in ") {
+            // "finished in 3.00s, 50379.50 req/s, 3.84MB/s"
+            s.rps = rest.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        } else if let Some(rest) = line.strip_prefix("requests:") {
+            for (label, n) in counts(rest) {
+                match label.as_str() {
+                    "done" => s.done = n,
+                    "failed" => s.failed = n,
+                    "errored" => s.errored = n,
+                    "timeout" => s.timeout = n,
+                    _ => {}
+                }
+            }
+        } else if let Some(rest) = line.strip_prefix("traffic:") {
+            // "traffic: 6.27MB (6572749) total, 10.74KB (11000) headers (...), 6.25MB (6553600) data"
+            let w: Vec<&str> = rest.split_whitespace().collect();
+            if let Some(i) = w.iter().rposition(|x| *x == "data") {
+                s.data = i
+                    .checked_sub(1)
+                    .and_then(|j| w[j].trim_matches(|c| c == '(' || c == ')').parse().ok())
+                    .unwrap_or(0);
+            }
+        } else if let Some(rest) = line.strip_prefix("status codes:") {
+            for (label, n) in counts(rest) {
+                if let Some(i) = ["2xx", "3xx", "4xx", "5xx"].iter().position(|c| *c == label) {
+                    s.status[i] = n;
+                }
+            }
+        }
+    }
+    s
+}
+
+/// h2load's `--log-file`: per request, (start in µs since the epoch, status,
+/// µs until the end of the response).
+fn parse_h2_log(text: &str) -> Vec<(u64, u16, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The `q` quantile (0..=1) of sorted values, nearest rank.
+fn quantile(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64
+}
+
+/// The (user, system) CPU µs at `t` (µs since the epoch), interpolated
+/// between the samples (time, user, system) around it.
+fn cpu_at(samples: &[(u64, u64, u64)], t: u64) -> (f64, f64) {
+    let Some(first) = samples.first() else { return (0.0, 0.0) };
+    if t <= first.0 {
+        return (first.1 as f64, first.2 as f64);
+    }
+    for w in samples.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if t <= b.0 {
+            let f = if b.0 > a.0 { (t - a.0) as f64 / (b.0 - a.0) as f64 } else { 1.0 };
+            let lerp = |x: u64, y: u64| x as f64 + (y as f64 - x as f64) * f;
+            return (lerp(a.1, b.1), lerp(a.2, b.2));
+        }
+    }
+    let last = samples[samples.len() - 1];
+    (last.1 as f64, last.2 as f64)
+}
+
+fn epoch_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Runs h2load (`-c conns -m 10`) against `https://127.0.0.1:port/path`:
+/// `measure`, a warm-up and a timed round (`--warm-up-time`, `-D`),
+/// measuring the CPU of `pids`; otherwise the check, a fixed
+/// `H2_CHECK_REQUESTS` requests. An error unless the run used HTTP/2 and
+/// every request got a 2xx answer.
+fn run_h2load(
+    o: &Opts,
+    dir: &Path,
+    port: u16,
+    path: &str,
+    conns: u32,
+    pids: &[u32],
+    measure: bool,
+) -> Result<Sample, String> {
+    let log = dir.join("h2load-requests.tsv");
+    let out_path = dir.join("h2load.out");
+    let _ = std::fs::remove_file(&log);
+    let out = std::fs::File::create(&out_path).map_err(|e| format!("create {}: {e}", out_path.display()))?;
+    let err = out.try_clone().map_err(|e| format!("h2load output: {e}"))?;
+    let url = format!("https://127.0.0.1:{port}{path}");
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", &o.load_cpu, "h2load", "-t1", &format!("-c{conns}"), &format!("-m{H2_STREAMS}")]);
+    if measure {
+        cmd.arg(format!("--duration={}", o.duration)).arg(format!("--warm-up-time={}", o.warm_up));
+    } else {
+        cmd.arg(format!("--requests={H2_CHECK_REQUESTS}"));
+    }
+    cmd.arg(format!("--log-file={}", log.display())).arg(&url).stdin(Stdio::null()).stdout(out).stderr(err);
+    let sample = || {
+        let t = epoch_us();
+        let (u, s) = pids.iter().map(|&p| cpu_us(p)).fold((0, 0), |acc, c| (acc.0 + c.0, acc.1 + c.1));
+        (t, u, s)
+    };
+    let mut samples = vec![sample()];
+    let mut child = cmd.spawn().map_err(|e| format!("start h2load: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(u64::from(o.duration + o.warm_up) + 30);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) => {}
+            Err(e) => return Err(format!("wait for h2load: {e}")),
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("h2load against {url} did not finish in time"));
+        }
+        samples.push(sample());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    samples.push(sample());
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let h = parse_h2load(&text);
+    let shown = || {
+        let keep = ["Application protocol", "finished in", "requests:", "status codes:", "traffic:", "error", "fail"];
+        text.lines().filter(|l| keep.iter().any(|k| l.contains(k))).collect::<Vec<_>>().join("\n    ")
+    };
+    if !status.success() {
+        return Err(format!("h2load against {url} exited with {status}:\n    {}", text.trim_end()));
+    }
+    if h.protocol.as_deref() != Some("h2") {
+        return Err(format!(
+            "{url} was not answered over HTTP/2 (application protocol {:?}):\n    {}",
+            h.protocol,
+            shown()
+        ));
+    }
+    let requests = parse_h2_log(&std::fs::read_to_string(&log).unwrap_or_default());
+    // h2load logs status 0 for a request whose response head arrived in the
+    // warm-up (not counted in "status codes") and that ended in the measured
+    // phase: at most one per stream in flight when the phase began.
+    let early = requests.iter().filter(|r| r.1 == 0).count() as u64;
+    let not_2xx = requests.iter().filter(|r| r.1 != 0 && !(200..300).contains(&r.1)).count() as u64;
+    let trouble = h.failed + h.errored + h.timeout + h.status[1] + h.status[2] + h.status[3] + not_2xx;
+    let in_flight = u64::from(conns * H2_STREAMS);
+    let whole = if measure { h.done > 0 } else { h.done == H2_CHECK_REQUESTS && early == 0 };
+    if trouble > 0 || !whole || early > in_flight || h.status[0] + early < h.done || requests.len() as u64 != h.done {
+        return Err(format!(
+            "{url}: not every request got a 2xx answer (done {}, logged {}, {not_2xx} logged non-2xx, {early} logged without a status):\n    {}",
+            h.done,
+            requests.len(),
+            shown()
+        ));
+    }
+    // The check also wants every body whole (h2load counts DATA payload).
+    let body = if path == BIG_PATH { BIG_BODY_LEN } else { SMALL_BODY_LEN };
+    if !measure && h.data != H2_CHECK_REQUESTS * body {
+        return Err(format!(
+            "{url}: {} body bytes for {H2_CHECK_REQUESTS} responses, expected {} ({body} each):\n    {}",
+            h.data,
+            H2_CHECK_REQUESTS * body,
+            shown()
+        ));
+    }
+    let mut durations: Vec<u64> = requests.iter().map(|r| r.2).collect();
+    durations.sort_unstable();
+    // The measured phase as the log has it: first start to last end.
+    let start = requests.iter().map(|r| r.0).min().unwrap_or(0);
+    let end = requests.iter().map(|r| r.0 + r.2).max().unwrap_or(0);
+    let (u0, s0) = cpu_at(&samples, start);
+    let (u1, s1) = cpu_at(&samples, end);
+    let n = requests.len() as f64;
+    Ok(Sample {
+        rps: h.rps,
+        p50_us: quantile(&durations, 0.50),
+        p99_us: quantile(&durations, 0.99),
+        user_us_per_req: (u1 - u0).max(0.0) / n,
+        sys_us_per_req: (s1 - s0).max(0.0) / n,
+        errors: h.failed + h.errored + h.timeout,
+        non2xx: not_2xx,
+    })
+}
+
+/// The h2 mode's rounds: every target once per round, in turn.
+fn interleaved_h2(
+    o: &Opts,
+    dir: &Path,
+    conns: u32,
+    path: &str,
+    targets: &[(&str, u16, Vec<u32>)],
+) -> Result<Vec<(String, Vec<Sample>)>, String> {
+    let mut rows: Vec<(String, Vec<Sample>)> = targets.iter().map(|(n, _, _)| (n.to_string(), Vec::new())).collect();
+    for round in 0..o.rounds {
+        for (i, (name, port, pids)) in targets.iter().enumerate() {
+            let s = run_h2load(o, dir, *port, path, conns, pids, true).map_err(|e| format!("{name}: {e}"))?;
+            eprintln!(
+                "  round {} {name:<10} {:>9.0} req/s  p99 {:>8.0} µs  cpu {:>6.2} µs/req (user {:.2} sys {:.2})",
+                round + 1,
+                s.rps,
+                s.p99_us,
+                s.user_us_per_req + s.sys_us_per_req,
+                s.user_us_per_req,
+                s.sys_us_per_req,
+            );
+            rows[i].1.push(s);
+        }
+    }
+    Ok(rows)
+}
+
+/// The h2 mode: checks each proxy, then measures the matrix (1 and 64
+/// connections × small and 64 KiB responses), appending a table per cell to
+/// `report`. The failures, if any (then the rest is not measured).
+fn h2_mode(o: &Opts, setup: &Setup, pids: &BTreeMap<&'static str, Vec<u32>>, report: &mut String) -> Vec<String> {
+    let mut failures = setup.failures.clone();
+    let mut targets: Vec<(&str, u16, Vec<u32>)> = Vec::new();
+    for (name, port, key) in [
+        ("ringgate", RINGGATE_H2_PORT, "ringgate (h2)"),
+        ("nginx", NGINX_H2_PORT, "nginx"),
+        ("haproxy", HAPROXY_H2_PORT, "haproxy"),
+    ] {
+        if o.keeps(name) {
+            match pids.get(key) {
+                Some(p) => targets.push((name, port, p.clone())),
+                None => failures.push(format!("{name}: not running")),
+            }
+        }
+    }
+    let sizes = [("/", "small response (13 B body)"), (BIG_PATH, "64 KiB response")];
+    for (name, port, pids) in &targets {
+        if failures.iter().any(|f| f.starts_with(&format!("{name}:"))) {
+            continue;
+        }
+        for (path, _) in sizes {
+            match run_h2load(o, &setup.dir, *port, path, 1, pids, false) {
+                Ok(_) => {
+                    eprintln!(
+                        "  h2 check {name} GET {path}: ok ({H2_CHECK_REQUESTS} requests over h2, all 2xx, bodies whole)"
+                    )
+                }
+                Err(e) => {
+                    eprintln!("  h2 check {name} GET {path}: FAILED: {e}");
+                    failures.push(format!("{name}: {e}"));
+                }
+            }
+        }
+    }
+    if !failures.is_empty() {
+        return failures;
+    }
+    for conns in [1, 64] {
+        for (path, what) in sizes {
+            eprintln!("  h2: {conns} connection(s), {what}");
+            match interleaved_h2(o, &setup.dir, conns, path, &targets) {
+                Ok(rows) => {
+                    let plural = if conns == 1 { "" } else { "s" };
+                    let t = Table {
+                        title: format!(
+                            "HTTP/2 over TLS (h2load, same certificate), {what}, {conns} connection{plural} × {H2_STREAMS} streams, {} s warm-up then {} s per round",
+                            o.warm_up, o.duration
+                        ),
+                        rows,
+                    };
+                    let text = render(&t);
+                    eprintln!("{text}");
+                    report.push_str(&text);
+                    report.push('\n');
+                }
+                Err(e) => {
+                    eprintln!("  h2: FAILED: {e}");
+                    return vec![e];
+                }
+            }
+        }
+    }
+    Vec::new()
+}
+
 struct Setup {
     dir: PathBuf,
     procs: Vec<Proc>,
+    /// Proxies of the mode that did not start (the h2 mode's ringgate).
+    failures: Vec<String>,
 }
 
 fn backend_conf(dir: &Path, body64k: bool) -> PathBuf {
@@ -317,9 +678,10 @@ fn backend_conf(dir: &Path, body64k: bool) -> PathBuf {
     } else {
         "location / { return 200 \"hello, world\\n\"; }".to_string()
     };
+    let big = format!("location = {BIG_PATH} {{ alias {}/index.html; }}", www.display());
     let mut servers: String = BACKEND_PORTS
         .iter()
-        .map(|p| format!("  server {{ listen 127.0.0.1:{p} backlog=4096; {location} }}\n"))
+        .map(|p| format!("  server {{ listen 127.0.0.1:{p} backlog=4096; {location} {big} }}\n"))
         .collect();
     // The route mode's second pool: the same small answer, marked.
     for p in API_BACKEND_PORTS {
@@ -355,8 +717,10 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-fn start_all(o: &Opts, dir: &Path, body64k: bool) -> Setup {
+/// Starts the backends and the proxies; `h2` adds the h2 mode's ringgate.
+fn start_all(o: &Opts, dir: &Path, body64k: bool, h2: bool) -> Setup {
     let mut procs = Vec::new();
+    let mut failures = Vec::new();
     let bconf = backend_conf(dir, body64k);
     procs.push(spawn(
         "backends (nginx)",
@@ -375,6 +739,17 @@ fn start_all(o: &Opts, dir: &Path, body64k: bool) -> Setup {
     let backends = quoted(&BACKEND_PORTS);
     let api_backends = quoted(&API_BACKEND_PORTS);
     let (cert, key) = certificates(dir);
+    // HAProxy wants the chain and the key in one file.
+    let cert_and_key = dir.join("cert-and-key.pem");
+    std::fs::write(
+        &cert_and_key,
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&cert).expect("read cert"),
+            std::fs::read_to_string(&key).expect("read key")
+        ),
+    )
+    .expect("write cert-and-key.pem");
     let rg_conf = |admin: u16, log: &str, listeners: &str| {
         format!(
             r#"[gateway]
@@ -402,9 +777,16 @@ max_idle_connections = 1024
 "#
         )
     };
-    let listener = |name: &str, port: u16, pool: &str, tls: bool| {
+    // `http2` (on a TLS listener only): ringgate's `http2 = true`, written
+    // only in the h2 mode's config, so the other modes do not depend on it.
+    let listener = |name: &str, port: u16, pool: &str, tls: bool, http2: bool| {
         let tls = if tls {
-            format!("protocol = \"https\"\ncertificate = \"{}\"\nprivate_key = \"{}\"\n", cert.display(), key.display())
+            let h2 = if http2 { "http2 = true\n" } else { "" };
+            format!(
+                "protocol = \"https\"\ncertificate = \"{}\"\nprivate_key = \"{}\"\n{h2}",
+                cert.display(),
+                key.display()
+            )
         } else {
             String::new()
         };
@@ -414,9 +796,9 @@ max_idle_connections = 1024
     };
     let rg = dir.join("ringgate.toml");
     let listeners = [
-        listener("bench", RINGGATE_PORT, "nginx", false),
-        listener("fast502", RINGGATE_502_PORT, "empty", false),
-        listener("tls", RINGGATE_TLS_PORT, "nginx", true),
+        listener("bench", RINGGATE_PORT, "nginx", false, false),
+        listener("fast502", RINGGATE_502_PORT, "empty", false, false),
+        listener("tls", RINGGATE_TLS_PORT, "nginx", true, false),
         ringgate_route(),
     ]
     .concat();
@@ -439,7 +821,7 @@ max_idle_connections = 1024
         rg_conf(
             RINGGATE_LOGGED_ADMIN_PORT,
             &access.display().to_string(),
-            &listener("logged", RINGGATE_LOGGED_PORT, "nginx", false),
+            &listener("logged", RINGGATE_LOGGED_PORT, "nginx", false, false),
         ),
     )
     .expect("write ringgate-logged.toml");
@@ -452,6 +834,34 @@ max_idle_connections = 1024
         &rg2_log,
     ));
     wait_port(RINGGATE_LOGGED_PORT, "ringgate with access log", &rg2_log);
+
+    // The h2 mode's ringgate: HTTP/2 over TLS, a process of its own so that a
+    // ringgate without HTTP/2 fails that mode only (and loudly), not the run.
+    if h2 && o.keeps("ringgate") {
+        let rg3 = dir.join("ringgate-h2.toml");
+        std::fs::write(
+            &rg3,
+            rg_conf(RINGGATE_H2_ADMIN_PORT, "off", &listener("h2", RINGGATE_H2_PORT, "nginx", true, true)),
+        )
+        .expect("write ringgate-h2.toml");
+        let rg3_log = dir.join("ringgate-h2.log");
+        procs.push(spawn(
+            "ringgate (h2)",
+            &o.proxy_cpu,
+            &o.ringgate.to_string_lossy(),
+            &["run", "--config", &rg3.to_string_lossy()],
+            &rg3_log,
+        ));
+        if !listens(RINGGATE_H2_PORT) {
+            // Give the process a moment to write its last words.
+            std::thread::sleep(Duration::from_millis(200));
+            failures.push(format!(
+                "ringgate: the h2 listener ({}) does not listen on {RINGGATE_H2_PORT}; its log:\n{}",
+                rg3.display(),
+                std::fs::read_to_string(&rg3_log).unwrap_or_default().trim_end()
+            ));
+        }
+    }
 
     let upstream: String = BACKEND_PORTS.iter().map(|p| format!("server 127.0.0.1:{p}; ")).collect();
     let api_upstream: String = API_BACKEND_PORTS.iter().map(|p| format!("server 127.0.0.1:{p}; ")).collect();
@@ -496,6 +906,16 @@ http {{
     ssl_session_cache shared:SSL:10m;
     location / {{ {proxy} }}
   }}
+  # The h2 mode (keepalive_requests above also bounds an HTTP/2 connection's
+  # streams: at nginx's default of 1000, h2load's connections would end).
+  server {{
+    listen 127.0.0.1:{NGINX_H2_PORT} ssl http2 backlog=4096;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    location / {{ {proxy} }}
+  }}
 }}
 "#,
             d = dir.display(),
@@ -514,6 +934,7 @@ http {{
     ));
     wait_port(NGINX_PORT, "nginx proxy", &dir.join("proxy-nginx-error.log"));
     wait_port(NGINX_ROUTE_PORT, "nginx proxy (route)", &dir.join("proxy-nginx-error.log"));
+    wait_port(NGINX_H2_PORT, "nginx proxy (h2)", &dir.join("proxy-nginx-error.log"));
 
     let servers: String =
         BACKEND_PORTS.iter().enumerate().map(|(i, p)| format!("  server s{i} 127.0.0.1:{p}\n")).collect();
@@ -523,8 +944,9 @@ http {{
     std::fs::write(
         &hconf,
         format!(
-            "global\n  nbthread 1\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 30s\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:{HAPROXY_PORT}\n  default_backend be\n{route}backend be\n  balance roundrobin\n{servers}backend be_api\n  balance roundrobin\n  http-response set-header X-Frame-Options DENY\n{api_servers}",
+            "global\n  nbthread 1\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 30s\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:{HAPROXY_PORT}\n  default_backend be\nfrontend fe_h2\n  bind 127.0.0.1:{HAPROXY_H2_PORT} ssl crt {pem} alpn h2,http/1.1\n  default_backend be\n{route}backend be\n  balance roundrobin\n{servers}backend be_api\n  balance roundrobin\n  http-response set-header X-Frame-Options DENY\n{api_servers}",
             route = haproxy_route(),
+            pem = cert_and_key.display(),
         ),
     )
     .expect("write haproxy.cfg");
@@ -532,6 +954,7 @@ http {{
     procs.push(spawn("haproxy", &o.proxy_cpu, "haproxy", &["-f", &hconf.to_string_lossy()], &hlog));
     wait_port(HAPROXY_PORT, "haproxy", &hlog);
     wait_port(HAPROXY_ROUTE_PORT, "haproxy (route)", &hlog);
+    wait_port(HAPROXY_H2_PORT, "haproxy (h2)", &hlog);
 
     // The floor: byte relays that do no HTTP work at all.
     for (name, port, recv) in
@@ -547,7 +970,7 @@ http {{
         procs.push(spawn(name, &o.proxy_cpu, &o.relay.to_string_lossy(), &args, &log));
         wait_port(port, name, &log);
     }
-    Setup { dir: dir.to_path_buf(), procs }
+    Setup { dir: dir.to_path_buf(), procs, failures }
 }
 
 /// The route mode's ringgate listener: a path-based rule whose 4th path
@@ -705,6 +1128,9 @@ fn proxy_pids(setup: &Setup) -> BTreeMap<&'static str, Vec<u32>> {
             "ringgate+log" => {
                 m.insert("ringgate+log", vec![pid]);
             }
+            "ringgate (h2)" => {
+                m.insert("ringgate (h2)", vec![pid]);
+            }
             "nginx (proxy)" => {
                 // taskset execs nginx in place; the workers are its children.
                 let kids = children_of(pid);
@@ -859,16 +1285,24 @@ fn machine() -> String {
             .unwrap_or_default()
     };
     format!(
-        "{cores} cores ({cpu}), Linux {kernel}; {}; {}; {}",
+        "{cores} cores ({cpu}), Linux {kernel}; {}; {}; {}; {}",
         version("nginx", "-v"),
         version("haproxy", "-v"),
-        version("wrk", "-v").split(" [").next().unwrap_or("")
+        version("wrk", "-v").split(" [").next().unwrap_or(""),
+        version("h2load", "--version")
     )
 }
 
 fn main() {
     let o = parse_args();
-    for tool in ["nginx", "haproxy", "wrk", "taskset"] {
+    let mut tools = vec!["nginx", "haproxy", "taskset"];
+    if o.modes.iter().any(|m| m != "h2") {
+        tools.push("wrk");
+    }
+    if o.modes.iter().any(|m| m == "h2") {
+        tools.push("h2load");
+    }
+    for tool in tools {
         if Command::new("sh")
             .arg("-c")
             .arg(format!("command -v {tool}"))
@@ -908,6 +1342,10 @@ fn main() {
         RINGGATE_ROUTE_PORT,
         NGINX_ROUTE_PORT,
         HAPROXY_ROUTE_PORT,
+        RINGGATE_H2_PORT,
+        NGINX_H2_PORT,
+        HAPROXY_H2_PORT,
+        RINGGATE_H2_ADMIN_PORT,
     ];
     let taken: Vec<u16> = ports.iter().copied().filter(|p| !port_free(*p)).collect();
     if !taken.is_empty() {
@@ -923,7 +1361,7 @@ fn main() {
     let _ = writeln!(report, "## ringgate vs nginx vs HAProxy\n");
     let _ = writeln!(
         report,
-        "Machine: {}. wrk and the two nginx backends pinned to CPU {}, each proxy to CPU {} with one worker; {} interleaved rounds of {} s per proxy; medians. CPU µs/req is the proxy's user+system time from /proc/<pid>/stat over the round divided by the requests wrk completed.\n",
+        "Machine: {}. wrk (h2load in the h2 mode) and the two nginx backends pinned to CPU {}, each proxy to CPU {} with one worker; {} interleaved rounds of {} s per proxy; medians. CPU µs/req is the proxy's user+system time from /proc/<pid>/stat over the round divided by the requests wrk completed (h2 mode: over h2load's measured phase, after its warm-up, divided by the requests it logged).\n",
         machine(),
         o.load_cpu,
         o.proxy_cpu,
@@ -934,7 +1372,7 @@ fn main() {
     let mut failed: Option<String> = None;
     for mode in &o.modes {
         let body64k = mode == "body64k";
-        let setup = start_all(&o, &dir, body64k);
+        let setup = start_all(&o, &dir, body64k, mode == "h2");
         let pids = proxy_pids(&setup);
         let all = |conns: u32| -> Vec<(&str, u16, Vec<u32>)> {
             vec![
@@ -1045,6 +1483,13 @@ fn main() {
                     None
                 }
             }
+            "h2" => {
+                let failures = h2_mode(&o, &setup, &pids, &mut report);
+                if !failures.is_empty() {
+                    failed = Some(format!("mode h2: not measured (or not to the end):\n{}", failures.join("\n")));
+                }
+                None
+            }
             "idle" => {
                 let line = idle_memory(pids["ringgate"][0], RINGGATE_PORT, 10_000);
                 eprintln!("  {line}");
@@ -1107,6 +1552,35 @@ mod tests {
             }
         });
         port
+    }
+
+    #[test]
+    fn h2load_summary_and_log_are_read() {
+        let text = "starting benchmark...\nTLS Protocol: TLSv1.3\nApplication protocol: h2\n\nfinished in 3.00s, 50379.50 req/s, 3.84MB/s\nrequests: 100759 total, 100760 started, 100759 done, 100758 succeeded, 1 failed, 0 errored, 2 timeout\nstatus codes: 100758 2xx, 0 3xx, 1 4xx, 0 5xx\ntraffic: 6.27MB (6572749) total, 10.74KB (11000) headers (space savings 39.56%), 6.25MB (6553600) data\n";
+        let h = parse_h2load(text);
+        assert_eq!(h.protocol.as_deref(), Some("h2"));
+        assert_eq!(h.rps, 50379.5);
+        assert_eq!((h.done, h.failed, h.errored, h.timeout), (100759, 1, 0, 2));
+        assert_eq!(h.status, [100758, 0, 1, 0]);
+        assert_eq!(h.data, 6553600);
+        // HTTP/1.1 after ALPN: no h2.
+        let h1 = parse_h2load("Application protocol: http/1.1\n");
+        assert_eq!(h1.protocol.as_deref(), Some("http/1.1"));
+
+        let log = parse_h2_log("1796307501855083\t200\t577\n1796307501855084\t502\t702\nnot a row\n");
+        assert_eq!(log, vec![(1796307501855083, 200, 577), (1796307501855084, 502, 702)]);
+
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(quantile(&v, 0.99), 99.0);
+        assert_eq!(quantile(&v, 0.50), 50.0);
+        assert_eq!(quantile(&[7], 0.99), 7.0);
+        assert!(quantile(&[], 0.99).is_nan());
+
+        let samples = [(1000, 0, 0), (2000, 100, 10), (3000, 300, 30)];
+        assert_eq!(cpu_at(&samples, 500), (0.0, 0.0));
+        assert_eq!(cpu_at(&samples, 1500), (50.0, 5.0));
+        assert_eq!(cpu_at(&samples, 2500), (200.0, 20.0));
+        assert_eq!(cpu_at(&samples, 9000), (300.0, 30.0));
     }
 
     #[test]
