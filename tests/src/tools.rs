@@ -56,9 +56,8 @@ pub fn require_tool(name: &str) -> PathBuf {
         }
         "python-h2" => {
             let py = target_dir().join("test-venv/bin/python");
-            let ok = |p: &Path| {
-                Command::new(p).args(["-c", "import h2, httpx"]).output().is_ok_and(|o| o.status.success())
-            };
+            let ok =
+                |p: &Path| Command::new(p).args(["-c", "import h2, httpx"]).output().is_ok_and(|o| o.status.success());
             if !ok(&py) {
                 install();
             }

@@ -1207,3 +1207,95 @@ fn access_log_and_metrics_tell_the_protocols_apart() {
     assert!(moved, "connections/streams HTTP/2, HTTP/1.1: before {before:?}, after {after:?}");
     assert_eq!(read("ringgate_client_resets_total", "HTTP/2"), 0, "nothing was abandoned");
 }
+
+// ---------------------------------------------------------------------------
+// 13. Trailers, both ways: a request body without a length goes to the
+// backend chunked with its trailers; a chunked response's trailers reach
+// the client as a trailing HEADERS frame.
+
+/// A backend that records one request's raw bytes (up to the end of its
+/// chunked body) and answers with a chunked body and trailers.
+fn trailer_backend() -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let t = std::thread::spawn(move || {
+        // Health probes come too: answered, and not recorded.
+        for _ in 0..20 {
+            let (mut s, _) = l.accept().expect("accept");
+            s.set_read_timeout(Some(SOON)).expect("timeout");
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            let head_done = |g: &[u8]| g.windows(4).any(|w| w == b"\r\n\r\n");
+            // Up to the end of the chunked body: its last chunk, trailers, CRLF.
+            let body_done = |g: &[u8]| g.windows(5).any(|w| w == b"\r\n0\r\n") && g.ends_with(b"\r\n\r\n");
+            while !(head_done(&got) && (!got.starts_with(b"POST") || body_done(&got))) {
+                match std::io::Read::read(&mut s, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            if !got.starts_with(b"POST /up ") {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                continue;
+            }
+            let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: abc123\r\n\r\n";
+            let _ = s.write_all(answer);
+            std::thread::sleep(Duration::from_millis(200));
+            return got;
+        }
+        Vec::new()
+    });
+    (addr, t)
+}
+
+#[test]
+fn trailers_pass_both_ways() {
+    let (backend, recorded) = trailer_backend();
+    let gw = Gateway::start(&h2c(&simple_config(&[backend], "request_timeout = 10")));
+    let py = require_tool("python-h2");
+    let script = r#"
+import json, signal, socket, sys
+import h2.connection, h2.config, h2.events
+signal.alarm(20)
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+c.initiate_connection()
+c.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "t.example"), (":path", "/up")])
+c.send_data(1, b"abc")
+c.send_headers(1, [("x-sum", "42")], end_stream=True)
+s.sendall(c.data_to_send())
+out = {"status": None, "body": "", "trailers": {}}
+done = False
+while not done:
+    data = s.recv(65536)
+    if not data:
+        break
+    for e in c.receive_data(data):
+        if isinstance(e, h2.events.ResponseReceived):
+            out["status"] = int(dict(e.headers)[b":status"])
+        elif isinstance(e, h2.events.DataReceived):
+            out["body"] += e.data.decode()
+            c.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+        elif isinstance(e, h2.events.TrailersReceived):
+            out["trailers"] = {k.decode(): v.decode() for k, v in e.headers}
+        elif isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)):
+            done = True
+    s.sendall(c.data_to_send())
+print(json.dumps(out))
+"#;
+    let port = gw.addr("public").port().to_string();
+    let o = Command::new(&py).args(["-c", script, &port]).output().expect("run python");
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stderr), gw.stderr());
+    let out: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(out["body"], "hello", "{out}");
+    assert_eq!(out["trailers"]["x-checksum"], "abc123", "the response trailer reaches the client: {out}");
+    let got = String::from_utf8(recorded.join().expect("backend")).expect("utf8");
+    let lower = got.to_ascii_lowercase();
+    assert!(lower.contains("transfer-encoding: chunked\r\n"), "{got}");
+    assert!(!lower.contains("content-length"), "{got}");
+    assert!(
+        got.ends_with("\r\n\r\n3\r\nabc\r\n0\r\nx-sum: 42\r\n\r\n"),
+        "body and trailer as the backend saw them: {got:?}"
+    );
+}

@@ -672,8 +672,17 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
     g
 }
 
-const LISTENER_FIELDS: &[&str] =
-    &["name", "listen", "host_names", "protocol", "certificate", "private_key", "error_pages", "http2", "http2_cleartext"];
+const LISTENER_FIELDS: &[&str] = &[
+    "name",
+    "listen",
+    "host_names",
+    "protocol",
+    "certificate",
+    "private_key",
+    "error_pages",
+    "http2",
+    "http2_cleartext",
+];
 
 fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawListener {
     let mut f = Fields::new(d, t, String::new(), at, LISTENER_FIELDS);
@@ -739,7 +748,8 @@ fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawList
         f.err(
             at,
             "http2",
-            "only used with protocol = \"https\" (ALPN); for HTTP/2 on a plain listener set http2_cleartext = true".into(),
+            "only used with protocol = \"https\" (ALPN); for HTTP/2 on a plain listener set http2_cleartext = true"
+                .into(),
         );
     }
     let http2_cleartext = f.bool("http2_cleartext");

@@ -624,7 +624,9 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
             max_concurrent_streams: r
                 .http2_max_concurrent_streams
                 .map_or(defaults.http2.max_concurrent_streams, |n| n as u32),
-            initial_stream_window: r.http2_initial_stream_window.map_or(defaults.http2.initial_stream_window, |n| n as u32),
+            initial_stream_window: r
+                .http2_initial_stream_window
+                .map_or(defaults.http2.initial_stream_window, |n| n as u32),
             initial_connection_window: r
                 .http2_initial_connection_window
                 .map_or(defaults.http2.initial_connection_window, |n| n as u32),

@@ -383,7 +383,8 @@ mod tests {
             let mut d = ChunkedDecoder::new();
             let (mut data, mut trailers) = (Vec::new(), Vec::new());
             let p1 = d.feed_keeping_trailers(&body[..split], |c| data.extend_from_slice(c), &mut trailers).unwrap();
-            let p2 = d.feed_keeping_trailers(&body[p1.consumed..], |c| data.extend_from_slice(c), &mut trailers).unwrap();
+            let p2 =
+                d.feed_keeping_trailers(&body[p1.consumed..], |c| data.extend_from_slice(c), &mut trailers).unwrap();
             assert!(p2.done);
             assert_eq!(data, b"abc");
             assert_eq!(trailers, b"X-T: 1\r\ngrpc-status: 0\r\n", "split at {split}");

@@ -21,7 +21,12 @@ use crate::worker::{ConnGuard, Worker};
 /// What every HTTP/2 connection starts with (RFC 9113 §3.4).
 pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-pub(crate) async fn accept_loop(w: Rc<Worker>, listener: TcpListener, key: SocketKey, cancel: monoio::io::CancelHandle) {
+pub(crate) async fn accept_loop(
+    w: Rc<Worker>,
+    listener: TcpListener,
+    key: SocketKey,
+    cancel: monoio::io::CancelHandle,
+) {
     let addr = key.addr;
     let mut last_warn: Option<Instant> = None;
     loop {
@@ -55,12 +60,7 @@ async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, socket: S
     let (max, header_timeout, tls, h2c) = {
         let lp = w.plan();
         let s = lp.plan.socket(&socket);
-        (
-            lp.plan.max_connections,
-            lp.plan.header_timeout,
-            s.and_then(|s| s.tls.clone()),
-            s.is_some_and(|s| s.h2c),
-        )
+        (lp.plan.max_connections, lp.plan.header_timeout, s.and_then(|s| s.tls.clone()), s.is_some_and(|s| s.h2c))
     };
     let Some(guard) = w.register(stream.as_raw_fd(), max) else {
         w.gauges.refused_over_limit.add(1);
@@ -78,7 +78,7 @@ async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, socket: S
     }
     if !h2c {
         w.gauges.count_connection(false);
-        Client::new(w, stream, peer, socket, Some(guard), port).run().await;
+        Client::new(w, stream, peer, socket, Some(guard), port, Vec::with_capacity(INITIAL_READ)).run().await;
         return;
     }
     // Prior knowledge: the first bytes say which protocol this is.
@@ -101,9 +101,7 @@ async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, socket: S
         Box::pin(crate::h2::serve(w, io, peer, socket, guard, port)).await;
     } else {
         w.gauges.count_connection(false);
-        let mut c = Client::new(w, stream, peer, socket, Some(guard), port);
-        c.rbuf = first;
-        c.run().await;
+        Client::new(w, stream, peer, socket, Some(guard), port, first).run().await;
     }
 }
 
@@ -128,9 +126,7 @@ async fn serve_tls(
         _ => return,
     }
     if !ringgate_tls::looks_like_tls(first[0]) {
-        let mut c = Client::new(w, stream, peer, socket, Some(guard), port);
-        c.rbuf = first;
-        c.refuse_plain_http().await;
+        Client::new(w, stream, peer, socket, Some(guard), port, first).refuse_plain_http().await;
         return;
     }
     let io = PrefixedReadIo::new(stream, std::io::Cursor::new(first));
@@ -142,7 +138,8 @@ async fn serve_tls(
                 crate::h2::serve(w, tls_stream, peer, socket, guard, port).await;
             } else {
                 w.gauges.count_connection(false);
-                Client::new(w, tls_stream, peer, socket, Some(guard), port).run().await;
+                let rbuf = Vec::with_capacity(INITIAL_READ);
+                Client::new(w, tls_stream, peer, socket, Some(guard), port, rbuf).run().await;
             }
         }
         Ok(Err(e)) => {

@@ -18,11 +18,11 @@ use ringgate_http::{
 };
 
 use crate::backend_stream::BackendStream;
-use crate::request::{Client, Outcome};
 use crate::conn_pool::{BackendConn, ConnCount, PoolKey};
 use crate::error::ProxyError;
 use crate::io::{IoFail, consume};
 use crate::plan::{ServerPlan, TargetPlan};
+use crate::request::{Client, Outcome};
 use crate::rewrite_apply::{RequestVars, extra_lines, rewritten_target};
 
 /// Largest response head accepted from a backend.
@@ -263,12 +263,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 }
             }
             if !body.is_done() {
-                match self.send_body(&mut conn, &mut body, &plan, rule).await {
-                    Ok(n) => out.bytes_in += n,
-                    Err(f) => {
-                        return Err(f);
-                    }
-                }
+                out.bytes_in += self.send_body(&mut conn, &mut body, &plan, rule).await?;
             }
             let sent_at = Instant::now();
             let deadline = sent_at + rule.request_timeout;
@@ -350,21 +345,16 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             return Ok(());
         }
 
-        let clean = match self.relay_response(&mut conn, kind, dechunk, obuf, rule, &server.display, out).await {
-            Ok(c) => c,
-            Err(f) => {
-                return Err(f);
-            }
-        };
+        let clean = self.relay_response(&mut conn, kind, dechunk, obuf, rule, &server.display, out).await?;
         let reusable = clean && !self.resp.close && conn.buf.is_empty();
         if reusable {
             let now = Instant::now();
             if self.w.pool.borrow_mut().put(conn, rule.max_idle, rule.idle_timeout, now) {
                 self.w.gauges.idle_pooled.add(1);
-            } else {
             }
-        } else {
         }
+        // Otherwise the connection is dropped here, and uncounted by its
+        // `ConnCount`.
         out.keep = !close;
         Ok(())
     }
@@ -735,7 +725,13 @@ async fn connect(
         }
         _ => BackendStream::Plain(stream),
     };
-    Ok(BackendConn { stream, buf: Vec::with_capacity(BODY_CHUNK), small_buf: None, key, _count: ConnCount::new(gauges) })
+    Ok(BackendConn {
+        stream,
+        buf: Vec::with_capacity(BODY_CHUNK),
+        small_buf: None,
+        key,
+        _count: ConnCount::new(gauges),
+    })
 }
 
 fn backend_io_error(e: IoFail, server: &str, timeout: Duration) -> ProxyError {

@@ -132,7 +132,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         }
     }
 
-
     /// Answers a plain HTTP request sent to an HTTPS port, and closes.
     pub(crate) async fn refuse_plain_http(&mut self) {
         let start = Instant::now();
@@ -149,5 +148,4 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let lp = self.w.plan();
         self.finish(&lp.plan, None, start, out);
     }
-
 }

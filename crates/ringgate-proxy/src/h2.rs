@@ -62,8 +62,12 @@ const SETTINGS_BUDGET: (u32, u32) = (50, 10);
 /// What the connection task and its streams share.
 #[derive(Default)]
 struct ConnShared {
-    /// A defence tripped: the connection is to be cut off with GOAWAY.
-    tripped: Cell<Option<H2Defence>>,
+    /// A defence tripped: the connection is to be cut off with GOAWAY and
+    /// this error code.
+    tripped: Cell<Option<(H2Defence, Reason)>>,
+    /// The debug data of the last GOAWAY the connection sent (h2 keeps it
+    /// off the error it returns), which says why h2 itself cut a client off.
+    goaway_debug: RefCell<Vec<u8>>,
     /// Streams whose task is running.
     open: Cell<usize>,
     /// When the last stream ended (the keep-alive time-out counts from it).
@@ -102,6 +106,7 @@ where
         inner: monoio_compat::StreamWrapper::new_with_buffer_size(io, 16 * 1024, 64 * 1024),
         shared: shared.clone(),
         watch: FrameWatch::new(max_continuations),
+        sent: GoawayWatch::default(),
     };
     let mut builder = h2::server::Builder::new();
     builder
@@ -119,7 +124,7 @@ where
     let mut conn = match monoio::time::timeout_at((start + header_timeout).into(), handshake).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            if let Some(d) = classify(&e) {
+            if let Some(d) = classify(&e, &shared.goaway_debug.borrow()) {
                 w.gauges.count_defence(d);
             }
             tracing::debug!(%peer, "HTTP/2 handshake failed: {e}");
@@ -136,9 +141,12 @@ where
     let mut idle_timer = Box::pin(monoio::time::sleep_until(idle_deadline.into()));
     let mut shutting_down = false;
     let mut generation = w.plan().plan.generation;
+    // One lives at a time, on the connection task: boxing the large variant
+    // would cost an allocation per stream to save a few hundred bytes once.
+    #[allow(clippy::large_enum_variant)]
     enum Event {
         Stream(http::Request<RecvStream>, SendResponse<Bytes>),
-        Abuse(H2Defence),
+        Abuse(H2Defence, Reason),
         Drain,
         Idle,
         Failed(h2::Error),
@@ -148,8 +156,8 @@ where
         let event = std::future::poll_fn(|cx| {
             shared.set_waker(cx.waker());
             guard.wake_on_drain(cx.waker());
-            if let Some(d) = shared.tripped.get() {
-                return Poll::Ready(Event::Abuse(d));
+            if let Some((d, r)) = shared.tripped.get() {
+                return Poll::Ready(Event::Abuse(d, r));
             }
             if !shutting_down && (w.draining() || listener_removed(&w, &socket, &mut generation)) {
                 return Poll::Ready(Event::Drain);
@@ -161,11 +169,15 @@ where
                 Poll::Pending => {}
             }
             // Reading may have tripped a defence.
-            if let Some(d) = shared.tripped.get() {
-                return Poll::Ready(Event::Abuse(d));
+            if let Some((d, r)) = shared.tripped.get() {
+                return Poll::Ready(Event::Abuse(d, r));
             }
-            if shared.open.get() == 0 && !shutting_down {
-                let deadline = shared.idle_since.get().map_or(idle_deadline, |t| t + keepalive);
+            if shared.open.get() == 0 {
+                // Idle: the keep-alive time-out; after a GOAWAY, a short grace
+                // for the client's last frames (h2 would wait for its PING
+                // ACK forever).
+                let wait = if shutting_down { CLOSE_GRACE } else { keepalive };
+                let deadline = shared.idle_since.get().map_or(idle_deadline, |t| t + wait);
                 if deadline != idle_deadline {
                     idle_deadline = deadline;
                     idle_timer.as_mut().reset(deadline.into());
@@ -184,19 +196,23 @@ where
                 let task = serve_stream(w.clone(), shared.clone(), req, respond, peer, socket.clone(), port);
                 monoio::spawn(task);
             }
-            Event::Abuse(d) => {
+            Event::Abuse(d, reason) => {
                 w.gauges.count_defence(d);
                 tracing::debug!(%peer, defence = d.as_str(), "HTTP/2 client cut off");
-                conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                conn.abrupt_shutdown(reason);
                 break;
             }
+            Event::Idle if shutting_down => return,
             Event::Drain | Event::Idle => {
                 // GOAWAY; open streams finish, then `poll_accept` ends.
                 conn.graceful_shutdown();
                 shutting_down = true;
+                if shared.open.get() == 0 {
+                    shared.idle_since.set(Some(Instant::now()));
+                }
             }
             Event::Failed(e) => {
-                if let Some(d) = classify(&e) {
+                if let Some(d) = classify(&e, &shared.goaway_debug.borrow()) {
                     w.gauges.count_defence(d);
                     tracing::debug!(%peer, defence = d.as_str(), "HTTP/2 connection error: {e}");
                 }
@@ -221,17 +237,18 @@ fn listener_removed(w: &Worker, socket: &SocketKey, generation: &mut u64) -> boo
     lp.plan.socket(socket).is_none()
 }
 
-/// The defence an `h2` connection error stands for, if the client caused it.
-fn classify(e: &h2::Error) -> Option<H2Defence> {
+/// The defence an `h2` connection error stands for, if the client caused
+/// it; `debug` is the debug data of the GOAWAY h2 sent.
+fn classify(e: &h2::Error, debug: &[u8]) -> Option<H2Defence> {
     if e.is_io() || e.is_remote() || !e.is_go_away() {
         return None;
     }
-    let text = e.to_string();
+    let has = |s: &[u8]| debug.windows(s.len()).any(|w| w == s);
     Some(match e.reason() {
-        Some(Reason::ENHANCE_YOUR_CALM) if text.contains("too_many_resets") => H2Defence::RapidReset,
-        Some(Reason::ENHANCE_YOUR_CALM) if text.contains("too_many_continuations") => H2Defence::ContinuationFlood,
-        Some(Reason::ENHANCE_YOUR_CALM) if text.contains("header_list") => H2Defence::HeaderListTooLarge,
-        Some(Reason::ENHANCE_YOUR_CALM) if text.contains("internal_resets") => H2Defence::TooManyStreams,
+        Some(Reason::ENHANCE_YOUR_CALM) if has(b"too_many_resets") => H2Defence::RapidReset,
+        Some(Reason::ENHANCE_YOUR_CALM) if has(b"too_many_continuations") => H2Defence::ContinuationFlood,
+        Some(Reason::ENHANCE_YOUR_CALM) if has(b"header_list") => H2Defence::HeaderListTooLarge,
+        Some(Reason::ENHANCE_YOUR_CALM) if has(b"internal_resets") => H2Defence::TooManyStreams,
         Some(Reason::NO_ERROR) | None => return None,
         _ => H2Defence::ProtocolError,
     })
@@ -283,22 +300,30 @@ async fn serve_stream(
     let responder = Rc::new(RefCell::new(Responder::Waiting(respond)));
     let is_head = parts.method == http::Method::HEAD;
     let io = H2Stream::new(body, responder.clone(), chunked, is_head);
-    let mut c = Client::new(w.clone(), io, peer, socket, None, port);
+    let mut c = Client::new(w.clone(), io, peer, socket, None, port, head);
     c.protocol = ClientProtocol::Http2 { stream: stream_id };
-    c.rbuf = head;
     let lp = w.plan();
     let start = Instant::now();
     let reset = {
         let served = async {
             match &synthesized {
-                Err(text) => {
+                Err(HeadRefusal::BadRequest(text)) => {
                     c.meta.capture_raw(&c.rbuf);
                     let out = c.reply_error(ErrorCode::BadRequest, text, false).await;
                     c.finish(&lp.plan, None, start, out);
                 }
+                Err(HeadRefusal::Malformed(why)) => {
+                    tracing::debug!(%peer, stream = stream_id, "malformed HTTP/2 request: {why}");
+                    responder.borrow_mut().reset(Reason::PROTOCOL_ERROR);
+                    c.meta.capture_raw(&c.rbuf);
+                    let out = Outcome { status: 400, code: Some(ErrorCode::BadRequest), ..Outcome::default() };
+                    c.finish(&lp.plan, None, start, out);
+                }
                 Ok(_) => match parse_request(&c.rbuf, &lp.plan.limits, &mut c.head) {
                     Ok(Parsed::Complete(_)) => {
-                        c.handle(&lp, start).await;
+                        // Boxed as in `h1`: the exchange is a large future,
+                        // and the stream task is moved into place whole.
+                        Box::pin(c.handle(&lp, start)).await;
                     }
                     Ok(Parsed::Partial) => {
                         let e = ringgate_http::RequestError::Malformed("incomplete request head");
@@ -347,10 +372,18 @@ async fn serve_stream(
     conn.wake();
 }
 
+/// Why an HTTP/2 request head cannot be served.
+#[derive(Debug, PartialEq, Eq)]
+enum HeadRefusal {
+    /// Answered with this 400.
+    BadRequest(String),
+    /// Malformed (RFC 9113 §8.1.1): the stream is reset with PROTOCOL_ERROR.
+    Malformed(&'static str),
+}
+
 /// Writes an HTTP/2 request's head in HTTP/1.1 syntax into `out`; returns
 /// whether its body is chunk-framed (it has one, with no content-length).
-/// An `Err` is the 400 to answer.
-fn write_request_head(parts: &http::request::Parts, end_stream: bool, out: &mut Vec<u8>) -> Result<bool, String> {
+fn write_request_head(parts: &http::request::Parts, end_stream: bool, out: &mut Vec<u8>) -> Result<bool, HeadRefusal> {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
@@ -363,14 +396,14 @@ fn write_request_head(parts: &http::request::Parts, end_stream: bool, out: &mut 
     let mut hosts = parts.headers.get_all(http::header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
-        return Err("400 Bad Request: more than one host header".into());
+        return Err(HeadRefusal::BadRequest("400 Bad Request: more than one host header".into()));
     }
     match (parts.uri.authority(), host) {
         (Some(a), Some(h)) if !a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) => {
-            return Err(format!(
+            return Err(HeadRefusal::BadRequest(format!(
                 "400 Bad Request: the host header ({}) disagrees with :authority ({a})",
                 String::from_utf8_lossy(h.as_bytes())
-            ));
+            )));
         }
         (Some(a), _) => put_field(out, b"host", a.as_str().as_bytes()),
         (None, Some(h)) => put_field(out, b"host", h.as_bytes()),
@@ -379,6 +412,12 @@ fn write_request_head(parts: &http::request::Parts, end_stream: bool, out: &mut 
     }
     let mut cookies: Vec<&[u8]> = Vec::new();
     for (name, value) in &parts.headers {
+        // RFC 9113 §8.2.1: no whitespace around a value (HTTP/1.1 would trim
+        // it; HTTP/2 calls the request malformed).
+        let v = value.as_bytes();
+        if v.first().is_some_and(|b| matches!(b, b' ' | b'\t')) || v.last().is_some_and(|b| matches!(b, b' ' | b'\t')) {
+            return Err(HeadRefusal::Malformed("a field value starts or ends with whitespace"));
+        }
         match *name {
             http::header::HOST => {}
             // Hop by hop; h2 has refused every other connection field.
@@ -425,7 +464,10 @@ enum Out {
 
 enum BodyOut {
     Length(u64),
-    Chunked { decoder: ChunkedDecoder, trailers: Vec<u8> },
+    Chunked {
+        decoder: ChunkedDecoder,
+        trailers: Vec<u8>,
+    },
     /// Delimited by the end of the exchange (a backend's close-delimited
     /// body): END_STREAM when the request path finishes cleanly.
     UntilEnd,
@@ -481,7 +523,11 @@ impl H2Stream {
                 if self.waiting_window {
                     w.gauges.count_defence(H2Defence::StalledStream);
                 }
-                self.responder.borrow_mut().reset(if self.waiting_window { Reason::CANCEL } else { Reason::INTERNAL_ERROR });
+                self.responder.borrow_mut().reset(if self.waiting_window {
+                    Reason::CANCEL
+                } else {
+                    Reason::INTERNAL_ERROR
+                });
                 self.out = Out::Done;
             }
         }
@@ -531,39 +577,51 @@ impl H2Stream {
         while !data.is_empty() {
             match &mut self.out {
                 Out::Done => return Ok(()),
+                Out::Head(buf) if buf.is_empty() => {
+                    // The usual case: the head arrives whole, in one write,
+                    // with the start of the body after it; nothing is copied.
+                    match self.take_head(data)? {
+                        Some(n) => data = &data[n..],
+                        None => {
+                            self.out = Out::Head(data.to_vec());
+                            return Ok(());
+                        }
+                    }
+                }
                 Out::Head(buf) => {
                     buf.extend_from_slice(data);
                     data = &[];
                     let buf = std::mem::take(buf);
-                    let rest = self.take_heads(buf)?;
-                    if let Some(rest) = rest {
-                        Box::pin(self.take(&rest)).await?;
+                    match self.take_head(&buf)? {
+                        Some(n) => Box::pin(self.take(&buf[n..])).await?,
+                        None => self.out = Out::Head(buf),
                     }
                 }
                 Out::Body(BodyOut::Length(remaining)) => {
                     let n = (*remaining).min(data.len() as u64) as usize;
                     *remaining -= n as u64;
                     let end = *remaining == 0;
-                    self.send_data(&data[..n], end).await?;
+                    self.send_data(Bytes::copy_from_slice(&data[..n]), end).await?;
                     if end {
                         self.out = Out::Done;
                     }
                     data = &data[n..];
                 }
                 Out::Body(BodyOut::Chunked { decoder, trailers }) => {
-                    let mut plain = Vec::with_capacity(data.len());
+                    let mut plain = bytes::BytesMut::with_capacity(data.len());
                     let p = decoder
                         .feed_keeping_trailers(data, |d| plain.extend_from_slice(d), trailers)
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.reason()))?;
                     data = &data[p.consumed..];
                     let trailers = p.done.then(|| std::mem::take(trailers));
+                    let plain = plain.freeze();
                     match trailers {
                         Some(t) if !t.is_empty() => {
-                            self.send_data(&plain, false).await?;
+                            self.send_data(plain, false).await?;
                             self.send_trailers(&t)?;
                         }
-                        Some(_) => self.send_data(&plain, true).await?,
-                        None => self.send_data(&plain, false).await?,
+                        Some(_) => self.send_data(plain, true).await?,
+                        None => self.send_data(plain, false).await?,
                     }
                     if p.done {
                         self.out = Out::Done;
@@ -571,7 +629,7 @@ impl H2Stream {
                     }
                 }
                 Out::Body(BodyOut::UntilEnd) => {
-                    self.send_data(data, false).await?;
+                    self.send_data(Bytes::copy_from_slice(data), false).await?;
                     data = &[];
                 }
             }
@@ -579,53 +637,45 @@ impl H2Stream {
         Ok(())
     }
 
-    /// Sends every complete head in `buf`: interim ones as informational
-    /// HEADERS, the final one as the response. Returns the bytes after the
-    /// final head, if it is complete.
-    fn take_heads(&mut self, mut buf: Vec<u8>) -> io::Result<Option<Vec<u8>>> {
-        loop {
-            let n = match parse_response(&buf, MAX_RESPONSE_HEAD, 256, self.is_head, &mut self.resp) {
-                Ok(Parsed::Complete(n)) => n,
-                Ok(Parsed::Partial) => {
-                    self.out = Out::Head(buf);
-                    return Ok(None);
-                }
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.reason())),
-            };
-            let head = response_head(&buf, &self.resp)?;
-            let mut responder = self.responder.borrow_mut();
-            if self.resp.is_interim() {
-                if let Responder::Waiting(r) = &mut *responder {
-                    r.send_informational(head).map_err(h2_io)?;
-                }
-                buf.drain(..n);
-                continue;
+    /// Sends the head at the start of `buf` if it is complete: an interim
+    /// one as informational HEADERS (the state stays `Head`), the final one
+    /// as the response. Returns its length, `None` if it is incomplete.
+    fn take_head(&mut self, buf: &[u8]) -> io::Result<Option<usize>> {
+        let n = match parse_response(buf, MAX_RESPONSE_HEAD, 256, self.is_head, &mut self.resp) {
+            Ok(Parsed::Complete(n)) => n,
+            Ok(Parsed::Partial) => return Ok(None),
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.reason())),
+        };
+        let head = response_head(buf, &self.resp)?;
+        let mut responder = self.responder.borrow_mut();
+        if self.resp.is_interim() {
+            if let Responder::Waiting(r) = &mut *responder {
+                r.send_informational(head).map_err(h2_io)?;
             }
-            let end = matches!(self.resp.body, BodyKind::Empty);
-            let send = match std::mem::replace(&mut *responder, Responder::Done) {
-                Responder::Waiting(mut r) => r.send_response(head, end).map_err(h2_io)?,
-                _ => return Err(io::Error::new(io::ErrorKind::ConnectionReset, "the stream was reset")),
-            };
-            *responder = Responder::Streaming(send);
-            self.out = match self.resp.body {
-                BodyKind::Empty => Out::Done,
-                BodyKind::Length(n) => Out::Body(BodyOut::Length(n)),
-                BodyKind::Chunked => Out::Body(BodyOut::Chunked { decoder: ChunkedDecoder::new(), trailers: Vec::new() }),
-                BodyKind::UntilClose => Out::Body(BodyOut::UntilEnd),
-            };
-            if end {
-                *responder = Responder::Done;
-            }
-            buf.drain(..n);
-            return Ok((!buf.is_empty()).then_some(buf));
+            self.out = Out::Head(Vec::new());
+            return Ok(Some(n));
         }
+        let end = matches!(self.resp.body, BodyKind::Empty);
+        let send = match std::mem::replace(&mut *responder, Responder::Done) {
+            Responder::Waiting(mut r) => r.send_response(head, end).map_err(h2_io)?,
+            _ => return Err(io::Error::new(io::ErrorKind::ConnectionReset, "the stream was reset")),
+        };
+        self.out = match self.resp.body {
+            BodyKind::Empty => Out::Done,
+            BodyKind::Length(n) => Out::Body(BodyOut::Length(n)),
+            BodyKind::Chunked => Out::Body(BodyOut::Chunked { decoder: ChunkedDecoder::new(), trailers: Vec::new() }),
+            BodyKind::UntilClose => Out::Body(BodyOut::UntilEnd),
+        };
+        if !end {
+            *responder = Responder::Streaming(send);
+        }
+        Ok(Some(n))
     }
 
     /// Sends `data` as DATA frames as the client's windows allow.
-    async fn send_data(&mut self, data: &[u8], end: bool) -> io::Result<()> {
-        let mut off = 0;
+    async fn send_data(&mut self, mut data: Bytes, end: bool) -> io::Result<()> {
         loop {
-            let want = data.len() - off;
+            let want = data.len();
             if want == 0 {
                 if end {
                     self.with_send(|s| s.send_data(Bytes::new(), true))?;
@@ -661,9 +711,8 @@ impl H2Stream {
             self.waiting_window = false;
             let n = granted.min(want);
             let last = end && n == want;
-            let chunk = Bytes::copy_from_slice(&data[off..off + n]);
+            let chunk = data.split_to(n);
             self.with_send(|s| s.send_data(chunk, last))?;
-            off += n;
             if last {
                 *self.responder.borrow_mut() = Responder::Done;
                 return Ok(());
@@ -808,6 +857,7 @@ struct Guarded<T> {
     inner: T,
     shared: Rc<ConnShared>,
     watch: FrameWatch,
+    sent: GoawayWatch,
 }
 
 impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Guarded<T> {
@@ -833,7 +883,12 @@ impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Guarded<T> {
 
 impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Guarded<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            this.sent.inspect(&buf[..n], &this.shared.goaway_debug);
+        }
+        r
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -877,15 +932,24 @@ impl Budget {
 }
 
 /// Follows the frame headers in the bytes read from a client, without
-/// decoding a frame: enough to see floods of control frames.
+/// decoding a frame: enough to see floods of control frames, and the frame
+/// errors RFC 9113 names an error code for that `h2` would answer with
+/// PROTOCOL_ERROR (a control frame of the wrong length, a first frame that
+/// is not SETTINGS, a SETTINGS value out of range).
 #[derive(Debug)]
 struct FrameWatch {
     /// Preface bytes still to skip.
     preface: usize,
+    /// No frame has been seen yet: the first must be SETTINGS.
+    first: bool,
     header: [u8; 9],
     header_len: usize,
     /// Payload bytes of the current frame still to skip.
     payload: usize,
+    /// The current frame is a SETTINGS frame whose values are read.
+    settings_payload: bool,
+    setting: [u8; 6],
+    setting_len: usize,
     /// CONTINUATION frames since the header block's HEADERS.
     continuations: u32,
     max_continuations: u32,
@@ -894,13 +958,20 @@ struct FrameWatch {
     settings: Budget,
 }
 
+/// A trip: what to count, and the GOAWAY's error code.
+type Trip = (H2Defence, Reason);
+
 impl FrameWatch {
     fn new(max_continuations: u32) -> FrameWatch {
         FrameWatch {
             preface: crate::accept::H2_PREFACE.len(),
+            first: true,
             header: [0; 9],
             header_len: 0,
             payload: 0,
+            settings_payload: false,
+            setting: [0; 6],
+            setting_len: 0,
             continuations: 0,
             max_continuations,
             resets: Budget::new(RST_BUDGET),
@@ -909,14 +980,19 @@ impl FrameWatch {
         }
     }
 
-    /// Follows `data`; the defence to trip, if a budget ran out.
-    fn inspect(&mut self, mut data: &[u8]) -> Option<H2Defence> {
+    /// Follows `data`; what to trip, if a budget ran out or a frame is wrong.
+    fn inspect(&mut self, mut data: &[u8]) -> Option<Trip> {
         let skip = self.preface.min(data.len());
         self.preface -= skip;
         data = &data[skip..];
         while !data.is_empty() {
             if self.payload > 0 {
                 let n = self.payload.min(data.len());
+                if self.settings_payload
+                    && let Some(t) = self.settings_values(&data[..n])
+                {
+                    return Some(t);
+                }
                 self.payload -= n;
                 data = &data[n..];
                 continue;
@@ -931,38 +1007,134 @@ impl FrameWatch {
             self.header_len = 0;
             let h = self.header;
             self.payload = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
-            if let Some(d) = self.frame(h[3], h[4]) {
-                return Some(d);
+            if let Some(t) = self.frame(h[3], h[4], self.payload) {
+                return Some(t);
             }
         }
         None
     }
 
-    fn frame(&mut self, kind: u8, flags: u8) -> Option<H2Defence> {
+    fn frame(&mut self, kind: u8, flags: u8, len: usize) -> Option<Trip> {
         const END_HEADERS: u8 = 0x4;
         const ACK: u8 = 0x1;
+        const SETTINGS: u8 = 0x4;
+        let frame_size = Some((H2Defence::ProtocolError, Reason::FRAME_SIZE_ERROR));
+        if std::mem::take(&mut self.first) && (kind != SETTINGS || flags & ACK != 0) {
+            // RFC 9113 §3.4: the preface is followed by SETTINGS.
+            return Some((H2Defence::ProtocolError, Reason::PROTOCOL_ERROR));
+        }
+        self.settings_payload = false;
         match kind {
             // HEADERS
             0x1 => self.continuations = 0,
+            // PRIORITY (§6.3), RST_STREAM (§6.4), PING (§6.7), GOAWAY
+            // (§6.8), WINDOW_UPDATE (§6.9): fixed lengths.
+            0x2 if len != 5 => return frame_size,
+            0x3 if len != 4 => return frame_size,
+            0x6 if len != 8 => return frame_size,
+            0x7 if len < 8 => return frame_size,
+            0x8 if len != 4 => return frame_size,
+            // SETTINGS (§6.5): an ACK is empty, values are 6 bytes each.
+            SETTINGS if (flags & ACK != 0 && len != 0) || !len.is_multiple_of(6) => return frame_size,
+            SETTINGS if flags & ACK == 0 => {
+                if !self.settings.spend() {
+                    return Some((H2Defence::SettingsFlood, Reason::ENHANCE_YOUR_CALM));
+                }
+                self.settings_payload = true;
+                self.setting_len = 0;
+            }
             // CONTINUATION
             0x9 => {
                 self.continuations += 1;
                 if self.continuations > self.max_continuations {
-                    return Some(H2Defence::ContinuationFlood);
+                    return Some((H2Defence::ContinuationFlood, Reason::ENHANCE_YOUR_CALM));
                 }
                 if flags & END_HEADERS != 0 {
                     self.continuations = 0;
                 }
             }
-            // RST_STREAM
-            0x3 if !self.resets.spend() => return Some(H2Defence::RapidReset),
-            // SETTINGS
-            0x4 if flags & ACK == 0 && !self.settings.spend() => return Some(H2Defence::SettingsFlood),
-            // PING
-            0x6 if flags & ACK == 0 && !self.pings.spend() => return Some(H2Defence::PingFlood),
             _ => {}
         }
+        match kind {
+            0x3 if !self.resets.spend() => Some((H2Defence::RapidReset, Reason::ENHANCE_YOUR_CALM)),
+            0x6 if flags & ACK == 0 && !self.pings.spend() => Some((H2Defence::PingFlood, Reason::ENHANCE_YOUR_CALM)),
+            _ => None,
+        }
+    }
+
+    /// Reads SETTINGS values as they arrive, 6 bytes each (§6.5.2).
+    fn settings_values(&mut self, mut data: &[u8]) -> Option<Trip> {
+        while !data.is_empty() {
+            let n = (6 - self.setting_len).min(data.len());
+            self.setting[self.setting_len..self.setting_len + n].copy_from_slice(&data[..n]);
+            self.setting_len += n;
+            data = &data[n..];
+            if self.setting_len < 6 {
+                break;
+            }
+            self.setting_len = 0;
+            let id = u16::from_be_bytes([self.setting[0], self.setting[1]]);
+            let value = u32::from_be_bytes([self.setting[2], self.setting[3], self.setting[4], self.setting[5]]);
+            let wrong = match id {
+                // SETTINGS_ENABLE_PUSH
+                0x2 if value > 1 => Reason::PROTOCOL_ERROR,
+                // SETTINGS_INITIAL_WINDOW_SIZE
+                0x4 if value > (1 << 31) - 1 => Reason::FLOW_CONTROL_ERROR,
+                // SETTINGS_MAX_FRAME_SIZE
+                0x5 if !(16_384..=(1 << 24) - 1).contains(&value) => Reason::PROTOCOL_ERROR,
+                _ => continue,
+            };
+            return Some((H2Defence::ProtocolError, wrong));
+        }
         None
+    }
+}
+
+/// Follows the frames the connection sends, to keep the debug data of a
+/// GOAWAY (the reason h2 cut a client off, which its error does not carry).
+#[derive(Debug, Default)]
+struct GoawayWatch {
+    header: [u8; 9],
+    header_len: usize,
+    payload: usize,
+    /// Payload bytes of a GOAWAY seen so far (its first 8 bytes are the
+    /// last stream id and the error code).
+    goaway: Option<Vec<u8>>,
+}
+
+impl GoawayWatch {
+    /// The longest debug data kept.
+    const MAX_DEBUG: usize = 64;
+
+    fn inspect(&mut self, mut data: &[u8], debug: &RefCell<Vec<u8>>) {
+        while !data.is_empty() {
+            if self.payload > 0 {
+                let n = self.payload.min(data.len());
+                if let Some(g) = &mut self.goaway {
+                    let room = (8 + Self::MAX_DEBUG).saturating_sub(g.len());
+                    g.extend_from_slice(&data[..n.min(room)]);
+                }
+                self.payload -= n;
+                data = &data[n..];
+                if self.payload == 0
+                    && let Some(g) = self.goaway.take()
+                {
+                    *debug.borrow_mut() = g.get(8..).unwrap_or_default().to_vec();
+                }
+                continue;
+            }
+            let n = (9 - self.header_len).min(data.len());
+            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
+            self.header_len += n;
+            data = &data[n..];
+            if self.header_len < 9 {
+                break;
+            }
+            self.header_len = 0;
+            let h = self.header;
+            self.payload = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+            self.goaway = (h[3] == 0x7 && self.payload > 8).then(Vec::new);
+        }
     }
 }
 
@@ -988,22 +1160,24 @@ mod tests {
         for piece in bytes.chunks(7) {
             assert_eq!(w.inspect(piece), None, "within the budget");
         }
-        assert_eq!(w.inspect(&frame(0x3, 0, 4)), Some(H2Defence::RapidReset));
+        assert_eq!(w.inspect(&frame(0x3, 0, 4)), Some((H2Defence::RapidReset, Reason::ENHANCE_YOUR_CALM)));
     }
 
     #[test]
     fn continuation_floods_and_ping_floods_trip_acks_do_not() {
         let mut w = FrameWatch::new(4);
         let mut bytes = crate::accept::H2_PREFACE.to_vec();
+        bytes.extend(frame(0x4, 0, 0));
         bytes.extend(frame(0x1, 0, 10));
         for _ in 0..4 {
             bytes.extend(frame(0x9, 0, 1));
         }
         assert_eq!(w.inspect(&bytes), None);
-        assert_eq!(w.inspect(&frame(0x9, 0, 1)), Some(H2Defence::ContinuationFlood));
+        assert_eq!(w.inspect(&frame(0x9, 0, 1)), Some((H2Defence::ContinuationFlood, Reason::ENHANCE_YOUR_CALM)));
 
         let mut w = FrameWatch::new(4);
         let mut bytes = crate::accept::H2_PREFACE.to_vec();
+        bytes.extend(frame(0x4, 0, 0));
         for _ in 0..1000 {
             bytes.extend(frame(0x6, 0x1, 8));
         }
@@ -1012,7 +1186,47 @@ mod tests {
         for _ in 0..=PING_BUDGET.0 {
             flood.extend(frame(0x6, 0, 8));
         }
-        assert_eq!(w.inspect(&flood), Some(H2Defence::PingFlood));
+        assert_eq!(w.inspect(&flood), Some((H2Defence::PingFlood, Reason::ENHANCE_YOUR_CALM)));
+    }
+
+    #[test]
+    fn frame_errors_get_the_rfcs_codes() {
+        let start = |frames: &[Vec<u8>]| {
+            let mut w = FrameWatch::new(4);
+            let mut bytes = crate::accept::H2_PREFACE.to_vec();
+            frames.iter().for_each(|f| bytes.extend(f));
+            w.inspect(&bytes)
+        };
+        let code = |t: Option<Trip>| t.map(|(_, r)| r);
+        assert_eq!(code(start(&[frame(0x6, 0, 8)])), Some(Reason::PROTOCOL_ERROR), "PING before SETTINGS");
+        let settings = frame(0x4, 0, 0);
+        assert_eq!(code(start(&[settings.clone(), frame(0x2, 0, 4)])), Some(Reason::FRAME_SIZE_ERROR));
+        assert_eq!(
+            code(start(&[settings.clone(), frame(0x4, 1, 6)])),
+            Some(Reason::FRAME_SIZE_ERROR),
+            "ACK with a payload"
+        );
+        assert_eq!(code(start(&[settings.clone(), frame(0x8, 0, 3)])), Some(Reason::FRAME_SIZE_ERROR));
+        let mut window = frame(0x4, 0, 6);
+        window[9..15].copy_from_slice(&[0, 4, 0x80, 0, 0, 0]);
+        assert_eq!(code(start(&[window])), Some(Reason::FLOW_CONTROL_ERROR), "INITIAL_WINDOW_SIZE over 2^31-1");
+        let mut ok = frame(0x4, 0, 12);
+        ok[9..21].copy_from_slice(&[0, 4, 0, 1, 0, 0, 0, 5, 0, 0, 0x40, 0]);
+        assert_eq!(start(&[ok, frame(0x6, 0, 8), frame(0x8, 0, 4)]), None);
+    }
+
+    #[test]
+    fn the_debug_data_of_a_sent_goaway_is_kept() {
+        let mut g = GoawayWatch::default();
+        let debug = RefCell::new(Vec::new());
+        let mut bytes = frame(0x4, 0, 0);
+        let mut goaway = frame(0x7, 0, 8 + 15);
+        goaway[17..32].copy_from_slice(b"too_many_resets");
+        bytes.extend(goaway);
+        for piece in bytes.chunks(5) {
+            g.inspect(piece, &debug);
+        }
+        assert_eq!(&*debug.borrow(), b"too_many_resets");
     }
 
     #[test]
@@ -1041,6 +1255,9 @@ mod tests {
         let req = http::Request::builder().uri("https://a.example/").header("host", "b.example").body(()).unwrap();
         let (parts, ()) = req.into_parts();
         let e = write_request_head(&parts, true, &mut Vec::new()).unwrap_err();
-        assert!(e.contains("disagrees with :authority"), "{e}");
+        assert!(matches!(&e, HeadRefusal::BadRequest(t) if t.contains("disagrees with :authority")), "{e:?}");
+        let req = http::Request::builder().uri("https://a.example/").header("x", " padded").body(()).unwrap();
+        let (parts, ()) = req.into_parts();
+        assert!(matches!(write_request_head(&parts, true, &mut Vec::new()), Err(HeadRefusal::Malformed(_))));
     }
 }

@@ -176,6 +176,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         socket: SocketKey,
         guard: Option<ConnGuard>,
         port: u16,
+        rbuf: Vec<u8>,
     ) -> Self {
         // Application Gateway's X-Forwarded-For element: `ip:port`.
         let ip = peer.ip().to_string();
@@ -189,7 +190,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             stream,
             peer,
             socket,
-            rbuf: Vec::with_capacity(INITIAL_READ),
+            rbuf,
             head: RequestHead::default(),
             resp: ResponseHead::default(),
             peer_text: peer_text.into_bytes().into(),

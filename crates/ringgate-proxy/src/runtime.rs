@@ -65,7 +65,6 @@ fn reconcile_sockets(w: &Rc<Worker>, plan: &crate::plan::Plan) {
     }
 }
 
-
 /// io_uring setup flags (see `[gateway.io_uring]`).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct IoUringFlags {

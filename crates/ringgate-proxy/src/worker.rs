@@ -20,7 +20,6 @@ use crate::gateway::Shared;
 use crate::local::LocalPlan;
 use crate::metrics::WorkerGauges;
 
-
 /// One worker's state, owned by its thread.
 pub(crate) struct Worker {
     pub id: usize,
@@ -248,4 +247,3 @@ impl Worker {
         self.conns.borrow().open
     }
 }
-

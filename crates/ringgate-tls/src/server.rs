@@ -92,8 +92,7 @@ pub fn server_config(
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Resolver { sites, default }));
-    cfg.alpn_protocols =
-        if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
+    cfg.alpn_protocols = if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
     // Session tickets let clients resume without a full handshake on any
     // worker (the ticket key is shared through this configuration).
     cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
