@@ -550,6 +550,12 @@ impl Config {
             fd(l.client_keepalive_timeout),
             fd(l.header_read_timeout)
         );
+        let h = &g.http2;
+        let _ = writeln!(
+            o,
+            "  http2: {} streams per connection, windows {} B per stream and {} B per connection, frames up to {} B",
+            h.max_concurrent_streams, h.initial_stream_window, h.initial_connection_window, h.max_frame_size
+        );
         for (i, lst) in self.listeners.iter().enumerate() {
             let hosts = if lst.is_basic() {
                 "basic (any host)".to_string()
@@ -558,8 +564,17 @@ impl Config {
             };
             let rule = self.rule_for(ListenerId(i)).map_or("-".into(), |r| self.rules[r.0].name.clone());
             let cert = lst.tls.as_ref().map_or(String::new(), |t| format!("; certificate {}", t.certificate.display()));
-            let _ =
-                writeln!(o, "[[listener]] {}: {}://{} {hosts}; rule {rule}{cert}", lst.name, lst.protocol, lst.listen);
+            let protocols = match (lst.protocol, lst.http2, lst.http2_cleartext) {
+                (Protocol::Https, true, _) => "; ALPN h2, http/1.1",
+                (Protocol::Https, false, _) => "; ALPN http/1.1",
+                (Protocol::Http, _, true) => "; HTTP/1.1 and HTTP/2 with prior knowledge",
+                (Protocol::Http, _, false) => "",
+            };
+            let _ = writeln!(
+                o,
+                "[[listener]] {}: {}://{} {hosts}; rule {rule}{cert}{protocols}",
+                lst.name, lst.protocol, lst.listen
+            );
         }
         for p in &self.pools {
             let state = if p.servers.is_empty() {

@@ -3,7 +3,7 @@
 //!
 //! Framing, HPACK, stream states and flow control are hyperium's `h2` crate
 //! (the one hyper and Pingora use), run on the worker's own monoio runtime
-//! through `monoio-compat`'s tokio I/O traits: no thread, no lock shared with
+//! through tokio's I/O traits (`compat`): no thread, no lock shared with
 //! another worker. The connection task drives the connection (it is the only
 //! one reading or writing the socket) and spawns a task per stream.
 //!
@@ -94,7 +94,7 @@ impl ConnShared {
 /// Serves an HTTP/2 connection whose first bytes (the preface) `io` yields.
 pub(crate) async fn serve<S>(w: Rc<Worker>, io: S, peer: SocketAddr, socket: SocketKey, guard: ConnGuard, port: u16)
 where
-    S: AsyncReadRent + AsyncWriteRent + Unpin + 'static,
+    S: AsyncReadRent + AsyncWriteRent + monoio::io::Split + 'static,
 {
     let (settings, limits, header_timeout, keepalive) = {
         let lp = w.plan();
@@ -103,7 +103,7 @@ where
     let shared = Rc::new(ConnShared::default());
     let max_continuations = 8 + (limits.max_head / 2048) as u32;
     let io = Guarded {
-        inner: monoio_compat::StreamWrapper::new_with_buffer_size(io, 16 * 1024, 64 * 1024),
+        inner: crate::compat::PollIo::new(io),
         shared: shared.clone(),
         watch: FrameWatch::new(max_continuations),
         sent: GoawayWatch::default(),

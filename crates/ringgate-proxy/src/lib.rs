@@ -29,6 +29,7 @@ mod accept;
 mod access_log;
 mod backend_stream;
 mod balance;
+mod compat;
 mod conn_pool;
 mod error;
 mod exchange;

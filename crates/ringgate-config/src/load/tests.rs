@@ -335,3 +335,50 @@ fn port_zero_listeners_get_a_socket_each() {
 }
 
 mod routing;
+
+#[test]
+fn http2_settings_defaults_ranges_and_listener_fields() {
+    let cfg = load(MINIMAL).unwrap();
+    assert_eq!(
+        cfg.gateway.http2,
+        crate::model::Http2Settings {
+            max_concurrent_streams: 100,
+            initial_stream_window: 65_535,
+            initial_connection_window: 1 << 20,
+            max_frame_size: 16_384,
+        }
+    );
+    assert!(!cfg.listeners[0].http2 && !cfg.listeners[0].http2_cleartext, "plain listener: neither by default");
+
+    let text = format!("[gateway.http2]\nmax_concurrent_streams = 10\ninitial_stream_window = \"1MiB\"\n{MINIMAL}")
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\nhttp2_cleartext = true");
+    let cfg = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((cfg.gateway.http2.max_concurrent_streams, cfg.gateway.http2.initial_stream_window), (10, 1 << 20));
+    assert!(cfg.listeners[0].http2_cleartext);
+
+    let text = format!(
+        "[gateway.http2]\nmax_concurrent_streams = 0\nmax_frame_size = 1000\ninitial_stream_window = 4294967296\nstreams = 5\n{MINIMAL}"
+    )
+    .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\nhttp2 = true");
+    let errs = errors(&text);
+    for needle in [
+        "[gateway.http2], field `max_concurrent_streams`",
+        "[gateway.http2], field `max_frame_size`",
+        "[gateway.http2], field `initial_stream_window`",
+        "[gateway.http2], field `streams`: unknown field",
+        "field `http2`: only used with protocol = \"https\" (ALPN); for HTTP/2 on a plain listener set http2_cleartext = true",
+    ] {
+        assert!(errs.iter().any(|e| e.contains(needle)), "no error containing {needle:?} in {errs:#?}");
+    }
+
+    // Listeners sharing an address choose the protocol together.
+    let text = format!(
+        "{MINIMAL}\n[[listener]]\nname = \"b\"\nlisten = \"127.0.0.1:8080\"\nhost_names = [\"b.example.com\"]\nhttp2_cleartext = true\n[[rule]]\nname = \"rb\"\nlistener = \"b\"\nbackend_pool = \"pool01\"\nbackend_http_settings = \"setting01\"\n"
+    )
+    .replace("listen = \"127.0.0.1:8080\"\n\n[[backend_pool]]", "listen = \"127.0.0.1:8080\"\nhost_names = [\"a.example.com\"]\n\n[[backend_pool]]");
+    let errs = errors(&text);
+    assert!(
+        errs.iter().any(|e| e.contains("sets http2_cleartext differently: listeners sharing an address must agree")),
+        "{errs:#?}"
+    );
+}
