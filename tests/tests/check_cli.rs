@@ -96,7 +96,7 @@ fn check_lists_every_error_with_file_line_entry_and_field() {
         format!("{p}: 4 configuration errors"),
         format!(
             "  error: {p}:4: [gateway], field `colour`: unknown field (known fields: workers, worker_cpus, \
-             prober_cpu, admin_listen, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, access_log, limits, io_uring, error_pages)"
+             prober_cpu, admin_listen, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, access_log, limits, io_uring, http2, error_pages)"
         ),
         format!(
             "  error: {p}:9: [[listener]] \"public\", field `protocol`: \"ftp\" is not a protocol (use \"http\" or \"https\")"
@@ -238,4 +238,34 @@ fn check_prints_the_routing_table_in_match_order() {
         "{stdout}"
     );
     assert!(stdout.contains("[[rewrite_rule_set]] security: rules in order hsts (100)\n"), "{stdout}");
+}
+
+/// `ringgate check ... | head -1`: the reader closes the pipe before the
+/// command is done writing. The command must stop quietly (SIGPIPE or a
+/// clean exit), never panic. The read end is closed before the child writes
+/// a byte, so every write meets a closed pipe.
+#[test]
+fn commands_stop_quietly_on_a_closed_pipe() {
+    use std::os::unix::process::ExitStatusExt;
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ringgate.toml");
+    for args in [vec!["check", "--config"], vec!["route", "--config"]] {
+        for _ in 0..5 {
+            let mut cmd = std::process::Command::new(binary());
+            cmd.args(&args).arg(&example);
+            if args[0] == "route" {
+                cmd.arg("http://127.0.0.1:8080/api/x");
+            }
+            let mut child = cmd
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn ringgate");
+            drop(child.stdout.take());
+            let out = child.wait_with_output().expect("wait");
+            let stderr = text(&out.stderr);
+            assert!(!stderr.contains("panicked"), "`ringgate {}` panicked on a closed pipe:\n{stderr}", args[0]);
+            let quiet = out.status.success() || out.status.signal() == Some(libc::SIGPIPE);
+            assert!(quiet, "`ringgate {}` ended with {:?} on a closed pipe:\n{stderr}", args[0], out.status);
+        }
+    }
 }

@@ -16,63 +16,110 @@ use ringgate_http::ErrorCode;
 /// Buffers are handed over once this large (or on the worker's tick).
 pub(crate) const FLUSH_AT: usize = 32 * 1024;
 
+/// What the writer thread is handed.
+#[derive(Debug)]
+enum Msg {
+    Lines(Vec<u8>),
+    /// Open the file again (after logrotate renamed it: SIGUSR1).
+    Reopen,
+    Stop,
+}
+
 /// The writer side, shared by the workers.
 #[derive(Debug)]
 pub struct AccessLog {
-    tx: Sender<Vec<u8>>,
+    tx: Sender<Msg>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Where lines go, and how to open it again.
+enum Sink {
+    Stdout(io::Stdout),
+    File(std::path::PathBuf, std::fs::File),
+}
+
+impl Sink {
+    fn open_file(p: &std::path::Path) -> io::Result<std::fs::File> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", p.display())))
+    }
+
+    fn out(&mut self) -> &mut dyn Write {
+        match self {
+            Sink::Stdout(s) => s,
+            Sink::File(_, f) => f,
+        }
+    }
 }
 
 impl AccessLog {
     /// Opens the configured destination; `None` when logging is off.
     pub(crate) fn open(dest: &ringgate_config::AccessLog) -> io::Result<Option<AccessLog>> {
-        let out: Box<dyn Write + Send> = match dest {
+        let out = match dest {
             ringgate_config::AccessLog::Off => return Ok(None),
-            ringgate_config::AccessLog::Stdout => Box::new(io::stdout()),
-            ringgate_config::AccessLog::File(p) => Box::new(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", p.display())))?,
-            ),
+            ringgate_config::AccessLog::Stdout => Sink::Stdout(io::stdout()),
+            ringgate_config::AccessLog::File(p) => Sink::File(p.clone(), Sink::open_file(p)?),
         };
-        let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(256);
+        let (tx, rx) = crossbeam_channel::bounded::<Msg>(256);
         let thread = std::thread::Builder::new().name("ringgate-log".into()).spawn(move || write_loop(rx, out))?;
         Ok(Some(AccessLog { tx, thread: Mutex::new(Some(thread)) }))
     }
 
     /// Hands a full buffer to the writer; false if it had to be dropped.
     pub(crate) fn submit(&self, buf: Vec<u8>) -> bool {
-        match self.tx.try_send(buf) {
+        match self.tx.try_send(Msg::Lines(buf)) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
         }
     }
 
-    /// Sends an empty buffer as the stop mark and waits for the writer.
+    /// Has the writer open its file again, after the lines already handed
+    /// over: what logrotate's `postrotate` asks with SIGUSR1, as of nginx.
+    pub fn reopen(&self) {
+        let _ = self.tx.send_timeout(Msg::Reopen, Duration::from_secs(2));
+    }
+
+    /// Sends the stop mark and waits for the writer.
     pub(crate) fn flush_and_stop(&self) {
-        let _ = self.tx.send_timeout(Vec::new(), Duration::from_secs(2));
+        let _ = self.tx.send_timeout(Msg::Stop, Duration::from_secs(2));
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();
         }
     }
 }
 
-fn write_loop(rx: Receiver<Vec<u8>>, mut out: Box<dyn Write + Send>) {
-    while let Ok(buf) = rx.recv() {
-        if buf.is_empty() {
-            break;
-        }
-        if out.write_all(&buf).is_err() {
-            // Nowhere to report it but stderr; keep draining so workers never block.
-            eprintln!("ringgate: access log write failed; lines are being lost");
-        }
-        if rx.is_empty() {
-            let _ = out.flush();
+fn write_loop(rx: Receiver<Msg>, mut sink: Sink) {
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::Stop => break,
+            Msg::Reopen => {
+                let _ = sink.out().flush();
+                if let Sink::File(path, file) = &mut sink {
+                    match Sink::open_file(path) {
+                        Ok(f) => {
+                            *file = f;
+                            tracing::info!("access log {} reopened", path.display());
+                        }
+                        // Keep writing to the old file rather than lose lines.
+                        Err(e) => tracing::error!("access log not reopened, still writing the old file: {e}"),
+                    }
+                }
+            }
+            Msg::Lines(buf) => {
+                if sink.out().write_all(&buf).is_err() {
+                    // Nowhere to report it but stderr; keep draining so workers never block.
+                    eprintln!("ringgate: access log write failed; lines are being lost");
+                }
+                if rx.is_empty() {
+                    let _ = sink.out().flush();
+                }
+            }
         }
     }
-    let _ = out.flush();
+    let _ = sink.out().flush();
 }
 
 /// One request, as logged.

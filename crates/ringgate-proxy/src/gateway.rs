@@ -80,6 +80,14 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Reopens the access log file (SIGUSR1); nothing when it is stdout or
+    /// off.
+    pub fn reopen_access_log(&self) {
+        if let Some(log) = &self.access_log {
+            log.reopen();
+        }
+    }
+
     /// The plan new requests are served with.
     pub fn plan(&self) -> Arc<Plan> {
         self.plan.load_full()

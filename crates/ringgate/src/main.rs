@@ -129,8 +129,25 @@ fn init_logging() {
         .init();
 }
 
+/// The one-shot commands stop quietly when their reader goes away
+/// (`ringgate check ... | head -1`), as `cat` does, instead of panicking in
+/// `println!` on EPIPE: Rust ignores SIGPIPE, this restores its default.
+/// (`run` keeps ignoring it: a gateway must outlive any one peer.)
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: called first thing in `main`, before any thread starts;
+    // setting a signal's disposition to SIG_DFL installs no handler and
+    // touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. } | Command::Demo) {
+        default_sigpipe();
+    }
     match cli.command {
         Command::Run { config } => {
             init_logging();

@@ -1,6 +1,7 @@
 //! `ringgate run`: start the data plane and the admin API, then act on
 //! signals and admin requests: SIGHUP or `POST /reload` reloads the file,
-//! SIGTERM or SIGINT drains and exits.
+//! SIGUSR1 reopens the access log file (logrotate), SIGTERM, SIGQUIT or
+//! SIGINT drains and exits.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ pub enum Control {
     Reload { reply: Option<Sender<Result<String, String>>> },
     /// Drain and exit; the reason is logged.
     Shutdown(&'static str),
+    /// Open the access log file again (SIGUSR1, after logrotate).
+    ReopenLog,
 }
 
 /// Loads `path` and serves it.
@@ -140,13 +143,16 @@ fn log_startup(shared: &Shared, workers: usize) {
 }
 
 fn forward_signals(tx: Sender<Control>) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1])?;
     std::thread::Builder::new().name("ringgate-signals".into()).spawn(move || {
         for sig in signals.forever() {
             let msg = match sig {
                 SIGHUP => Control::Reload { reply: None },
+                SIGUSR1 => Control::ReopenLog,
                 SIGINT => Control::Shutdown("SIGINT"),
+                // As nginx: SIGQUIT is the graceful stop.
+                SIGQUIT => Control::Shutdown("SIGQUIT"),
                 _ => Control::Shutdown("SIGTERM"),
             };
             if tx.send(msg).is_err() {
@@ -198,6 +204,7 @@ fn control_loop(mut gateway: Gateway, prober: Prober, rx: Receiver<Control>, mut
                     let _ = r.send(result);
                 }
             }
+            Control::ReopenLog => gateway.shared().reopen_access_log(),
             Control::Shutdown(why) => {
                 let delay = cfg.gateway.shutdown_delay;
                 if !delay.is_zero() {
