@@ -1299,3 +1299,38 @@ print(json.dumps(out))
         "body and trailer as the backend saw them: {got:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// 14. The affinity cookie is `Secure; SameSite=Lax` on https listeners (over
+// either protocol), and neither on plain ones.
+
+#[test]
+fn the_affinity_cookie_is_secure_on_https_listeners_only() {
+    let b = Backend::start_ok("app").unwrap();
+    let c = certs();
+    let dir = TempDir::new("ca");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &c.ca_pem).unwrap();
+    let ca = ca.to_str().unwrap();
+    let config = on_listeners(
+        &simple_config(&[b.addr()], "cookie_based_affinity = true"),
+        "protocol = \"https\"\ncertificate = \"cert.pem\"\nprivate_key = \"cert.key\"\n",
+    );
+    let gw =
+        Gateway::start_with_files(&config, &[("cert.pem", c.cert_pem.as_bytes()), ("cert.key", c.key_pem.as_bytes())]);
+    let url = format!("https://127.0.0.1:{}/", gw.addr("public").port());
+    for proto in ["--http2", "--http1.1"] {
+        let r = curl(&[proto, "--cacert", ca, &url]);
+        assert_eq!(r.code, "200", "{proto}: {r:?}");
+        let cookie = r
+            .headers
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+            .unwrap_or_else(|| panic!("{proto}: no Set-Cookie in {}", r.headers));
+        assert!(cookie.contains("; HttpOnly; Secure; SameSite=Lax"), "{proto}: {cookie}");
+    }
+    let plain = Gateway::start(&simple_config(&[b.addr()], "cookie_based_affinity = true"));
+    let r = ringgate_e2e::get(plain.addr("public"), "/");
+    let cookie = r.header("set-cookie").expect("a cookie");
+    assert!(cookie.ends_with("; HttpOnly") && !cookie.contains("Secure"), "{cookie}");
+}

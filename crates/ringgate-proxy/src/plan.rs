@@ -292,7 +292,10 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
             let key = ServerKey::of(config, target.pool.0, target.settings, i);
             let entry = health.ensure(&key, &addr.host, addr.port_or(settings.port));
             let token = affinity_token(&pool.name, &key.server);
-            let set_cookie = format!("{}={token}; Path=/; HttpOnly", settings.affinity_cookie_name);
+            // On https listeners the cookie is never sent in clear, and not
+            // on cross-site subrequests (a top-level navigation keeps it).
+            let secure = if listener.protocol == Protocol::Https { "; Secure; SameSite=Lax" } else { "" };
+            let set_cookie = format!("{}={token}; Path=/; HttpOnly{secure}", settings.affinity_cookie_name);
             let tls_name = (settings.protocol == Protocol::Https)
                 .then(|| {
                     let name = settings.host_name.clone().unwrap_or_else(|| addr.host.to_string());
