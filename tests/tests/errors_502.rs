@@ -43,15 +43,40 @@ impl Setup {
     }
 }
 
-/// Checks a 502 with `code` whose body contains every one of `words`.
-fn assert_502(r: &Response, code: &str, words: &[&str]) {
+/// What a public error body must never show: addresses, ports, names of
+/// the configuration's rules, pools and settings, OS errors, admin hints.
+fn assert_no_internals(text: &str, gw: &Gateway) {
+    let mut forbidden = vec![
+        "127.0.0.".to_string(),
+        "rule-".into(),
+        "pool-".into(),
+        "settings-".into(),
+        "os error".into(),
+        "backend-health".into(),
+        "doctor".into(),
+        "request_timeout".into(),
+    ];
+    forbidden.push(gw.admin().port().to_string());
+    for f in &forbidden {
+        assert!(!text.contains(f.as_str()), "the public body shows {f:?}: {text}");
+    }
+}
+
+/// Checks a 502 with `code`: the client's body says the cause in public
+/// words (`error_detail = "public"`, the default) and nothing internal; the
+/// access log's `error_detail` has the full text with every one of `words`.
+fn assert_502(s: &Setup, r: &Response, code: &str, words: &[&str]) {
     assert_eq!(r.status, 502, "{r:?}");
     assert_eq!(r.header("x-ringgate-error"), Some(code), "{r:?}");
     let text = r.text();
-    assert!(text.starts_with("502 Bad Gateway (rule \"rule-public\")"), "{text}");
-    for w in words {
-        assert!(text.contains(w), "the body does not say {w:?}: {text}");
-    }
+    assert!(text.starts_with("502 Bad Gateway: "), "{text}");
+    assert_no_internals(&text, &s.gw);
+    let logged = wait_until(Duration::from_secs(5), || {
+        s.gw.access_log().iter().any(|l| {
+            l["error_info"] == code && l["error_detail"].as_str().is_some_and(|d| words.iter().all(|w| d.contains(w)))
+        })
+    });
+    assert!(logged, "no access log line with {code} and a detail saying {words:?}: {:#?}", s.gw.access_log());
 }
 
 /// A backend in `mode`, its 502, then the same backend switched back to
@@ -60,7 +85,7 @@ fn fault_then_recovery(mode: Mode, code: &str, words: &[&str]) {
     let b = Backend::builder().name("faulty").mode(mode.clone()).start().expect("start faulty backend");
     let s = setup(&[b.addr()], "");
     let r = get(s.public(), "/fault");
-    assert_502(&r, code, &words.iter().copied().chain([b.addr().to_string().as_str()]).collect::<Vec<_>>());
+    assert_502(&s, &r, code, &words.iter().copied().chain([b.addr().to_string().as_str()]).collect::<Vec<_>>());
     assert!(r.closed, "a 502 after backend I/O closes the client connection");
     s.assert_still_serving();
     b.set_mode(Mode::Ok);
@@ -75,7 +100,7 @@ fn empty_pool_answers_502_pool_empty_without_backend_io() {
     let started = Instant::now();
     let r = get(s.public(), "/nowhere");
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
-    assert_502(&r, "POOL_EMPTY", &["backend pool \"pool-public\" is empty", "add addresses"]);
+    assert_502(&s, &r, "POOL_EMPTY", &["backend pool \"pool-public\" is empty", "add addresses"]);
     assert!(!r.closed, "an answer without backend I/O keeps the client connection");
     assert_eq!(s.spare.requests_to("/nowhere"), 0, "the request went to no server");
     s.assert_still_serving();
@@ -87,7 +112,7 @@ fn empty_pool_keeps_the_client_connection_for_the_next_request() {
     let mut c = Client::connect(s.public()).unwrap();
     for _ in 0..3 {
         let r = c.request("GET", "/nowhere", &[], b"").unwrap();
-        assert_502(&r, "POOL_EMPTY", &["is empty"]);
+        assert_502(&s, &r, "POOL_EMPTY", &["is empty"]);
     }
 }
 
@@ -98,7 +123,7 @@ fn stalled_backend_answers_502_timeout_after_the_request_timeout() {
     let started = Instant::now();
     let r = get(s.public(), "/stall");
     let took = started.elapsed();
-    assert_502(&r, "TIMEOUT", &["did not answer within the request time-out of 300ms", "raise request_timeout"]);
+    assert_502(&s, &r, "TIMEOUT", &["did not answer within the request time-out of 300ms", "raise request_timeout"]);
     assert!(took >= Duration::from_millis(290), "the time-out fired early: {took:?}");
     assert!(took < Duration::from_secs(5), "the time-out fired late: {took:?}");
     assert_eq!(b.requests_to("/stall"), 1, "the request reached the backend once, without a retry");
@@ -115,6 +140,7 @@ fn refused_connect_answers_502_connect_failed() {
     let r = get(s.public(), "/refused");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     assert_502(
+        &s,
         &r,
         "CONNECT_FAILED",
         &[&format!("connecting to {dead} failed"), "check that the server is up and listening"],
@@ -244,4 +270,23 @@ fn failed_exchanges_leave_no_descriptor_behind() {
     assert_eq!(get(s.public(), "/after").status, 200);
     let settled = wait_until(Duration::from_secs(5), || s.gw.fd_count() <= baseline + 1);
     assert!(settled, "descriptors: {} at the start, {} after the faults", baseline, s.gw.fd_count());
+}
+
+/// `error_detail = "full"`: the body is the operator's text, with the rule,
+/// the server and what to check (as the access log has it in either mode).
+#[test]
+fn full_error_detail_shows_the_operators_text_to_the_client() {
+    let dead = closed_addr();
+    let config = sites_config(&[Site::basic("public", &[dead])]).replacen(
+        "[gateway]\n",
+        "[gateway]\nerror_detail = \"full\"\n",
+        1,
+    );
+    let gw = Gateway::start(&config);
+    let r = get(gw.addr("public"), "/refused");
+    assert_eq!(r.header("x-ringgate-error"), Some("CONNECT_FAILED"), "{r:?}");
+    let text = r.text();
+    assert!(text.starts_with("502 Bad Gateway (rule \"rule-public\"): "), "{text}");
+    assert!(text.contains(&format!("connecting to {dead} failed")), "{text}");
+    assert!(text.contains("check that the server is up and listening"), "{text}");
 }

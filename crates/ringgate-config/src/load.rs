@@ -142,6 +142,7 @@ pub(crate) struct RawGateway {
     pub shutdown_delay: Option<Duration>,
     pub dns_refresh: Option<Duration>,
     pub watch_config: Option<bool>,
+    pub error_detail: Option<crate::model::ErrorDetail>,
     pub watch_interval: Option<Duration>,
     pub access_log: Option<String>,
     pub max_request_head: Option<u64>,
@@ -511,6 +512,7 @@ const GATEWAY_FIELDS: &[&str] = &[
     "dns_refresh",
     "watch_config",
     "watch_interval",
+    "error_detail",
     "access_log",
     "limits",
     "io_uring",
@@ -576,6 +578,14 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
     let dns_refresh = f.duration("dns_refresh", Duration::from_secs(1), TIME_MAX);
     let watch_config = f.bool("watch_config");
     let watch_interval = f.duration("watch_interval", Duration::from_millis(100), TIME_MAX);
+    let error_detail = f.string_at("error_detail").and_then(|(s, at)| match s.as_str() {
+        "public" => Some(crate::model::ErrorDetail::Public),
+        "full" => Some(crate::model::ErrorDetail::Full),
+        _ => {
+            f.err(at, "error_detail", format!("\"{s}\" is not \"public\" or \"full\""));
+            None
+        }
+    });
     let access_log = f.string_at("access_log").and_then(|(s, at)| {
         if s.trim().is_empty() {
             f.err(at, "access_log", "must be \"off\", \"stdout\" or a file path".into());
@@ -594,6 +604,7 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
         shutdown_delay,
         dns_refresh,
         watch_config,
+        error_detail,
         watch_interval,
         access_log,
         max_request_head: None,

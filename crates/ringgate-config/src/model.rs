@@ -74,6 +74,8 @@ pub struct Gateway {
     /// Reload when the file's content changes (polled every
     /// `watch_interval`), e.g. a Kubernetes ConfigMap update.
     pub watch_config: bool,
+    /// What a gateway error's body says (see [`ErrorDetail`]).
+    pub error_detail: ErrorDetail,
     pub watch_interval: Duration,
     pub access_log: AccessLog,
     pub limits: Limits,
@@ -88,6 +90,16 @@ impl Gateway {
     pub fn effective_workers(&self, cores: usize) -> usize {
         if self.workers == 0 { cores.max(1) } else { self.workers }
     }
+}
+
+/// How much a gateway error's body tells the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorDetail {
+    /// The cause in words, without addresses, names or hints for the
+    /// operator (default); the full text goes to the access log.
+    Public,
+    /// The full text: servers, rules, OS errors, what to check.
+    Full,
 }
 
 /// Where access log lines go.
@@ -537,6 +549,14 @@ impl Config {
             AccessLog::File(p) => p.display().to_string(),
         };
         let _ = writeln!(o, "  access_log = {log}");
+        let _ = writeln!(
+            o,
+            "  error_detail = {}",
+            match g.error_detail {
+                ErrorDetail::Public => "public (error bodies without addresses or names; full text in the access log)",
+                ErrorDetail::Full => "full (error bodies show servers, rules and OS errors)",
+            }
+        );
         let _ = writeln!(o, "  drain_timeout = {}, dns_refresh = {}", fd(g.drain_timeout), fd(g.dns_refresh));
         let l = &g.limits;
         let _ = writeln!(

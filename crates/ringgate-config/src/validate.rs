@@ -545,6 +545,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
         shutdown_delay: Duration::ZERO,
         dns_refresh: Duration::from_secs(60),
         watch_config: false,
+        error_detail: ErrorDetail::Public,
         watch_interval: Duration::from_secs(2),
         access_log: AccessLog::Stdout,
         limits: Limits {
@@ -611,6 +612,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
         shutdown_delay: r.shutdown_delay.unwrap_or(defaults.shutdown_delay),
         dns_refresh: r.dns_refresh.unwrap_or(defaults.dns_refresh),
         watch_config: r.watch_config.unwrap_or(defaults.watch_config),
+        error_detail: r.error_detail.unwrap_or(defaults.error_detail),
         watch_interval: r.watch_interval.unwrap_or(defaults.watch_interval),
         access_log,
         limits,

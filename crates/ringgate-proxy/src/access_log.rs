@@ -143,6 +143,9 @@ pub(crate) struct LogRecord<'a> {
     pub error: Option<ErrorCode>,
     /// The W3C trace id the request was forwarded with (empty: none).
     pub trace_id: &'a [u8],
+    /// The full text of a gateway error (empty: none), whatever the client
+    /// was shown (`error_detail`).
+    pub detail: &'a str,
     /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
     pub protocol: &'static str,
     /// The HTTP/2 stream id (none for HTTP/1).
@@ -218,6 +221,10 @@ pub(crate) fn format_line(out: &mut Vec<u8>, r: &LogRecord<'_>) {
     }
     out.extend_from_slice(b"\",\"trace_id\":");
     json_str(out, r.trace_id);
+    if !r.detail.is_empty() {
+        out.extend_from_slice(b",\"error_detail\":");
+        json_str(out, r.detail.as_bytes());
+    }
     out.extend_from_slice(b",\"protocol\":\"");
     out.extend_from_slice(r.protocol.as_bytes());
     out.push(b'"');
@@ -255,6 +262,7 @@ mod tests {
                 bytes_out: 200,
                 error: Some(ErrorCode::Timeout),
                 trace_id: b"4bf92f3577b34da6a3ce929d0e0e4736",
+                detail: "",
                 protocol: "HTTP/2",
                 stream: Some(7),
             },

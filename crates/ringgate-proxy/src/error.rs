@@ -65,6 +65,12 @@ impl ProxyError {
         )
     }
 
+    /// The 502 body for anyone (`error_detail = "public"`): the cause in
+    /// words, with no address, name, OS error or operator hint in it.
+    pub fn public_text(&self) -> &'static str {
+        public_text(self.code())
+    }
+
     /// The 502 body: the cause in plain words and what to look at.
     pub fn explain(&self, rule: &str, settings: &str) -> String {
         let hint = match self.code() {
@@ -75,5 +81,26 @@ impl ProxyError {
             _ => String::new(),
         };
         format!("502 Bad Gateway (rule \"{rule}\"): {self}{hint}")
+    }
+}
+
+/// A gateway error's public body (`error_detail = "public"`), for the codes
+/// whose full text names the gateway's internals (the others' text is about
+/// the client's own request, and is kept).
+pub fn public_text(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::PoolEmpty => {
+            "502 Bad Gateway: no server is configured to answer this request (the backend pool is empty)"
+        }
+        ErrorCode::AllUnhealthy => "502 Bad Gateway: every server that can answer this request is unhealthy",
+        ErrorCode::ConnectFailed => "502 Bad Gateway: the gateway could not connect to a backend server",
+        ErrorCode::Timeout => "502 Bad Gateway: the backend server did not answer in time",
+        ErrorCode::BackendClosed => {
+            "502 Bad Gateway: the backend server closed the connection before a complete response"
+        }
+        ErrorCode::InvalidResponse => "502 Bad Gateway: the backend server sent an invalid response",
+        ErrorCode::TlsHandshakeFailed => "502 Bad Gateway: the TLS handshake with the backend server failed",
+        ErrorCode::NoRoute => "404 Not Found: no site on this address answers this host",
+        _ => "the request could not be served",
     }
 }

@@ -41,6 +41,8 @@ pub struct Plan {
     pub header_timeout: Duration,
     pub max_connections: usize,
     pub http2: ringgate_config::Http2Settings,
+    /// `error_detail = "public"`: error bodies without the gateway's internals.
+    pub public_errors: bool,
     /// Counters of requests no rule took (bad heads, unknown hosts).
     pub unrouted: RuleSeries,
 }
@@ -126,6 +128,9 @@ pub struct TargetPlan {
     /// Pre-built 502s: index 0 keeps the connection, 1 closes it.
     pub pool_empty: [Box<[u8]>; 2],
     pub all_unhealthy: [Box<[u8]>; 2],
+    /// Their full text, for the access log whatever `error_detail` says.
+    pub pool_empty_detail: Arc<str>,
+    pub all_unhealthy_detail: Arc<str>,
     pub metrics: RuleSeries,
     /// For `https` settings: the TLS client configuration.
     pub backend_tls: Option<Arc<ringgate_tls::ClientConfig>>,
@@ -245,6 +250,7 @@ impl Plan {
             header_timeout: l.header_read_timeout,
             max_connections: l.max_connections_per_worker,
             http2: config.gateway.http2,
+            public_errors: config.gateway.error_detail == ringgate_config::ErrorDetail::Public,
             unrouted: metrics.rule(RuleLabels::default()),
             config,
         })
@@ -333,20 +339,20 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
     let canned = |code: ErrorCode, text: String| -> [Box<[u8]>; 2] {
         [error_pages.response(code, &text, false).into(), error_pages.response(code, &text, true).into()]
     };
-    let pool_empty = canned(
-        ErrorCode::PoolEmpty,
-        format!(
-            "502 Bad Gateway (rule \"{}\"): backend pool \"{}\" is empty; add addresses to it",
-            target.display, pool.name
-        ),
+    let full = config.gateway.error_detail == ringgate_config::ErrorDetail::Full;
+    let pool_empty_detail = format!(
+        "502 Bad Gateway (rule \"{}\"): backend pool \"{}\" is empty; add addresses to it",
+        target.display, pool.name
     );
-    let all_unhealthy = canned(
-        ErrorCode::AllUnhealthy,
-        format!(
-            "502 Bad Gateway (rule \"{}\"): every server of backend pool \"{}\" is unhealthy; see GET /backend-health on the admin listener or run `ringgate doctor`",
-            target.display, pool.name
-        ),
+    let all_unhealthy_detail = format!(
+        "502 Bad Gateway (rule \"{}\"): every server of backend pool \"{}\" is unhealthy; see GET /backend-health on the admin listener or run `ringgate doctor`",
+        target.display, pool.name
     );
+    let shown = |code: ErrorCode, detail: &str| {
+        if full { detail.to_string() } else { crate::error::public_text(code).to_string() }
+    };
+    let pool_empty = canned(ErrorCode::PoolEmpty, shown(ErrorCode::PoolEmpty, &pool_empty_detail));
+    let all_unhealthy = canned(ErrorCode::AllUnhealthy, shown(ErrorCode::AllUnhealthy, &all_unhealthy_detail));
     TargetPlan {
         name: target.display.as_str().into(),
         rule: rule.name.as_str().into(),
@@ -372,6 +378,8 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
         servers,
         pool_empty,
         all_unhealthy,
+        pool_empty_detail: pool_empty_detail.into(),
+        all_unhealthy_detail: all_unhealthy_detail.into(),
         backend_tls,
         metrics: metrics.rule(RuleLabels {
             listener: listener.name.clone(),

@@ -45,6 +45,9 @@ pub(crate) struct Outcome {
     pub bytes_out: u64,
     /// The client connection may serve another request.
     pub keep: bool,
+    /// The full text of a gateway error, for the access log (the client may
+    /// have been shown less: `error_detail`).
+    pub detail: Option<std::sync::Arc<str>>,
 }
 
 /// Host, method and path of a request, copied for the access log before the
@@ -250,7 +253,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             );
             let close = self.head.body != BodyKind::Empty || self.head.close;
             self.skip_head();
-            let out = self.reply_error(ErrorCode::NoRoute, &text, close).await;
+            let shown = if plan.public_errors { crate::error::public_text(ErrorCode::NoRoute) } else { &text };
+            let mut out = self.reply_error(ErrorCode::NoRoute, shown, close).await;
+            out.detail = Some(text.into());
             self.finish(plan, None, start, out);
             return !close;
         };
@@ -417,13 +422,19 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         // The fast path: nothing to try, so nothing is touched but the client.
         let close = has_body || self.head.close || self.w.draining();
         let canned = match picked {
-            Pick::PoolEmpty => Some((ErrorCode::PoolEmpty, &rule.pool_empty[usize::from(close)])),
-            Pick::AllUnhealthy => Some((ErrorCode::AllUnhealthy, &rule.all_unhealthy[usize::from(close)])),
+            Pick::PoolEmpty => {
+                Some((ErrorCode::PoolEmpty, &rule.pool_empty[usize::from(close)], &rule.pool_empty_detail))
+            }
+            Pick::AllUnhealthy => {
+                Some((ErrorCode::AllUnhealthy, &rule.all_unhealthy[usize::from(close)], &rule.all_unhealthy_detail))
+            }
             Pick::Server { .. } => None,
         };
-        if let Some((code, bytes)) = canned {
+        if let Some((code, bytes, detail)) = canned {
             self.skip_head();
-            return self.reply_canned(code, bytes, close).await;
+            let mut out = self.reply_canned(code, bytes, close).await;
+            out.detail = Some(detail.clone());
+            return out;
         }
         let Pick::Server { index, from_cookie } = picked else { unreachable!("handled above") };
         let server = &rule.servers[index];
@@ -497,7 +508,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let close = true;
         let text = err.explain(&rule.name, &rule.settings);
         tracing::debug!(rule = %rule.name, error = %err, "answering {}", code);
-        self.reply_error(code, &text, close).await
+        let public = self.w.plan().plan.public_errors;
+        let mut out = self.reply_error(code, if public { err.public_text() } else { &text }, close).await;
+        out.detail = Some(text.into());
+        out
     }
 
     /// Counts the request and writes its access log line.
@@ -560,6 +574,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             bytes_out: out.bytes_out,
             error: out.code,
             trace_id: self.meta.get(self.meta.trace),
+            detail: out.detail.as_deref().unwrap_or_default(),
             protocol: match (stream, self.head.version) {
                 (Some(_), _) => "HTTP/2",
                 (None, ringgate_http::Version::Http10) => "HTTP/1.0",
