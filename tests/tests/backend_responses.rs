@@ -18,11 +18,17 @@ fn through(response: &'static [u8]) -> (Response, Gateway, CannedBackend) {
     (r, gw, b)
 }
 
-fn assert_invalid_response(r: &Response, reason: &str) {
+/// A 502 INVALID_RESPONSE: the client is told so in public words
+/// (`error_detail`'s default), the access log's `error_detail` says why.
+fn assert_invalid_response(gw: &Gateway, r: &Response, reason: &str) {
     assert_eq!(r.status, 502, "{r:?}");
     assert_eq!(r.header("x-ringgate-error"), Some("INVALID_RESPONSE"), "{r:?}");
-    assert!(r.text().contains(reason), "the body does not say {reason:?}: {}", r.text());
+    assert_eq!(r.text(), "502 Bad Gateway: the backend server sent an invalid response\n");
     assert!(r.closed, "{r:?}");
+    let logged = wait_until(Duration::from_secs(5), || {
+        gw.access_log().iter().any(|l| l["error_detail"].as_str().is_some_and(|d| d.contains(reason)))
+    });
+    assert!(logged, "no access log detail says {reason:?}: {:#?}", gw.access_log());
 }
 
 #[test]
@@ -42,34 +48,33 @@ fn response_hop_by_hop_headers_are_not_relayed() {
 
 #[test]
 fn conflicting_response_content_lengths_answer_502_invalid_response() {
-    let (r, _gw, _b) = through(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nokk");
-    assert_invalid_response(&r, "conflicting Content-Length");
+    let (r, gw, _b) = through(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nokk");
+    assert_invalid_response(&gw, &r, "conflicting Content-Length");
 }
 
 #[test]
 fn response_with_content_length_and_transfer_encoding_answers_502_invalid_response() {
-    let (r, _gw, _b) =
+    let (r, gw, _b) =
         through(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
-    assert_invalid_response(&r, "both Content-Length and Transfer-Encoding");
+    assert_invalid_response(&gw, &r, "both Content-Length and Transfer-Encoding");
 }
 
 #[test]
 fn response_status_outside_100_to_599_answers_502_invalid_response() {
-    let (r, _gw, _b) = through(b"HTTP/1.1 999 Weird\r\nContent-Length: 2\r\n\r\nok");
-    assert_invalid_response(&r, "status code");
+    let (r, gw, _b) = through(b"HTTP/1.1 999 Weird\r\nContent-Length: 2\r\n\r\nok");
+    assert_invalid_response(&gw, &r, "status code");
 }
 
 #[test]
 fn response_head_with_a_bare_lf_answers_502_invalid_response() {
-    let (r, _gw, _b) = through(b"HTTP/1.1 200 OK\r\nContent-Length: 2\nX: y\r\n\r\nok");
-    assert_invalid_response(&r, "bare LF");
+    let (r, gw, _b) = through(b"HTTP/1.1 200 OK\r\nContent-Length: 2\nX: y\r\n\r\nok");
+    assert_invalid_response(&gw, &r, "bare LF");
 }
 
 #[test]
 fn unsolicited_101_answers_502_invalid_response() {
-    let (r, _gw, _b) =
-        through(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
-    assert_invalid_response(&r, "101 to a request that asked no upgrade");
+    let (r, gw, _b) = through(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
+    assert_invalid_response(&gw, &r, "101 to a request that asked no upgrade");
 }
 
 #[test]
@@ -108,7 +113,7 @@ fn invalid_chunked_response_before_any_byte_was_relayed_answers_502_invalid_resp
     // so it can still be told why (exchange.rs: "until the first response
     // byte is sent to the client, every failure becomes a 502 with its code").
     let r = c.read_response(false).unwrap_or_else(|e| panic!("no response: {e}"));
-    assert_invalid_response(&r, "chunk");
+    assert_invalid_response(&gw, &r, "chunk");
     assert!(wait_until(Duration::from_secs(10), || !gw.access_log().is_empty()));
     let line = &gw.access_log()[0];
     assert_eq!(line["status"].as_u64(), Some(502), "{line}");

@@ -269,3 +269,35 @@ fn commands_stop_quietly_on_a_closed_pipe() {
         }
     }
 }
+
+/// `check -q` prints nothing for a valid file and only the errors for a
+/// broken one; `check` opens the access log file as the gateway would, with
+/// a relative path taken from the configuration file's directory.
+#[test]
+fn check_quiet_and_the_access_log_path() {
+    let dir = TempDir::new("check-q");
+    let b = "127.0.0.1:8080".parse().unwrap();
+    let base = simple_config(&[b], "");
+    let with_log = |log: &str| base.replace("access_log = \"stdout\"", &format!("access_log = \"{log}\""));
+
+    let good = write(&dir, "good.toml", &with_log("logs-here.jsonl"));
+    let out = Command::new(binary()).args(["check", "-q", "--config"]).arg(&good).output().expect("run check -q");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!((text(&out.stdout), text(&out.stderr)), (String::new(), String::new()), "-q says nothing when valid");
+    assert!(dir.path().join("logs-here.jsonl").exists(), "the relative log path is the config file's directory's");
+
+    let missing_dir = write(&dir, "bad-log.toml", &with_log("/nonexistent-dir/ringgate/access.log"));
+    let out = Command::new(binary()).args(["check", "-q", "--config"]).arg(&missing_dir).output().expect("run check");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("[gateway], field `access_log`: cannot open /nonexistent-dir/ringgate/access.log for appending"),
+        "{err}"
+    );
+    assert_eq!(text(&out.stdout), "", "-q prints no configuration");
+
+    let broken = write(&dir, "broken.toml", BROKEN);
+    let out = Command::new(binary()).args(["check", "-q", "--config"]).arg(&broken).output().expect("run check");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("configuration errors"), "{}", text(&out.stderr));
+}

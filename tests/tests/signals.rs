@@ -61,3 +61,33 @@ fn sigquit_drains_and_exits_like_sigterm() {
     let status = gw.stop_within(SOON).expect("the gateway exits after SIGQUIT");
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// A second `ringgate run` on an address another ringgate serves fails at
+/// start, saying so, instead of sharing it through SO_REUSEPORT and taking
+/// half the connections; the first one keeps serving all of them.
+#[test]
+fn a_second_instance_on_the_same_address_fails_at_start() {
+    let b = Backend::builder().start().expect("backend");
+    let port = free_port();
+    let config = simple_config(&[b.addr()], "")
+        .replacen("\nlisten = \"127.0.0.1:0\"", &format!("\nlisten = \"127.0.0.1:{port}\""), 1)
+        .replace("workers = 1", "workers = 2");
+    assert!(config.contains(&format!("127.0.0.1:{port}")), "{config}");
+    let first = Gateway::start(&config);
+    let addr = first.addr("public");
+    assert_eq!(get(addr, "/one").status, 200);
+    let second = Gateway::start_with(&config, &[]);
+    match second {
+        Ok(g) => panic!("the second instance started on {addr}: {}", g.stderr()),
+        Err(e) => assert!(
+            e.contains(&format!("cannot listen on 127.0.0.1:{port}"))
+                && e.contains("is another ringgate running on it?"),
+            "{e}"
+        ),
+    }
+    // The first instance (two workers sharing the address) got everything.
+    for i in 0..20 {
+        assert_eq!(get(addr, &format!("/after-{i}")).status, 200);
+    }
+    assert_eq!(first.metric("ringgate_client_connections_total{protocol=\"HTTP/1.1\"}").unwrap_or(0), 21);
+}

@@ -601,7 +601,8 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
         None => defaults.access_log,
         Some("off") => AccessLog::Off,
         Some("stdout") | Some("-") => AccessLog::Stdout,
-        Some(p) => AccessLog::File(p.into()),
+        // Relative to the configuration file, as certificates are.
+        Some(p) => AccessLog::File(d.base.join(p)),
     };
     Some(Gateway {
         workers,

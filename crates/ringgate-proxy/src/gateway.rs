@@ -168,8 +168,27 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// Fails when another process listens on `addr`, even with SO_REUSEPORT:
+/// a socket without that option cannot bind there. Without this check a
+/// second ringgate started on the same address would listen too, and the
+/// kernel would split the connections between the two without a word.
+fn exclusive_probe(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // SO_REUSEADDR lets the probe past connections in TIME_WAIT (a restart),
+    // never past a listening socket.
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())
+}
+
 /// Binds one socket per worker to `addr`; port 0 is resolved by the first.
 fn bind_group(addr: SocketAddr, workers: usize) -> std::io::Result<(SocketAddr, Vec<Option<TcpListener>>)> {
+    if addr.port() != 0 {
+        exclusive_probe(addr)?;
+    }
     let first = bind_one(addr)?;
     let bound = first.local_addr()?;
     let mut v = vec![Some(first)];
@@ -182,7 +201,7 @@ fn bind_group(addr: SocketAddr, workers: usize) -> std::io::Result<(SocketAddr, 
 fn bind_hint(e: &std::io::Error, addr: SocketAddr) -> &'static str {
     match e.kind() {
         std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => " (ports below 1024 need CAP_NET_BIND_SERVICE)",
-        std::io::ErrorKind::AddrInUse => " (another process listens there)",
+        std::io::ErrorKind::AddrInUse => " (another process listens there: is another ringgate running on it?)",
         std::io::ErrorKind::AddrNotAvailable => " (no interface of this host has that address)",
         _ => "",
     }

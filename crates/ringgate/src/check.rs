@@ -1,19 +1,36 @@
 //! `ringgate check`: validate a configuration, list every error at once, or
 //! print the effective configuration with each pool's provisioning state,
-//! the redirects, rewrite rule sets and error pages, and the routing table.
+//! the redirects, rewrite rule sets and error pages, and the routing table
+//! (`-q`: only errors). The access log file is opened as the gateway would.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use ringgate_config::{Config, RedirectTarget, ServerHost, load_file};
 
-pub fn run(path: &Path) -> ExitCode {
+pub fn run(path: &Path, quiet: bool) -> ExitCode {
     match load_file(path) {
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(1)
         }
         Ok(cfg) => {
+            // Opened as the gateway will open it (append, created if
+            // missing), so a directory that does not exist or a file that
+            // cannot be written shows now, not at start.
+            if let ringgate_config::AccessLog::File(p) = &cfg.gateway.access_log
+                && let Err(e) = std::fs::OpenOptions::new().create(true).append(true).open(p)
+            {
+                eprintln!(
+                    "{}: [gateway], field `access_log`: cannot open {} for appending: {e}",
+                    path.display(),
+                    p.display()
+                );
+                return ExitCode::from(1);
+            }
+            if quiet {
+                return ExitCode::SUCCESS;
+            }
             println!(
                 "{}: configuration is valid ({} listener{}, {} rule{})",
                 path.display(),

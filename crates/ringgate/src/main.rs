@@ -48,6 +48,9 @@ enum Command {
         /// The TOML configuration file.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Print only errors (and nothing when the configuration is valid).
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Say where a request would go, without starting the gateway: the
     /// listener and why, the rule, the path rule, then the redirect's
@@ -153,7 +156,7 @@ fn main() -> ExitCode {
             init_logging();
             serve::run_file(&config)
         }
-        Command::Check { config } => check::run(&config),
+        Command::Check { config, quiet } => check::run(&config, quiet),
         Command::Route { config, host, listener, port, method, headers, client, json, url } => {
             route_cmd::run(&route_cmd::Args { config, host, listener, port, method, headers, client, json, url })
         }
