@@ -143,6 +143,7 @@ pub(crate) struct RawGateway {
     pub dns_refresh: Option<Duration>,
     pub watch_config: Option<bool>,
     pub error_detail: Option<crate::model::ErrorDetail>,
+    pub log_format: Option<crate::model::LogFormat>,
     pub watch_interval: Option<Duration>,
     pub access_log: Option<String>,
     pub max_request_head: Option<u64>,
@@ -513,6 +514,7 @@ const GATEWAY_FIELDS: &[&str] = &[
     "watch_config",
     "watch_interval",
     "error_detail",
+    "log_format",
     "access_log",
     "limits",
     "io_uring",
@@ -578,6 +580,14 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
     let dns_refresh = f.duration("dns_refresh", Duration::from_secs(1), TIME_MAX);
     let watch_config = f.bool("watch_config");
     let watch_interval = f.duration("watch_interval", Duration::from_millis(100), TIME_MAX);
+    let log_format = f.string_at("log_format").and_then(|(s, at)| match s.as_str() {
+        "text" => Some(crate::model::LogFormat::Text),
+        "json" => Some(crate::model::LogFormat::Json),
+        _ => {
+            f.err(at, "log_format", format!("\"{s}\" is not \"text\" or \"json\""));
+            None
+        }
+    });
     let error_detail = f.string_at("error_detail").and_then(|(s, at)| match s.as_str() {
         "public" => Some(crate::model::ErrorDetail::Public),
         "full" => Some(crate::model::ErrorDetail::Full),
@@ -605,6 +615,7 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
         dns_refresh,
         watch_config,
         error_detail,
+        log_format,
         watch_interval,
         access_log,
         max_request_head: None,

@@ -76,6 +76,8 @@ pub struct Gateway {
     pub watch_config: bool,
     /// What a gateway error's body says (see [`ErrorDetail`]).
     pub error_detail: ErrorDetail,
+    /// How the gateway's own log lines (stderr) are written.
+    pub log_format: LogFormat,
     pub watch_interval: Duration,
     pub access_log: AccessLog,
     pub limits: Limits,
@@ -90,6 +92,14 @@ impl Gateway {
     pub fn effective_workers(&self, cores: usize) -> usize {
         if self.workers == 0 { cores.max(1) } else { self.workers }
     }
+}
+
+/// The gateway's own log (not the access log): lines for people, or JSON
+/// objects for a log pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// How much a gateway error's body tells the client.

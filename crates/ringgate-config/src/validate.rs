@@ -546,6 +546,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
         dns_refresh: Duration::from_secs(60),
         watch_config: false,
         error_detail: ErrorDetail::Public,
+        log_format: LogFormat::Text,
         watch_interval: Duration::from_secs(2),
         access_log: AccessLog::Stdout,
         limits: Limits {
@@ -614,6 +615,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
         dns_refresh: r.dns_refresh.unwrap_or(defaults.dns_refresh),
         watch_config: r.watch_config.unwrap_or(defaults.watch_config),
         error_detail: r.error_detail.unwrap_or(defaults.error_detail),
+        log_format: r.log_format.unwrap_or(defaults.log_format),
         watch_interval: r.watch_interval.unwrap_or(defaults.watch_interval),
         access_log,
         limits,

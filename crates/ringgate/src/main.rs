@@ -118,18 +118,27 @@ enum Command {
     },
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RINGGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// The gateway's log on stderr. The filter comes from `RINGGATE_LOG`, else
+/// `RUST_LOG`, else `info`; one that does not parse is refused with its
+/// error rather than silently replaced.
+pub(crate) fn init_logging(format: ringgate_config::LogFormat) -> Result<(), String> {
+    let (var, value) = match (std::env::var("RINGGATE_LOG"), std::env::var("RUST_LOG")) {
+        (Ok(v), _) => ("RINGGATE_LOG", v),
+        (Err(_), Ok(v)) => ("RUST_LOG", v),
+        _ => ("", "info".to_string()),
+    };
+    let filter = tracing_subscriber::EnvFilter::builder().parse(&value).map_err(|e| {
+        format!("{var}=\"{value}\" is not a valid log filter ({e}); e.g. \"info\" or \"info,ringgate_proxy=debug\"")
+    })?;
     // Colours only for a person at a terminal, never into log files.
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr);
+    match format {
+        ringgate_config::LogFormat::Text => builder.with_ansi(ansi).init(),
+        ringgate_config::LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
 }
 
 /// The one-shot commands stop quietly when their reader goes away
@@ -152,16 +161,17 @@ fn main() -> ExitCode {
         default_sigpipe();
     }
     match cli.command {
-        Command::Run { config } => {
-            init_logging();
-            serve::run_file(&config)
-        }
+        // `run` starts its log once the file says which format.
+        Command::Run { config } => serve::run_file(&config),
         Command::Check { config, quiet } => check::run(&config, quiet),
         Command::Route { config, host, listener, port, method, headers, client, json, url } => {
             route_cmd::run(&route_cmd::Args { config, host, listener, port, method, headers, client, json, url })
         }
         Command::Demo => {
-            init_logging();
+            if let Err(e) = init_logging(ringgate_config::LogFormat::Text) {
+                eprintln!("ringgate: {e}");
+                return ExitCode::from(2);
+            }
             demo::run()
         }
         Command::Health { admin, json } => health_cmd::run(&admin, json),

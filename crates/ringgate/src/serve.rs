@@ -34,6 +34,10 @@ pub fn run_file(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(e) = crate::init_logging(cfg.gateway.log_format) {
+        eprintln!("ringgate: {e}");
+        return ExitCode::from(2);
+    }
     serve(Arc::new(cfg), |_| {})
 }
 
@@ -198,7 +202,12 @@ fn control_loop(mut gateway: Gateway, prober: Prober, rx: Receiver<Control>, mut
                 let result = reload(&mut gateway, &prober, &mut cfg);
                 match &result {
                     Ok(s) => info!("{s}"),
-                    Err(e) => error!("reload rejected, the previous configuration keeps serving: {e}"),
+                    // One line, whatever the number of errors, so that log
+                    // pipelines see one event per rejected reload.
+                    Err(e) => error!(
+                        "reload rejected, the previous configuration keeps serving: {}",
+                        e.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+                    ),
                 }
                 if let Some(r) = reply {
                     let _ = r.send(result);
