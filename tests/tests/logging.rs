@@ -35,6 +35,7 @@ fn run_until(config: &str, env: &[(&str, &str)], until: impl Fn(&str) -> bool) -
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut lines = Vec::new();
     let mut code = None;
+    let mut exited = false;
     while Instant::now() < deadline {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(l) => {
@@ -50,15 +51,19 @@ fn run_until(config: &str, env: &[(&str, &str)], until: impl Fn(&str) -> bool) -
                     break;
                 }
             }
+            // stderr closed: the process is exiting by itself.
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                code = child.wait().ok().and_then(|s| s.code());
+                exited = true;
                 break;
             }
         }
     }
-    if code.is_none() {
+    if code.is_none() && !exited {
         let _ = child.kill();
-        let _ = child.wait();
+    }
+    let status = child.wait().ok();
+    if exited {
+        code = status.and_then(|s| s.code());
     }
     (lines, code)
 }
