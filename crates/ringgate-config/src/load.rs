@@ -202,6 +202,7 @@ pub(crate) struct RawSettings {
     pub host_name: Option<String>,
     pub trusted_roots: Option<crate::model::TrustedRoots>,
     pub max_idle_connections: Option<u64>,
+    pub max_attempts: Option<u64>,
     pub idle_timeout: Option<Duration>,
     pub override_backend_path: Option<String>,
     pub pick_host_from_address: Option<(bool, usize)>,
@@ -814,6 +815,7 @@ const SETTINGS_FIELDS: &[&str] = &[
     "host_name",
     "trusted_root_certificates",
     "max_idle_connections",
+    "max_attempts",
     "idle_timeout",
     "override_backend_path",
     "pick_host_name_from_backend_address",
@@ -864,6 +866,7 @@ fn read_settings(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawSett
         }
     });
     let max_idle_connections = f.int("max_idle_connections", 0, 100_000).map(|n| n as u64);
+    let max_attempts = f.int("max_attempts", 1, 10).map(|n| n as u64);
     let idle_timeout = f.duration("idle_timeout", TIME_MIN, TIME_MAX);
     let override_backend_path = f.string_at("override_backend_path").and_then(|(p, at)| {
         if !p.starts_with('/') {
@@ -937,6 +940,7 @@ fn read_settings(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawSett
         host_name,
         trusted_roots,
         max_idle_connections,
+        max_attempts,
         idle_timeout,
     }
 }

@@ -375,6 +375,10 @@ pub struct BackendHttpSettings {
     pub trusted_roots: Option<TrustedRoots>,
     /// Idle keep-alive connections kept per server and worker.
     pub max_idle_connections: usize,
+    /// Servers a request may be tried on when a connection cannot be opened
+    /// (refused, connect time-out, TLS handshake failure): the first, then
+    /// other healthy servers of the pool (default 2; 1: no failover).
+    pub max_attempts: u32,
     /// How long an idle pooled connection is kept.
     pub idle_timeout: Duration,
     /// Sent instead of the matched path prefix: a request for `/video/a`

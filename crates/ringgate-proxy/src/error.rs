@@ -53,6 +53,19 @@ impl ProxyError {
         }
     }
 
+    /// Why another server may be tried, if this failure means no connection
+    /// could be opened (so the request cannot have reached the server).
+    pub fn retry_reason(&self) -> Option<crate::metrics::RetryReason> {
+        use crate::metrics::RetryReason;
+        match self {
+            ProxyError::Connect { .. } => Some(RetryReason::ConnectFailed),
+            ProxyError::ConnectTimeout { .. } => Some(RetryReason::ConnectTimeout),
+            ProxyError::TlsHandshake { .. } => Some(RetryReason::TlsHandshakeFailed),
+            ProxyError::Unresolved { .. } => Some(RetryReason::Unresolved),
+            _ => None,
+        }
+    }
+
     /// Does this failure say something about the server's health, so the
     /// prober should look at it now (passive health)?
     pub fn is_server_fault(&self) -> bool {

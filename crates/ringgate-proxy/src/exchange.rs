@@ -95,6 +95,8 @@ impl BodyState {
 
 /// How an exchange failed.
 enum Fail {
+    /// No connection to the server could be opened; nothing was consumed.
+    Unreached(ProxyError),
     /// Before the response started: answer with this error.
     Proxy(ProxyError),
     /// Bad request body: answer with this code and reason.
@@ -130,19 +132,22 @@ impl HeadFail {
 
 impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     /// Takes the request in `rbuf` to server `index` of `rule` at `addr`.
+    /// `Err`: no connection could be opened, nothing of the request was
+    /// consumed or sent, and the caller may try another server.
     pub(crate) async fn exchange(
         &mut self,
         rule: &TargetPlan,
         index: usize,
         addr: SocketAddr,
         from_cookie: bool,
-    ) -> Outcome {
+    ) -> Result<Outcome, ProxyError> {
         let mut out = Outcome::default();
         let mut obuf = self.w.take_buf();
         let result = self.exchange_inner(rule, index, addr, from_cookie, &mut obuf, &mut out).await;
         self.w.give_buf(obuf);
-        match result {
+        Ok(match result {
             Ok(()) => out,
+            Err(Fail::Unreached(e)) => return Err(e),
             Err(Fail::Abort(code)) => {
                 out.keep = false;
                 if out.status == 0 {
@@ -157,7 +162,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                         out.status = ErrorCode::ClientClosed.status();
                         out.code = Some(ErrorCode::ClientClosed);
                         out.keep = false;
-                        return out;
+                        return Ok(out);
                     }
                     ClientFail::TimedOut => {
                         (ErrorCode::RequestTimeout, "408 Request Timeout: the request body stalled".to_string())
@@ -186,7 +191,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                     ..sent
                 }
             }
-        }
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -202,6 +207,19 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let server = &rule.servers[index];
         let plan = self.w.plan().plan.clone();
         let head_len = self.head.head_len;
+
+        // A connection first, before anything of the request is consumed:
+        // when none can be opened, the request is intact for another server.
+        let key = PoolKey { addr, tls: server.pool_tag };
+        let mut first = Some(match self.pooled(key) {
+            Some(c) => (c, true),
+            None => {
+                let t0 = Instant::now();
+                let c = connect(key, rule, server, &self.w.gauges).await.map_err(Fail::Unreached)?;
+                out.connect_time = Some(t0.elapsed());
+                (c, false)
+            }
+        });
 
         // The head for the backend, and the part of the body already read.
         self.write_forwarded_head(rule, server, obuf);
@@ -240,9 +258,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let replayable = method.is_idempotent() && body.is_done();
         let mut retried = false;
         let (mut conn, response_head_len) = loop {
-            let key = PoolKey { addr, tls: server.pool_tag };
-            let (mut conn, reused) = match self.pooled(key) {
-                Some(c) => (c, true),
+            let pooled = match first.take() {
+                Some(c) => Some(c),
+                None => self.pooled(key).map(|c| (c, true)),
+            };
+            let (mut conn, reused) = match pooled {
+                Some(c) => c,
                 None => {
                     let t0 = Instant::now();
                     let c = connect(key, rule, server, &self.w.gauges).await.map_err(Fail::Proxy)?;
@@ -255,7 +276,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 Ok(()) => {}
                 Err(IoFail::Io(_)) if reused && replayable && !retried => {
                     retried = true;
-                    self.w.gauges.retries.add(1);
+                    self.w.gauges.count_retry(crate::metrics::RetryReason::StalePooledConnection);
                     continue;
                 }
                 Err(e) => {
@@ -274,7 +295,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 }
                 Err(HeadFail::Closed { empty: true, .. }) if reused && replayable && !retried => {
                     retried = true;
-                    self.w.gauges.retries.add(1);
+                    self.w.gauges.count_retry(crate::metrics::RetryReason::StalePooledConnection);
                     continue;
                 }
                 Err(f) => {

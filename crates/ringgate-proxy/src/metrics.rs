@@ -110,8 +110,8 @@ pub struct WorkerGauges {
     pub accepted: Counter,
     /// Connections closed at once because the worker was at its limit.
     pub refused_over_limit: Counter,
-    /// Requests whose pooled backend connection was dead and were sent again.
-    pub retries: Counter,
+    /// Requests sent again, by [`RetryReason`].
+    pub retries: [Counter; RetryReason::ALL.len()],
     /// Access log lines dropped because the writer fell behind.
     pub log_dropped: Counter,
     /// Client TLS handshakes that failed or timed out.
@@ -126,6 +126,41 @@ pub struct WorkerGauges {
     pub resets_by_protocol: [Counter; 2],
     /// HTTP/2 connections or streams cut off, by defence (see [`H2Defence`]).
     pub h2_defences: [Counter; H2Defence::ALL.len()],
+}
+
+/// Why a request was sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    /// A pooled connection turned out dead before the server saw the
+    /// request: sent again to the same server on a fresh connection.
+    StalePooledConnection,
+    /// The connection was refused (or failed otherwise): another server.
+    ConnectFailed,
+    ConnectTimeout,
+    TlsHandshakeFailed,
+    /// The server's name resolves to no address: another server.
+    Unresolved,
+}
+
+impl RetryReason {
+    pub const ALL: [RetryReason; 5] = [
+        RetryReason::StalePooledConnection,
+        RetryReason::ConnectFailed,
+        RetryReason::ConnectTimeout,
+        RetryReason::TlsHandshakeFailed,
+        RetryReason::Unresolved,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryReason::StalePooledConnection => "stale_pooled_connection",
+            RetryReason::ConnectFailed => "connect_failed",
+            RetryReason::ConnectTimeout => "connect_timeout",
+            RetryReason::TlsHandshakeFailed => "tls_handshake_failed",
+            RetryReason::Unresolved => "unresolved",
+        }
+    }
 }
 
 /// The protocols the by-protocol counters are kept for, in index order.
@@ -185,6 +220,12 @@ impl WorkerGauges {
     #[inline]
     pub fn count_connection(&self, h2: bool) {
         self.connections_by_protocol[usize::from(h2)].add(1);
+    }
+
+    /// Counts a request sent again.
+    #[inline]
+    pub fn count_retry(&self, r: RetryReason) {
+        self.retries[r as usize].add(1);
     }
 
     /// Counts a defence that cut an HTTP/2 client off.

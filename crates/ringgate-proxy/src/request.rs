@@ -436,18 +436,57 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             out.detail = Some(detail.clone());
             return out;
         }
-        let Pick::Server { index, from_cookie } = picked else { unreachable!("handled above") };
-        let server = &rule.servers[index];
-        let Some(addr) = lp.addrs[ri][index].pick(&server.health) else {
-            let err = crate::error::ProxyError::Unresolved { server: server.display.to_string() };
+        let Pick::Server { mut index, mut from_cookie } = picked else { unreachable!("handled above") };
+        // Failover: a server no connection could be opened to has not seen
+        // the request, so another healthy one is tried, up to max_attempts
+        // servers and within the request time-out (as nginx's
+        // proxy_next_upstream error, HAProxy's retries + redispatch). An
+        // affinity client moved this way gets the new server's cookie.
+        let started = Instant::now();
+        let mut tried: Vec<usize> = Vec::new();
+        loop {
+            let server = &rule.servers[index];
+            let result = match lp.addrs[ri][index].pick(&server.health) {
+                Some(addr) => self.exchange(rule, index, addr, from_cookie).await,
+                None => Err(crate::error::ProxyError::Unresolved { server: server.display.to_string() }),
+            };
+            let err = match result {
+                Ok(mut out) => {
+                    out.server = Some(index);
+                    return out;
+                }
+                Err(e) => e,
+            };
+            // Passive health: let the prober look at this server now.
+            server.health.request_probe();
+            tried.push(index);
+            let next =
+                (tried.len() < rule.max_attempts as usize && started.elapsed() < rule.request_timeout).then(|| {
+                    let mut c = cursor.get();
+                    let p = pick(rule.servers.len(), &mut c, None, |i| {
+                        !tried.contains(&i) && rule.servers[i].health.state().accepts_requests()
+                    });
+                    cursor.set(c);
+                    p
+                });
+            if let (Some(Pick::Server { index: to, .. }), Some(reason)) = (next, err.retry_reason()) {
+                self.w.gauges.count_retry(reason);
+                tracing::info!(
+                    rule = %rule.name,
+                    from = %server.display,
+                    to = %rule.servers[to].display,
+                    reason = reason.as_str(),
+                    "retrying on another server: {err}"
+                );
+                index = to;
+                from_cookie = false;
+                continue;
+            }
             self.skip_head();
             let mut out = self.reply_proxy_error(rule, &err).await;
             out.server = Some(index);
             return out;
-        };
-        let mut out = self.exchange(rule, index, addr, from_cookie).await;
-        out.server = Some(index);
-        out
+        }
     }
 
     /// Drops the current request head from the read buffer when the request

@@ -213,11 +213,14 @@ pub fn render(shared: &Shared) -> String {
     let _ = writeln!(o, "ringgate_connections_refused_total {}", sum_u(&|w| w.refused_over_limit.get()));
     header(
         &mut o,
-        "ringgate_backend_retries_total",
+        "ringgate_retries_total",
         "counter",
-        "Requests sent again on a fresh connection because a pooled one was dead.",
+        "Requests sent again: on a fresh connection when a pooled one was dead, or to another server when no connection could be opened.",
     );
-    let _ = writeln!(o, "ringgate_backend_retries_total {}", sum_u(&|w| w.retries.get()));
+    for r in ringgate_proxy::metrics::RetryReason::ALL {
+        let n = sum_u(&|w| w.retries[r as usize].get());
+        let _ = writeln!(o, "ringgate_retries_total{{reason=\"{}\"}} {n}", r.as_str());
+    }
     header(
         &mut o,
         "ringgate_access_log_dropped_total",

@@ -1,0 +1,110 @@
+//! Failover: a request whose connection could not be opened (the server died
+//! and its probe has not noticed yet) goes to another healthy server of the
+//! pool, up to the settings' `max_attempts`; an affinity client of the dead
+//! server is moved and given the new server's cookie; a POST is sent on
+//! (it cannot have reached the dead server); each retry is counted by reason.
+
+use std::time::Duration;
+
+use ringgate_e2e::*;
+
+/// Two servers, `a` and `b`, behind one rule; the default probe (30 s, three
+/// failures) keeps a server that dies "healthy" for the whole test, which
+/// is the window failover covers.
+fn two_servers(settings: &str) -> (Gateway, Backend, Backend) {
+    let a = Backend::start_ok("a").expect("backend a");
+    let b = Backend::start_ok("b").expect("backend b");
+    let gw = Gateway::start(&simple_config(&[a.addr(), b.addr()], settings));
+    (gw, a, b)
+}
+
+fn retries(gw: &Gateway, reason: &str) -> u64 {
+    gw.metric(&format!("ringgate_retries_total{{reason=\"{reason}\"}}")).unwrap_or(0)
+}
+
+#[test]
+fn a_dead_server_is_skipped_with_no_502_for_the_client() {
+    let (gw, a, b) = two_servers("");
+    let addr = gw.addr("public");
+    for i in 0..4 {
+        assert_eq!(get(addr, &format!("/warm-{i}")).status, 200);
+    }
+    assert!(b.requests() > 0, "both servers serve before the failure");
+    // b dies: connects are refused, and its pooled connections close.
+    b.stop_listening();
+    b.close_connections();
+    let before_a = a.requests();
+    let mut answered = 0;
+    for i in 0..40 {
+        let r = get(addr, &format!("/after-{i}"));
+        assert_eq!(r.status, 200, "request {i}: {:?} {}\n{}", r.header("x-ringgate-error"), r.text(), gw.stderr());
+        assert_eq!(r.header("x-backend"), Some("a"), "request {i}");
+        answered += 1;
+    }
+    assert_eq!(a.requests() - before_a, answered, "a served every request");
+    let moved = retries(&gw, "connect_failed");
+    assert!(moved >= 1, "no retry counted: {:?}", gw.metric("ringgate_retries_total{reason=\"connect_failed\"}"));
+    assert!(moved <= 40, "at most one retry per request: {moved}");
+    assert!(gw.wait_log("retrying on another server", Duration::from_secs(5)), "{}", gw.stderr());
+}
+
+#[test]
+fn an_affinity_client_of_a_dead_server_is_moved_and_given_a_new_cookie() {
+    let (gw, a, b) = two_servers("cookie_based_affinity = true");
+    let addr = gw.addr("public");
+    // Find b's cookie.
+    let mut b_cookie = None;
+    for i in 0..6 {
+        let r = get(addr, &format!("/find-{i}"));
+        if r.header("x-backend") == Some("b") {
+            b_cookie = r.header("set-cookie").map(|c| c.split(';').next().unwrap_or_default().to_string());
+            break;
+        }
+    }
+    let b_cookie = b_cookie.expect("round robin reaches b");
+    b.stop_listening();
+    b.close_connections();
+    let r = request(addr, "GET", "/pinned", &[("Cookie", &b_cookie)], b"").expect("answer");
+    assert_eq!(r.status, 200, "{:?} {}", r.header("x-ringgate-error"), r.text());
+    assert_eq!(r.header("x-backend"), Some("a"));
+    let new_cookie =
+        r.header("set-cookie").expect("the moved client gets a cookie").split(';').next().unwrap_or_default();
+    assert_ne!(new_cookie, b_cookie, "a new server, a new cookie");
+    // With the new cookie, the client stays on a without further retries.
+    let before = retries(&gw, "connect_failed");
+    let r = request(addr, "GET", "/pinned-again", &[("Cookie", new_cookie)], b"").expect("answer");
+    assert_eq!((r.status, r.header("x-backend")), (200, Some("a")));
+    assert_eq!(r.header("set-cookie"), None);
+    assert_eq!(retries(&gw, "connect_failed"), before);
+    assert_eq!(a.requests_to("/pinned"), 1);
+}
+
+#[test]
+fn a_post_to_a_dead_server_goes_to_another_once_with_its_body() {
+    let (gw, a, b) = two_servers("");
+    let addr = gw.addr("public");
+    b.stop_listening();
+    b.close_connections();
+    let body = b"order=42&qty=1";
+    for i in 0..4 {
+        let r = request(addr, "POST", &format!("/order-{i}"), &[("Content-Type", "text/plain")], body).expect("answer");
+        assert_eq!(r.status, 200, "{:?} {}", r.header("x-ringgate-error"), r.text());
+    }
+    for i in 0..4 {
+        let seen: Vec<_> = a.recorded().into_iter().filter(|q| q.path() == format!("/order-{i}")).collect();
+        assert_eq!(seen.len(), 1, "POST /order-{i} reached a exactly once");
+        assert_eq!(seen[0].body, body, "with its body");
+    }
+}
+
+#[test]
+fn max_attempts_1_means_no_failover() {
+    let (gw, _a, b) = two_servers("max_attempts = 1");
+    let addr = gw.addr("public");
+    b.stop_listening();
+    b.close_connections();
+    let codes: Vec<Option<String>> =
+        (0..6).map(|i| get(addr, &format!("/x-{i}")).header("x-ringgate-error").map(str::to_string)).collect();
+    assert!(codes.iter().any(|c| c.as_deref() == Some("CONNECT_FAILED")), "{codes:?}");
+    assert_eq!(retries(&gw, "connect_failed"), 0);
+}
