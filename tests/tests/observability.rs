@@ -129,3 +129,24 @@ fn metrics_count_requests_by_class_and_code() {
     let backend_5xx = r#"ringgate_requests_total{listener="public",rule="rule01",pool="pool01",class="5xx",code=""}"#;
     wait_metric(&gw, backend_5xx, 1);
 }
+
+/// The access log has the client's User-Agent and a request id: the
+/// client's X-Request-ID when it sends one, else the trace id.
+#[test]
+fn access_log_has_user_agent_and_request_id() {
+    let b = Backend::start_ok("app").expect("backend");
+    let gw = Gateway::start(&simple_config(&[b.addr()], ""));
+    let addr = gw.addr("public");
+    let r = request(addr, "GET", "/with-id", &[("User-Agent", "probe-bot/1.2"), ("X-Request-ID", "req-7f3a")], b"")
+        .expect("answer");
+    assert_eq!(r.status, 200);
+    assert_eq!(get(addr, "/without-id").status, 200);
+    let lines = || gw.access_log();
+    assert!(wait_until(Duration::from_secs(5), || lines().len() >= 2), "{:?}", lines());
+    let find = |path: &str| lines().into_iter().find(|l| l["path"] == path).expect("logged");
+    let with = find("/with-id");
+    assert_eq!((with["user_agent"].as_str(), with["request_id"].as_str()), (Some("probe-bot/1.2"), Some("req-7f3a")));
+    let without = find("/without-id");
+    assert_eq!(without["request_id"], without["trace_id"], "{without}");
+    assert_eq!(without["protocol"], "HTTP/1.1");
+}

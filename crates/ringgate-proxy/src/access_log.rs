@@ -143,6 +143,11 @@ pub(crate) struct LogRecord<'a> {
     pub error: Option<ErrorCode>,
     /// The W3C trace id the request was forwarded with (empty: none).
     pub trace_id: &'a [u8],
+    /// The client's User-Agent (empty: none), at most 512 bytes.
+    pub user_agent: &'a [u8],
+    /// The client's X-Request-ID (empty: none; the trace id identifies
+    /// the request then), at most 128 bytes.
+    pub request_id: &'a [u8],
     /// The full text of a gateway error (empty: none), whatever the client
     /// was shown (`error_detail`).
     pub detail: &'a str,
@@ -221,6 +226,10 @@ pub(crate) fn format_line(out: &mut Vec<u8>, r: &LogRecord<'_>) {
     }
     out.extend_from_slice(b"\",\"trace_id\":");
     json_str(out, r.trace_id);
+    out.extend_from_slice(b",\"user_agent\":");
+    json_str(out, r.user_agent);
+    out.extend_from_slice(b",\"request_id\":");
+    json_str(out, if r.request_id.is_empty() { r.trace_id } else { r.request_id });
     if !r.detail.is_empty() {
         out.extend_from_slice(b",\"error_detail\":");
         json_str(out, r.detail.as_bytes());
@@ -263,6 +272,8 @@ mod tests {
                 error: Some(ErrorCode::Timeout),
                 trace_id: b"4bf92f3577b34da6a3ce929d0e0e4736",
                 detail: "",
+                user_agent: b"curl/8",
+                request_id: b"",
                 protocol: "HTTP/2",
                 stream: Some(7),
             },
@@ -270,7 +281,7 @@ mod tests {
         let line = String::from_utf8(out).unwrap();
         assert_eq!(
             line,
-            "{\"time\":\"2023-11-14T22:13:20.123Z\",\"client\":\"127.0.0.1:5555\",\"listener\":\"public\",\"rule\":\"rule01\",\"host\":\"shop.example\",\"method\":\"GET\",\"path\":\"/a\\\"b\\u0001\",\"status\":502,\"backend\":\"10.0.0.1:80\",\"backend_status\":null,\"backend_connect_ms\":1.500,\"backend_response_ms\":null,\"total_ms\":2.001,\"bytes_in\":40,\"bytes_out\":200,\"error_info\":\"TIMEOUT\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"protocol\":\"HTTP/2\",\"stream\":7}\n"
+            "{\"time\":\"2023-11-14T22:13:20.123Z\",\"client\":\"127.0.0.1:5555\",\"listener\":\"public\",\"rule\":\"rule01\",\"host\":\"shop.example\",\"method\":\"GET\",\"path\":\"/a\\\"b\\u0001\",\"status\":502,\"backend\":\"10.0.0.1:80\",\"backend_status\":null,\"backend_connect_ms\":1.500,\"backend_response_ms\":null,\"total_ms\":2.001,\"bytes_in\":40,\"bytes_out\":200,\"error_info\":\"TIMEOUT\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"user_agent\":\"curl/8\",\"request_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"protocol\":\"HTTP/2\",\"stream\":7}\n"
         );
     }
 }

@@ -59,6 +59,8 @@ pub(crate) struct LogMeta {
     method: (usize, usize),
     path: (usize, usize),
     trace: (usize, usize),
+    user_agent: (usize, usize),
+    request_id: (usize, usize),
 }
 
 impl LogMeta {
@@ -72,6 +74,17 @@ impl LogMeta {
         self.host = head.host.map_or((0, 0), |h| put(h.of(rbuf)));
         self.method = put(head.method_span.of(rbuf));
         self.path = put(head.target.of(rbuf));
+        // Only fields the parser did not classify can be these.
+        let mut field = |name: &[u8]| {
+            head.headers
+                .iter()
+                .filter(|h| h.kind == ringgate_http::HeaderKind::Other)
+                .find(|h| h.name.of(rbuf).eq_ignore_ascii_case(name))
+                .map(|h| h.value.of(rbuf))
+        };
+        let (ua, id) = (field(b"user-agent"), field(b"x-request-id"));
+        self.user_agent = ua.map_or((0, 0), |v| put(&v[..v.len().min(512)]));
+        self.request_id = id.map_or((0, 0), |v| put(&v[..v.len().min(128)]));
     }
 
     /// Best effort for a request refused before its head parsed: the method
@@ -97,6 +110,8 @@ impl LogMeta {
         self.method = (0, 0);
         self.path = (0, 0);
         self.trace = (0, 0);
+        self.user_agent = (0, 0);
+        self.request_id = (0, 0);
     }
 
     fn set_trace(&mut self, id: &[u8]) {
@@ -614,6 +629,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             error: out.code,
             trace_id: self.meta.get(self.meta.trace),
             detail: out.detail.as_deref().unwrap_or_default(),
+            user_agent: self.meta.get(self.meta.user_agent),
+            request_id: self.meta.get(self.meta.request_id),
             protocol: match (stream, self.head.version) {
                 (Some(_), _) => "HTTP/2",
                 (None, ringgate_http::Version::Http10) => "HTTP/1.0",
