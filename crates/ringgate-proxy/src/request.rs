@@ -75,7 +75,7 @@ impl LogMeta {
         self.method = put(head.method_span.of(rbuf));
         self.path = put(head.target.of(rbuf));
         // Only fields the parser did not classify can be these.
-        let mut field = |name: &[u8]| {
+        let field = |name: &[u8]| {
             head.headers
                 .iter()
                 .filter(|h| h.kind == ringgate_http::HeaderKind::Other)
