@@ -67,7 +67,7 @@ struct ConnShared {
     tripped: Cell<Option<(H2Defence, Reason)>>,
     /// The debug data of the last GOAWAY the connection sent (h2 keeps it
     /// off the error it returns), which says why h2 itself cut a client off.
-    goaway_debug: RefCell<Vec<u8>>,
+    goaway_debug: Rc<RefCell<Vec<u8>>>,
     /// Streams whose task is running.
     open: Cell<usize>,
     /// When the last stream ended (the keep-alive time-out counts from it).
@@ -106,7 +106,7 @@ where
         inner: crate::compat::PollIo::new(io),
         shared: shared.clone(),
         watch: FrameWatch::new(max_continuations),
-        sent: GoawayWatch::default(),
+        sent: Frames { sink: GoawayDebug { goaway: None, last: shared.goaway_debug.clone() }, ..Frames::default() },
     };
     let mut builder = h2::server::Builder::new();
     builder
@@ -886,7 +886,7 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Guarded<T> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = r {
-            this.sent.inspect(&buf[..n], &this.shared.goaway_debug);
+            this.sent.feed(&buf[..n]);
         }
         r
     }
@@ -931,21 +931,75 @@ impl Budget {
     }
 }
 
-/// Follows the frame headers in the bytes read from a client, without
-/// decoding a frame: enough to see floods of control frames, and the frame
-/// errors RFC 9113 names an error code for that `h2` would answer with
-/// PROTOCOL_ERROR (a control frame of the wrong length, a first frame that
-/// is not SETTINGS, a SETTINGS value out of range).
+/// Follows frame boundaries in a byte stream, split anywhere: each 9-byte
+/// frame header, then its payload, handed to a [`FrameSink`].
+#[derive(Debug, Default)]
+struct Frames<H> {
+    header: [u8; 9],
+    header_len: usize,
+    /// Payload bytes of the current frame still to come.
+    payload: usize,
+    sink: H,
+}
+
+/// What a [`Frames`] reports to; `Some` stops the walk with that result.
+trait FrameSink {
+    type Out;
+    fn header(&mut self, kind: u8, flags: u8, len: usize) -> Option<Self::Out>;
+    /// A run of the current frame's payload; `last`: the frame ends with it.
+    fn payload(&mut self, _bytes: &[u8], _last: bool) -> Option<Self::Out> {
+        None
+    }
+}
+
+impl<H: FrameSink> Frames<H> {
+    fn feed(&mut self, mut data: &[u8]) -> Option<H::Out> {
+        while !data.is_empty() {
+            if self.payload > 0 {
+                let n = self.payload.min(data.len());
+                self.payload -= n;
+                let out = self.sink.payload(&data[..n], self.payload == 0);
+                data = &data[n..];
+                if out.is_some() {
+                    return out;
+                }
+                continue;
+            }
+            let n = (9 - self.header_len).min(data.len());
+            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
+            self.header_len += n;
+            data = &data[n..];
+            if self.header_len < 9 {
+                break;
+            }
+            self.header_len = 0;
+            let h = self.header;
+            self.payload = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+            if let Some(out) = self.sink.header(h[3], h[4], self.payload) {
+                return Some(out);
+            }
+        }
+        None
+    }
+}
+
+/// Follows the frames a client sends, without decoding one: enough to see
+/// floods of control frames, and the frame errors RFC 9113 names an error
+/// code for that `h2` would answer with PROTOCOL_ERROR (a control frame of
+/// the wrong length, a first frame that is not SETTINGS, a SETTINGS value
+/// out of range).
 #[derive(Debug)]
 struct FrameWatch {
     /// Preface bytes still to skip.
     preface: usize,
+    frames: Frames<Budgets>,
+}
+
+/// The client's budgets and the state the frame checks need.
+#[derive(Debug)]
+struct Budgets {
     /// No frame has been seen yet: the first must be SETTINGS.
     first: bool,
-    header: [u8; 9],
-    header_len: usize,
-    /// Payload bytes of the current frame still to skip.
-    payload: usize,
     /// The current frame is a SETTINGS frame whose values are read.
     settings_payload: bool,
     setting: [u8; 6],
@@ -963,12 +1017,8 @@ type Trip = (H2Defence, Reason);
 
 impl FrameWatch {
     fn new(max_continuations: u32) -> FrameWatch {
-        FrameWatch {
-            preface: crate::accept::H2_PREFACE.len(),
+        let budgets = Budgets {
             first: true,
-            header: [0; 9],
-            header_len: 0,
-            payload: 0,
             settings_payload: false,
             setting: [0; 6],
             setting_len: 0,
@@ -977,44 +1027,25 @@ impl FrameWatch {
             resets: Budget::new(RST_BUDGET),
             pings: Budget::new(PING_BUDGET),
             settings: Budget::new(SETTINGS_BUDGET),
+        };
+        FrameWatch {
+            preface: crate::accept::H2_PREFACE.len(),
+            frames: Frames { header: [0; 9], header_len: 0, payload: 0, sink: budgets },
         }
     }
 
     /// Follows `data`; what to trip, if a budget ran out or a frame is wrong.
-    fn inspect(&mut self, mut data: &[u8]) -> Option<Trip> {
+    fn inspect(&mut self, data: &[u8]) -> Option<Trip> {
         let skip = self.preface.min(data.len());
         self.preface -= skip;
-        data = &data[skip..];
-        while !data.is_empty() {
-            if self.payload > 0 {
-                let n = self.payload.min(data.len());
-                if self.settings_payload
-                    && let Some(t) = self.settings_values(&data[..n])
-                {
-                    return Some(t);
-                }
-                self.payload -= n;
-                data = &data[n..];
-                continue;
-            }
-            let n = (9 - self.header_len).min(data.len());
-            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
-            self.header_len += n;
-            data = &data[n..];
-            if self.header_len < 9 {
-                break;
-            }
-            self.header_len = 0;
-            let h = self.header;
-            self.payload = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
-            if let Some(t) = self.frame(h[3], h[4], self.payload) {
-                return Some(t);
-            }
-        }
-        None
+        self.frames.feed(&data[skip..])
     }
+}
 
-    fn frame(&mut self, kind: u8, flags: u8, len: usize) -> Option<Trip> {
+impl FrameSink for Budgets {
+    type Out = Trip;
+
+    fn header(&mut self, kind: u8, flags: u8, len: usize) -> Option<Trip> {
         const END_HEADERS: u8 = 0x4;
         const ACK: u8 = 0x1;
         const SETTINGS: u8 = 0x4;
@@ -1063,7 +1094,10 @@ impl FrameWatch {
     }
 
     /// Reads SETTINGS values as they arrive, 6 bytes each (§6.5.2).
-    fn settings_values(&mut self, mut data: &[u8]) -> Option<Trip> {
+    fn payload(&mut self, mut data: &[u8], _last: bool) -> Option<Trip> {
+        if !self.settings_payload {
+            return None;
+        }
         while !data.is_empty() {
             let n = (6 - self.setting_len).min(data.len());
             self.setting[self.setting_len..self.setting_len + n].copy_from_slice(&data[..n]);
@@ -1092,49 +1126,40 @@ impl FrameWatch {
 
 /// Follows the frames the connection sends, to keep the debug data of a
 /// GOAWAY (the reason h2 cut a client off, which its error does not carry).
+type GoawayWatch = Frames<GoawayDebug>;
+
 #[derive(Debug, Default)]
-struct GoawayWatch {
-    header: [u8; 9],
-    header_len: usize,
-    payload: usize,
-    /// Payload bytes of a GOAWAY seen so far (its first 8 bytes are the
+struct GoawayDebug {
+    /// Payload bytes of the GOAWAY being sent (its first 8 bytes are the
     /// last stream id and the error code).
     goaway: Option<Vec<u8>>,
+    /// The debug data of the last complete GOAWAY.
+    last: Rc<RefCell<Vec<u8>>>,
 }
 
-impl GoawayWatch {
+impl GoawayDebug {
     /// The longest debug data kept.
     const MAX_DEBUG: usize = 64;
+}
 
-    fn inspect(&mut self, mut data: &[u8], debug: &RefCell<Vec<u8>>) {
-        while !data.is_empty() {
-            if self.payload > 0 {
-                let n = self.payload.min(data.len());
-                if let Some(g) = &mut self.goaway {
-                    let room = (8 + Self::MAX_DEBUG).saturating_sub(g.len());
-                    g.extend_from_slice(&data[..n.min(room)]);
-                }
-                self.payload -= n;
-                data = &data[n..];
-                if self.payload == 0
-                    && let Some(g) = self.goaway.take()
-                {
-                    *debug.borrow_mut() = g.get(8..).unwrap_or_default().to_vec();
-                }
-                continue;
+impl FrameSink for GoawayDebug {
+    type Out = ();
+
+    fn header(&mut self, kind: u8, _flags: u8, len: usize) -> Option<()> {
+        self.goaway = (kind == 0x7 && len > 8).then(Vec::new);
+        None
+    }
+
+    fn payload(&mut self, bytes: &[u8], last: bool) -> Option<()> {
+        if let Some(g) = &mut self.goaway {
+            let room = (8 + Self::MAX_DEBUG).saturating_sub(g.len());
+            g.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            if last {
+                *self.last.borrow_mut() = g.get(8..).unwrap_or_default().to_vec();
+                self.goaway = None;
             }
-            let n = (9 - self.header_len).min(data.len());
-            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
-            self.header_len += n;
-            data = &data[n..];
-            if self.header_len < 9 {
-                break;
-            }
-            self.header_len = 0;
-            let h = self.header;
-            self.payload = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
-            self.goaway = (h[3] == 0x7 && self.payload > 8).then(Vec::new);
         }
+        None
     }
 }
 
@@ -1218,13 +1243,13 @@ mod tests {
     #[test]
     fn the_debug_data_of_a_sent_goaway_is_kept() {
         let mut g = GoawayWatch::default();
-        let debug = RefCell::new(Vec::new());
+        let debug = g.sink.last.clone();
         let mut bytes = frame(0x4, 0, 0);
         let mut goaway = frame(0x7, 0, 8 + 15);
         goaway[17..32].copy_from_slice(b"too_many_resets");
         bytes.extend(goaway);
         for piece in bytes.chunks(5) {
-            g.inspect(piece, &debug);
+            g.feed(piece);
         }
         assert_eq!(&*debug.borrow(), b"too_many_resets");
     }

@@ -151,15 +151,13 @@ impl RetryReason {
         RetryReason::Unresolved,
     ];
 
+    /// The `reason` labels, in index order.
+    pub const NAMES: [&'static str; 5] =
+        ["stale_pooled_connection", "connect_failed", "connect_timeout", "tls_handshake_failed", "unresolved"];
+
     /// The `reason` label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            RetryReason::StalePooledConnection => "stale_pooled_connection",
-            RetryReason::ConnectFailed => "connect_failed",
-            RetryReason::ConnectTimeout => "connect_timeout",
-            RetryReason::TlsHandshakeFailed => "tls_handshake_failed",
-            RetryReason::Unresolved => "unresolved",
-        }
+        Self::NAMES[self as usize]
     }
 }
 
@@ -200,18 +198,21 @@ impl H2Defence {
         H2Defence::ProtocolError,
     ];
 
+    /// The `kind` labels, in index order.
+    pub const NAMES: [&'static str; 8] = [
+        "rapid_reset",
+        "continuation_flood",
+        "header_list_too_large",
+        "settings_flood",
+        "ping_flood",
+        "stalled_stream",
+        "too_many_streams",
+        "protocol_error",
+    ];
+
     /// The `kind` label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            H2Defence::RapidReset => "rapid_reset",
-            H2Defence::ContinuationFlood => "continuation_flood",
-            H2Defence::HeaderListTooLarge => "header_list_too_large",
-            H2Defence::SettingsFlood => "settings_flood",
-            H2Defence::PingFlood => "ping_flood",
-            H2Defence::StalledStream => "stalled_stream",
-            H2Defence::TooManyStreams => "too_many_streams",
-            H2Defence::ProtocolError => "protocol_error",
-        }
+        Self::NAMES[self as usize]
     }
 }
 
@@ -295,6 +296,18 @@ impl MetricsRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_names_follow_the_variants() {
+        for (i, d) in H2Defence::ALL.iter().enumerate() {
+            assert_eq!(*d as usize, i);
+        }
+        for (i, r) in RetryReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        assert_eq!(H2Defence::RapidReset.as_str(), "rapid_reset");
+        assert_eq!(RetryReason::Unresolved.as_str(), "unresolved");
+    }
 
     #[test]
     fn histogram_buckets_by_upper_bound() {

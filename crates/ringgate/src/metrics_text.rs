@@ -213,16 +213,6 @@ pub fn render(shared: &Shared) -> String {
     let _ = writeln!(o, "ringgate_connections_refused_total {}", sum_u(&|w| w.refused_over_limit.get()));
     header(
         &mut o,
-        "ringgate_retries_total",
-        "counter",
-        "Requests sent again: on a fresh connection when a pooled one was dead, or to another server when no connection could be opened.",
-    );
-    for r in ringgate_proxy::metrics::RetryReason::ALL {
-        let n = sum_u(&|w| w.retries[r as usize].get());
-        let _ = writeln!(o, "ringgate_retries_total{{reason=\"{}\"}} {n}", r.as_str());
-    }
-    header(
-        &mut o,
         "ringgate_access_log_dropped_total",
         "counter",
         "Access log lines dropped because the writer fell behind.",
@@ -242,40 +232,51 @@ pub fn render(shared: &Shared) -> String {
         "Client TLS handshakes that failed or timed out.",
     );
     let _ = writeln!(o, "ringgate_tls_handshake_failures_total {}", sum_u(&|w| w.tls_handshake_failures.get()));
-    header(&mut o, "ringgate_client_connections_total", "counter", "Client connections, by protocol.");
-    for (i, p) in ringgate_proxy::metrics::PROTOCOLS.iter().enumerate() {
-        let n = sum_u(&|w| w.connections_by_protocol[i].get());
-        let _ = writeln!(o, "ringgate_client_connections_total{{protocol=\"{p}\"}} {n}");
-    }
-    header(
-        &mut o,
-        "ringgate_client_streams_total",
-        "counter",
-        "Client requests, by protocol (one per HTTP/1 request, one per HTTP/2 stream).",
-    );
-    for (i, p) in ringgate_proxy::metrics::PROTOCOLS.iter().enumerate() {
-        let n = sum_u(&|w| w.streams_by_protocol[i].get());
-        let _ = writeln!(o, "ringgate_client_streams_total{{protocol=\"{p}\"}} {n}");
-    }
-    header(
-        &mut o,
-        "ringgate_client_resets_total",
-        "counter",
-        "Requests the client abandoned before their response was complete (HTTP/2: RST_STREAM; HTTP/1: the connection closed).",
-    );
-    for (i, p) in ringgate_proxy::metrics::PROTOCOLS.iter().enumerate() {
-        let n = sum_u(&|w| w.resets_by_protocol[i].get());
-        let _ = writeln!(o, "ringgate_client_resets_total{{protocol=\"{p}\"}} {n}");
-    }
-    header(
-        &mut o,
-        "ringgate_http2_defence_total",
-        "counter",
-        "HTTP/2 connections (GOAWAY) or streams (RST_STREAM) cut off by a defence against abuse, by kind.",
-    );
-    for d in ringgate_proxy::metrics::H2Defence::ALL {
-        let n = sum_u(&|w| w.h2_defences[d as usize].get());
-        let _ = writeln!(o, "ringgate_http2_defence_total{{kind=\"{}\"}} {n}", d.as_str());
+    // Counters kept per label value in an array, one series per value.
+    type Pick = fn(&ringgate_proxy::metrics::WorkerGauges) -> &[ringgate_proxy::metrics::Counter];
+    let labelled: [(&str, &str, &str, &[&str], Pick); 5] = [
+        (
+            "ringgate_client_connections_total",
+            "Client connections, by protocol.",
+            "protocol",
+            &ringgate_proxy::metrics::PROTOCOLS,
+            |w| &w.connections_by_protocol,
+        ),
+        (
+            "ringgate_client_streams_total",
+            "Client requests, by protocol (one per HTTP/1 request, one per HTTP/2 stream).",
+            "protocol",
+            &ringgate_proxy::metrics::PROTOCOLS,
+            |w| &w.streams_by_protocol,
+        ),
+        (
+            "ringgate_client_resets_total",
+            "Requests the client abandoned before their response was complete (HTTP/2: RST_STREAM; HTTP/1: the connection closed).",
+            "protocol",
+            &ringgate_proxy::metrics::PROTOCOLS,
+            |w| &w.resets_by_protocol,
+        ),
+        (
+            "ringgate_http2_defence_total",
+            "HTTP/2 connections (GOAWAY) or streams (RST_STREAM) cut off by a defence against abuse, by kind.",
+            "kind",
+            &ringgate_proxy::metrics::H2Defence::NAMES,
+            |w| &w.h2_defences,
+        ),
+        (
+            "ringgate_retries_total",
+            "Requests sent again: on a fresh connection when a pooled one was dead, or to another server when no connection could be opened.",
+            "reason",
+            &ringgate_proxy::metrics::RetryReason::NAMES,
+            |w| &w.retries,
+        ),
+    ];
+    for (name, help, label, values, pick) in labelled {
+        header(&mut o, name, "counter", help);
+        for (i, v) in values.iter().enumerate() {
+            let n: u64 = g.iter().map(|w| pick(w)[i].get()).sum();
+            let _ = writeln!(o, "{name}{{{label}=\"{v}\"}} {n}");
+        }
     }
     header(
         &mut o,
