@@ -40,14 +40,15 @@ fn target_dir() -> PathBuf {
 }
 
 /// The path of `name`, installing it if missing: `curl`, `nghttp`, `h2load`,
-/// or `python-h2` (a Python interpreter that can import `h2` and `httpx`).
+/// `promtool`, or `python-h2` (a Python interpreter that can import `h2` and
+/// `httpx`).
 pub fn require_tool(name: &str) -> PathBuf {
     let found = |n: &str| -> Option<PathBuf> {
         let out = Command::new("sh").arg("-c").arg(format!("command -v {n}")).output().ok()?;
         out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
     };
     match name {
-        "curl" | "nghttp" | "h2load" => {
+        "curl" | "nghttp" | "h2load" | "promtool" => {
             if let Some(p) = found(name) {
                 return p;
             }

@@ -67,3 +67,43 @@ fn metrics_parse_as_prometheus_text_and_counters_move() {
     );
     assert!(after.docs.contains_key("ringgate_requests_total"), "HELP text present");
 }
+
+/// `promtool check metrics` (Prometheus' own linter, from Debian's
+/// `prometheus` package) finds nothing to say about the exposition, after
+/// traffic of every kind (200s, a 502 with failover, a reload) made every
+/// family carry samples.
+#[test]
+fn promtool_check_metrics_is_clean() {
+    let promtool = ringgate_e2e::tools::require_tool("promtool");
+    let a = Backend::start_ok("a").unwrap();
+    let dead = closed_addr();
+    let gw = Gateway::start(&simple_config(&[a.addr(), dead], ""));
+    for i in 0..6 {
+        assert_eq!(get(gw.addr("public"), &format!("/{i}")).status, 200);
+    }
+    let (status, _) = gw.reload_with(&simple_config(&[a.addr(), dead], ""));
+    assert_eq!(status, 200);
+    let (status, body) = gw.admin_get("/metrics");
+    assert_eq!(status, 200);
+    for family in [
+        "ringgate_retries_total",
+        "ringgate_request_duration_seconds",
+        "ringgate_config_reloads_total",
+        "process_cpu_seconds_total",
+        "ringgate_build_info",
+    ] {
+        assert!(body.contains(&format!("# TYPE {family} ")), "{family} missing:\n{body}");
+    }
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), body.as_bytes()).expect("feed promtool");
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("promtool output");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\n\n{body}");
+}

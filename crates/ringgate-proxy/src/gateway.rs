@@ -77,9 +77,19 @@ pub struct Shared {
     pub(crate) access_log: Option<AccessLog>,
     /// Workers that have not finished yet.
     pub(crate) running: AtomicU64,
+    /// Reloads applied and rejected (the `result` of
+    /// `ringgate_config_reloads_total`).
+    pub reloads: [AtomicU64; 2],
+    /// When the process started serving (Unix seconds).
+    pub started: std::time::SystemTime,
 }
 
 impl Shared {
+    /// Counts a reload attempt: applied (`ok`) or rejected.
+    pub fn count_reload(&self, ok: bool) {
+        self.reloads[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Reopens the access log file (SIGUSR1); nothing when it is stdout or
     /// off.
     pub fn reopen_access_log(&self) {
@@ -267,6 +277,8 @@ impl Gateway {
             bound: Mutex::new(bound),
             access_log,
             running: AtomicU64::new(workers as u64),
+            reloads: [AtomicU64::new(0), AtomicU64::new(0)],
+            started: std::time::SystemTime::now(),
         });
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(workers);
         let mut threads = Vec::with_capacity(workers);

@@ -89,6 +89,9 @@ pub struct RuleMetrics {
     pub requests: [[Counter; CODE_SLOTS]; STATUS_CLASSES],
     pub connect_latency: Histogram,
     pub response_latency: Histogram,
+    /// From the request head read to the response's last byte sent, as the
+    /// client sees it (a fast-path 502 included).
+    pub request_latency: Histogram,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
 }

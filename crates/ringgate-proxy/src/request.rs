@@ -606,6 +606,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         if let Some(t) = out.response_time {
             m.response_latency.observe(t);
         }
+        m.request_latency.observe(total);
         if self.w.shared.access_log.is_none() {
             return;
         }

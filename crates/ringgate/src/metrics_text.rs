@@ -97,6 +97,16 @@ pub fn render(shared: &Shared) -> String {
     }
     header(
         &mut o,
+        "ringgate_request_duration_seconds",
+        "histogram",
+        "Time from a request's head being read to the last byte of its response sent, as clients see it.",
+    );
+    for (l, series) in rules.iter() {
+        let labels = format!("listener=\"{}\",rule=\"{}\",pool=\"{}\"", esc(&l.listener), esc(&l.rule), esc(&l.pool));
+        histogram(&mut o, "ringgate_request_duration_seconds", &labels, series.iter().map(|m| &m.request_latency));
+    }
+    header(
+        &mut o,
         "ringgate_backend_response_seconds",
         "histogram",
         "Time from sending a request to a backend server to its response head.",
@@ -285,7 +295,64 @@ pub fn render(shared: &Shared) -> String {
         "Generation of the configuration being served (1 at start, +1 per reload).",
     );
     let _ = writeln!(o, "ringgate_config_generation {}", shared.plan().generation);
+    header(&mut o, "ringgate_config_reloads_total", "counter", "Configuration reloads, applied or rejected.");
+    for (i, result) in ["applied", "rejected"].iter().enumerate() {
+        let n = shared.reloads[i].load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(o, "ringgate_config_reloads_total{{result=\"{result}\"}} {n}");
+    }
+    header(&mut o, "ringgate_build_info", "gauge", "Always 1; the labels say which build runs.");
+    let _ = writeln!(o, "ringgate_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    process_metrics(&mut o, shared.started);
     header(&mut o, "ringgate_workers", "gauge", "Worker threads.");
     let _ = writeln!(o, "ringgate_workers {}", shared.workers());
     o
+}
+
+/// The process's own figures, under the names Prometheus' client libraries
+/// use: CPU time, resident memory, open descriptors and their limit, start
+/// time. Read from /proc at scrape time; a figure /proc does not give is
+/// left out rather than made up.
+fn process_metrics(o: &mut String, started: std::time::SystemTime) {
+    // Fields after the command name (which may hold spaces) in
+    // /proc/self/stat: utime is the 14th field, stime the 15th.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // USER_HZ: /proc reports in hundredths of a second on every Linux
+    // architecture (it is part of the user-space ABI, unlike the kernel's HZ).
+    let ticks = 100.0;
+    if let (Some(u), Some(s)) =
+        (fields.get(11).and_then(|v| v.parse::<f64>().ok()), fields.get(12).and_then(|v| v.parse::<f64>().ok()))
+    {
+        header(o, "process_cpu_seconds_total", "counter", "User and system CPU time of the process.");
+        let _ = writeln!(o, "process_cpu_seconds_total {}", (u + s) / ticks);
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kib = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(kib) = rss_kib {
+        header(o, "process_resident_memory_bytes", "gauge", "Resident memory of the process.");
+        let _ = writeln!(o, "process_resident_memory_bytes {}", kib * 1024);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        header(o, "process_open_fds", "gauge", "Open file descriptors.");
+        let _ = writeln!(o, "process_open_fds {}", fds.count());
+    }
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    if let Some(max) = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        header(o, "process_max_fds", "gauge", "The limit on open file descriptors.");
+        let _ = writeln!(o, "process_max_fds {max}");
+    }
+    if let Ok(d) = started.duration_since(std::time::UNIX_EPOCH) {
+        header(o, "process_start_time_seconds", "gauge", "When the process started serving, in Unix seconds.");
+        let _ = writeln!(o, "process_start_time_seconds {}", d.as_secs());
+    }
 }

@@ -200,6 +200,7 @@ fn control_loop(mut gateway: Gateway, prober: Prober, rx: Receiver<Control>, mut
         match msg {
             Control::Reload { reply } => {
                 let result = reload(&mut gateway, &prober, &mut cfg);
+                gateway.shared().count_reload(result.is_ok());
                 match &result {
                     Ok(s) => info!("{s}"),
                     // One line, whatever the number of errors, so that log
