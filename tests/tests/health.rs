@@ -469,7 +469,7 @@ fn health_command_lists_unhealthy_servers_first_with_reasons() {
 
     let out = ringgate(&["health", "--admin", &admin]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "a server is down\n{text}");
+    assert_eq!(out.status.code(), Some(0), "a server is down, but the rule still has one\n{text}");
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() >= 4, "{text}");
     assert!(lines[0].contains("2 servers, 1 not taking requests"), "{text}");
@@ -480,12 +480,23 @@ fn health_command_lists_unhealthy_servers_first_with_reasons() {
     assert!(lines[3].starts_with("Healthy") && lines[3].contains(&good_addr), "{text}");
 
     let out = ringgate(&["health", "--admin", &admin, "--json"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(0));
     let json: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("--json is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
     let s = server_of(&json, "rule01", &down_addr).expect("the down server in --json");
     assert_eq!(s["state"], "Unhealthy", "{s:#}");
     assert_eq!(s["reason_kind"], "connection_refused", "{s:#}");
+
+    // Both down: the rule answers 502, the command says so and exits 1;
+    // the admin address may be given as the URL the start-up log prints.
+    good.stop_listening();
+    wait_state(&gw, &good_addr, "Unhealthy");
+    let out = ringgate(&["health", "--admin", &format!("http://{admin}/")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "every server is down\n{text}");
+    assert!(text.contains("rule rule01 answers 502 ALL_UNHEALTHY"), "{text}");
+    good.resume_listening().expect("listen again");
+    wait_state(&gw, &good_addr, "Healthy");
 
     down.resume_listening().expect("listen again");
     wait_state(&gw, &down_addr, "Healthy");
@@ -559,4 +570,15 @@ backend_http_settings = "setting01"
     let (n2, n3) = (b2.requests_to(PROBE_PATH), b3.requests_to(PROBE_PATH));
     assert!(wait_until(SOON, || b2.requests_to(PROBE_PATH) >= n2 + 3), "b2 is no longer probed");
     assert!(b3.requests_to(PROBE_PATH) <= n3 + 1, "the removed server is still probed");
+}
+
+#[test]
+fn health_command_lists_an_empty_pool_and_exits_1() {
+    let gw = Gateway::start(&simple_config(&[], ""));
+    let admin = gw.admin().to_string();
+    let out = ringgate(&["health", "--admin", &admin]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.lines().any(|l| l.starts_with("Empty") && l.contains("pool01")), "the empty pool has a row:\n{text}");
+    assert!(text.contains("rule rule01 answers 502 POOL_EMPTY: backend pool pool01 has no servers"), "{text}");
 }

@@ -5,8 +5,19 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+/// The `host:port` of an admin address given as `host:port` or as a URL
+/// (`http://host:port/`, as one copies it from the start-up log).
+fn host_port(addr: &str) -> Result<&str, String> {
+    if addr.starts_with("https://") {
+        return Err(format!("admin address {addr}: the admin API speaks plain http (http://{})", &addr[8..]));
+    }
+    let rest = addr.strip_prefix("http://").unwrap_or(addr);
+    Ok(rest.split('/').next().unwrap_or(rest))
+}
+
 /// `GET path` on the admin API at `addr`: the status and body.
 pub fn get(addr: &str, path: &str) -> Result<(u16, String), String> {
+    let addr = host_port(addr)?;
     let sock: SocketAddr = addr
         .to_socket_addrs()
         .map_err(|e| format!("admin address {addr}: {e}"))?
@@ -29,4 +40,17 @@ pub fn get(addr: &str, path: &str) -> Result<(u16, String), String> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("admin API on {addr}: bad status line"))?;
     Ok((status, body.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn an_admin_address_may_be_a_url() {
+        assert_eq!(host_port("127.0.0.1:9901"), Ok("127.0.0.1:9901"));
+        assert_eq!(host_port("http://127.0.0.1:9901"), Ok("127.0.0.1:9901"));
+        assert_eq!(host_port("http://localhost:9901/backend-health"), Ok("localhost:9901"));
+        assert!(host_port("https://127.0.0.1:9901/").unwrap_err().contains("plain http"));
+    }
 }

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use crate::health_view::{HealthView, ServerView};
 
-/// Prints the health table; exits 0 when every server takes requests, 1 when
-/// some do not, 2 when the gateway cannot be asked.
+/// Prints the health table; exits 0 when every rule has a server taking
+/// requests, 1 when some rule would answer 502 (its pool empty, or none of
+/// its servers taking requests), 2 when the gateway cannot be asked.
 pub fn run(admin: &str, json: bool) -> ExitCode {
     let body = match crate::admin_client::get(admin, "/backend-health") {
         Ok((200, b)) => b,
@@ -30,12 +31,33 @@ pub fn run(admin: &str, json: bool) -> ExitCode {
         }
     };
     let rows = rows(&view);
+    let failing = failing_rules(&view);
     if !json {
         print!("{}", render(&view, &rows));
+        for (rule, why) in &failing {
+            println!("rule {rule} answers 502 {why}");
+        }
     }
-    if rows.iter().any(|(s, _)| !takes_requests(&s.state)) { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    if failing.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
+/// The rules that would answer 502 now, with the code and why.
+fn failing_rules(view: &HealthView) -> Vec<(String, String)> {
+    view.rules
+        .iter()
+        .filter_map(|r| {
+            if r.servers.is_empty() {
+                Some((r.rule.clone(), format!("POOL_EMPTY: backend pool {} has no servers", r.pool)))
+            } else if !r.servers.iter().any(|s| takes_requests(&s.state)) {
+                Some((r.rule.clone(), format!("ALL_UNHEALTHY: no server of backend pool {} takes requests", r.pool)))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Whether a row's state takes requests (an empty pool's row does not).
 fn takes_requests(state: &str) -> bool {
     state == "Healthy" || state == "Unknown"
 }
@@ -57,7 +79,16 @@ fn rows(view: &HealthView) -> Vec<(ServerView, String)> {
     for s in &view.removed {
         rows.push((s.clone(), "(removed by a reload)".into()));
     }
+    // An empty pool has no server to list: a row says so.
+    for r in view.rules.iter().filter(|r| r.servers.is_empty()) {
+        if rows.iter().any(|(x, _)| x.state == "Empty" && x.pool == r.pool) {
+            continue;
+        }
+        let row = ServerView::empty_pool(&r.pool, &r.settings);
+        rows.push((row, format!("no addresses in backend pool {}: add some", r.pool)));
+    }
     let rank = |s: &str| match s {
+        "Empty" => 0,
         "Unhealthy" => 0,
         "Draining" => 1,
         "Unknown" => 2,

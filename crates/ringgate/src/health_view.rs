@@ -73,6 +73,31 @@ pub struct ServerView {
     pub dns_error: Option<String>,
 }
 
+impl ServerView {
+    /// The row `ringgate health` shows for a pool without servers.
+    pub fn empty_pool(pool: &str, settings: &str) -> ServerView {
+        ServerView {
+            pool: pool.to_string(),
+            settings: settings.to_string(),
+            address: "(none)".to_string(),
+            state: "Empty".to_string(),
+            since: None,
+            last_probe: None,
+            last_status: None,
+            latency_ms: None,
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+            reason: None,
+            reason_kind: None,
+            probes: 0,
+            failures: 0,
+            passive_failures: 0,
+            resolved: Vec::new(),
+            dns_error: None,
+        }
+    }
+}
+
 fn rfc3339(t: Option<SystemTime>) -> Option<String> {
     t.map(|t| humantime::format_rfc3339_millis(t).to_string())
 }
