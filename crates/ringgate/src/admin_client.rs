@@ -8,8 +8,8 @@ use std::time::Duration;
 /// The `host:port` of an admin address given as `host:port` or as a URL
 /// (`http://host:port/`, as one copies it from the start-up log).
 fn host_port(addr: &str) -> Result<&str, String> {
-    if addr.starts_with("https://") {
-        return Err(format!("admin address {addr}: the admin API speaks plain http (http://{})", &addr[8..]));
+    if let Some(rest) = addr.strip_prefix("https://") {
+        return Err(format!("admin address {addr}: the admin API speaks plain http (http://{rest})"));
     }
     let rest = addr.strip_prefix("http://").unwrap_or(addr);
     Ok(rest.split('/').next().unwrap_or(rest))
