@@ -191,7 +191,7 @@ fn doctor_names_an_empty_pool() {
     assert!(text(f[0], "evidence").contains("\"pool01\" has no addresses"), "{report:#}");
     assert!(text(f[0], "fix").contains("`addresses` of [[backend_pool]] \"pool01\""), "{report:#}");
 
-    assert_human_verdict(gw.config_path(), Some(gw.admin()), "POOL_EMPTY", "1 empty backend pool");
+    assert_human_verdict(gw.config_path(), Some(gw.admin()), "POOL_EMPTY", "1 (empty backend pool)");
 }
 
 #[test]
@@ -228,7 +228,7 @@ fn doctor_names_all_servers_stopped() {
         assert!(summary.contains(&format!("connection refused on {a}")), "{summary}");
     }
 
-    assert_human_verdict(gw.config_path(), Some(gw.admin()), "ALL_UNHEALTHY", "2 unhealthy instances");
+    assert_human_verdict(gw.config_path(), Some(gw.admin()), "ALL_UNHEALTHY", "2 (unhealthy instances)");
 }
 
 #[test]
@@ -250,7 +250,7 @@ fn doctor_names_the_default_probe_when_nothing_listens_on_the_settings_port() {
     assert!(fix.contains(&format!("the settings port is {port} (not 80)")), "{fix}");
     assert!(fix.contains("`port` in [[backend_http_settings]] \"setting01\""), "{fix}");
 
-    assert_human_verdict(&path, None, "ALL_UNHEALTHY", "3 default probe");
+    assert_human_verdict(&path, None, "ALL_UNHEALTHY", "3 (default probe)");
 }
 
 #[test]
@@ -278,7 +278,7 @@ fn doctor_names_a_custom_probe_with_a_wrong_path() {
         assert!(not_deployed.contains("application is not deployed"), "{u:#}");
     }
 
-    assert_human_verdict(gw.config_path(), Some(gw.admin()), "ALL_UNHEALTHY", "4 custom probe");
+    assert_human_verdict(gw.config_path(), Some(gw.admin()), "ALL_UNHEALTHY", "4 (custom probe)");
 }
 
 #[test]
@@ -306,7 +306,7 @@ fn doctor_names_a_backend_slower_than_the_request_timeout() {
     let fix = text(f, "fix");
     assert!(fix.contains("request_timeout in [[backend_http_settings]] \"setting01\" (now 300 ms)"), "{fix}");
 
-    assert_human_verdict(gw.config_path(), Some(gw.admin()), "TIMEOUT", "5 request time-out");
+    assert_human_verdict(gw.config_path(), Some(gw.admin()), "TIMEOUT", "5 (request time-out)");
 }
 
 #[test]

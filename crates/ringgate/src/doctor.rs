@@ -36,11 +36,11 @@ pub enum Cause {
 impl Cause {
     fn title(self) -> &'static str {
         match self {
-            Cause::EmptyPool => "1 empty backend pool",
-            Cause::UnhealthyInstances => "2 unhealthy instances",
-            Cause::DefaultProbe => "3 default probe",
-            Cause::CustomProbe => "4 custom probe",
-            Cause::RequestTimeout => "5 request time-out",
+            Cause::EmptyPool => "1 (empty backend pool)",
+            Cause::UnhealthyInstances => "2 (unhealthy instances)",
+            Cause::DefaultProbe => "3 (default probe)",
+            Cause::CustomProbe => "4 (custom probe)",
+            Cause::RequestTimeout => "5 (request time-out)",
             Cause::Configuration => "configuration",
         }
     }
