@@ -17,7 +17,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use ringgate_e2e::certs::Ca;
 use ringgate_e2e::tools::require_tool;
 use ringgate_e2e::*;
 use serde_json::{Value, json};
@@ -61,18 +61,9 @@ struct Certs {
 }
 
 fn certs() -> Certs {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, "ringgate h2 test CA");
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    let ca_key = KeyPair::generate().expect("CA key");
-    let ca = params.self_signed(&ca_key).expect("self-sign the CA");
-    let issuer = Issuer::new(params, ca_key);
-    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("leaf");
-    leaf.distinguished_name.push(DnType::CommonName, "localhost");
-    let key = KeyPair::generate().expect("leaf key");
-    let cert = leaf.signed_by(&key, &issuer).expect("sign the leaf");
-    Certs { ca_pem: ca.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+    let ca = Ca::new("ringgate h2 test CA");
+    let leaf = ca.leaf(&["localhost", "127.0.0.1"]);
+    Certs { ca_pem: ca.pem, cert_pem: leaf.cert_pem, key_pem: leaf.key_pem }
 }
 
 /// A gateway whose only listener is https (`cert.pem`/`cert.key`), with

@@ -17,7 +17,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use ringgate_e2e::certs::{Ca, Leaf};
 use ringgate_e2e::*;
 use ringgate_testbackend::RecordedRequest;
 use rustls::{ClientConfig, ClientConnection, ProtocolVersion, RootCertStore, StreamOwned, SupportedProtocolVersion};
@@ -32,43 +32,7 @@ const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 // ---------------------------------------------------------------------------
 // Certificates.
 
-/// A certificate authority made for one test.
-struct Ca {
-    pem: String,
-    der: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-/// A server certificate signed by a [`Ca`], with its key.
-struct Leaf {
-    cert_pem: String,
-    key_pem: String,
-    der: CertificateDer<'static>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let key = KeyPair::generate().expect("CA key");
-        let cert = params.self_signed(&key).expect("self-sign the CA");
-        Ca { pem: cert.pem(), der: cert.der().clone(), issuer: Issuer::new(params, key) }
-    }
-
-    /// A leaf for `names`: DNS names (wildcards allowed) or IP addresses,
-    /// the first also as the common name.
-    fn leaf(&self, names: &[&str]) -> Leaf {
-        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(sans).expect("leaf parameters");
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.issuer).expect("sign the leaf");
-        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
-    }
-}
+// `Ca` and `Leaf` are the harness's (`ringgate_e2e::certs`).
 
 // ---------------------------------------------------------------------------
 // Configuration.
