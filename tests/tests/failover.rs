@@ -108,3 +108,40 @@ fn max_attempts_1_means_no_failover() {
     assert!(codes.iter().any(|c| c.as_deref() == Some("CONNECT_FAILED")), "{codes:?}");
     assert_eq!(retries(&gw, "connect_failed"), 0);
 }
+
+/// `POST /servers/<pool>/<server>/drain` takes a server out of rotation for
+/// every rule on that pool (shown as Draining in /backend-health, probes go
+/// on), `/enable` puts it back; an unknown server is a 404, a GET a 405.
+#[test]
+fn the_admin_api_drains_and_enables_a_server() {
+    let (gw, a, b) = two_servers("");
+    let addr = gw.addr("public");
+    let admin = gw.admin();
+    let server = b.addr().to_string();
+    let r = request(admin, "POST", &format!("/servers/pool01/{server}/drain"), &[], b"").expect("admin");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("drained"), "{}", r.text());
+    let before_b = b.requests();
+    for i in 0..10 {
+        let r = get(addr, &format!("/while-drained-{i}"));
+        assert_eq!((r.status, r.header("x-backend")), (200, Some("a")), "request {i}");
+    }
+    assert_eq!(b.requests() - before_b, 0, "a drained server gets no new requests");
+    let (_, view) = gw.admin_get("/backend-health");
+    let view: serde_json::Value = serde_json::from_str(&view).expect("json");
+    let servers: Vec<&serde_json::Value> =
+        view["rules"].as_array().expect("rules").iter().flat_map(|r| r["servers"].as_array().unwrap().iter()).collect();
+    let bv = servers.iter().find(|s| s["address"] == server.as_str()).expect("b in the view");
+    assert_eq!((bv["state"].as_str(), bv["admin_drained"].as_bool()), (Some("Draining"), Some(true)), "{bv}");
+
+    let r = request(admin, "POST", &format!("/servers/pool01/{server}/enable"), &[], b"").expect("admin");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let served_b = (0..6).any(|i| get(addr, &format!("/enabled-{i}")).header("x-backend") == Some("b"));
+    assert!(served_b, "b is back in rotation");
+    assert!(a.requests() > 0);
+
+    let r = request(admin, "POST", "/servers/pool01/10.9.9.9:80/drain", &[], b"").expect("admin");
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = request(admin, "GET", &format!("/servers/pool01/{server}/drain"), &[], b"").expect("admin");
+    assert_eq!(r.status, 405);
+}

@@ -321,7 +321,7 @@ fn record(t: &ProbeTarget, result: Result<(u16, Duration), (ProbeFailure, Option
             d.last_failure = Some(f.clone());
         }
     }
-    let state = e.state();
+    let state = e.probe_state();
     let flip = observe(state, &mut d.counters, ok, t.probe.unhealthy_threshold, t.probe.healthy_threshold);
     let counters = d.counters;
     let reason = d.last_failure.as_ref().map(ToString::to_string);

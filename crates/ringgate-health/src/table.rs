@@ -74,8 +74,12 @@ pub struct ProbeDetail {
     pub dns: Option<Result<Vec<SocketAddr>, String>>,
 }
 
+/// The bit of `Hot::state` an operator's drain sets, above the probe state.
+const ADMIN_DRAIN: u8 = 0x80;
+
 #[derive(Debug)]
 struct Hot {
+    /// The probe state ([`HealthState`] as u8), and [`ADMIN_DRAIN`].
     state: AtomicU8,
     /// Bumped each time `addrs` changes, so workers re-read it only then.
     addrs_generation: AtomicU64,
@@ -123,15 +127,57 @@ impl HealthEntry {
         &self.key
     }
 
+    /// Sets the probe state, keeping the admin drain bit; returns the old
+    /// probe state.
+    fn swap_probe_state(&self, s: HealthState) -> u8 {
+        let prev = self
+            .hot
+            .state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| Some((old & ADMIN_DRAIN) | s as u8))
+            .unwrap_or_else(|v| v);
+        prev & !ADMIN_DRAIN
+    }
+
     /// The server's state: one relaxed load, the request path's only cost.
+    /// A server an operator drained (`set_admin_drain`) is `Draining`,
+    /// whatever its probes say.
     #[inline]
     pub fn state(&self) -> HealthState {
-        HealthState::from_u8(self.hot.state.load(Ordering::Relaxed))
+        let v = self.hot.state.load(Ordering::Relaxed);
+        if v & ADMIN_DRAIN != 0 { HealthState::Draining } else { HealthState::from_u8(v) }
+    }
+
+    /// The state the probes gave, drained or not: what the prober's state
+    /// machine goes on from.
+    pub fn probe_state(&self) -> HealthState {
+        HealthState::from_u8(self.hot.state.load(Ordering::Relaxed) & !ADMIN_DRAIN)
+    }
+
+    /// Drains the server (no new requests; clients its affinity cookie pins
+    /// keep it for the settings' connection-draining time-out) or enables it
+    /// again (admin API). Returns whether this changed anything.
+    pub fn set_admin_drain(&self, drain: bool) -> bool {
+        let prev = if drain {
+            self.hot.state.fetch_or(ADMIN_DRAIN, Ordering::Relaxed)
+        } else {
+            self.hot.state.fetch_and(!ADMIN_DRAIN, Ordering::Relaxed)
+        };
+        let changed = (prev & ADMIN_DRAIN != 0) != drain;
+        if changed {
+            self.hot.changed_ms.store(now_ms(), Ordering::Relaxed);
+            self.detail().state_since = Some(SystemTime::now());
+        }
+        changed
+    }
+
+    /// Whether an operator drained the server.
+    pub fn admin_drained(&self) -> bool {
+        self.hot.state.load(Ordering::Relaxed) & ADMIN_DRAIN != 0
     }
 
     /// Sets the state (the prober, or a reload marking a server draining).
     pub fn set_state(&self, s: HealthState) {
-        let prev = self.hot.state.swap(s as u8, Ordering::Relaxed);
+        let prev = self.swap_probe_state(s);
         if prev != s as u8 {
             self.hot.changed_ms.store(now_ms(), Ordering::Relaxed);
             self.detail().state_since = Some(SystemTime::now());
@@ -147,7 +193,7 @@ impl HealthEntry {
 
     /// Sets the state while the caller holds the detail lock.
     pub fn set_state_locked(&self, detail: &mut ProbeDetail, s: HealthState) {
-        let prev = self.hot.state.swap(s as u8, Ordering::Relaxed);
+        let prev = self.swap_probe_state(s);
         if prev != s as u8 {
             self.hot.changed_ms.store(now_ms(), Ordering::Relaxed);
             detail.state_since = Some(SystemTime::now());
@@ -284,6 +330,21 @@ impl HealthTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_admin_drain_overlays_the_probe_state_and_outlives_its_changes() {
+        let e = HealthEntry::new(key("d:1"), Vec::new());
+        e.set_state(HealthState::Healthy);
+        assert!(e.set_admin_drain(true));
+        assert!(!e.set_admin_drain(true), "already drained");
+        assert_eq!((e.state(), e.probe_state()), (HealthState::Draining, HealthState::Healthy));
+        // The prober goes on: its state changes under the drain.
+        e.set_state(HealthState::Unhealthy);
+        assert_eq!((e.state(), e.probe_state()), (HealthState::Draining, HealthState::Unhealthy));
+        assert!(e.set_admin_drain(false));
+        assert_eq!(e.state(), HealthState::Unhealthy);
+        assert!(!e.admin_drained());
+    }
 
     fn key(s: &str) -> ServerKey {
         ServerKey { pool: "pool01".into(), settings: "setting01".into(), server: s.into() }

@@ -423,8 +423,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             match s.drain_until {
                 // Removed by a reload: until its deadline.
                 Some(until) => Instant::now() < until,
+                // Turned unhealthy, or drained by an operator.
                 None => rule.draining.is_some_and(|t| {
-                    s.health.state() == ringgate_health::HealthState::Unhealthy && s.health.state_age() < t
+                    matches!(
+                        s.health.state(),
+                        ringgate_health::HealthState::Unhealthy | ringgate_health::HealthState::Draining
+                    ) && s.health.state_age() < t
                 }),
             }
         };

@@ -126,10 +126,46 @@ fn route(head: &RequestHead, buf: &[u8], shared: &Shared, control: &Sender<Contr
                 Err(_) => Reply::text(504, "the reload did not finish within 30 s\n"),
             }
         }
+        (p, _, method) if p.starts_with(b"/servers/") => server_admin(p, method, shared),
         (b"/healthz" | b"/backend-health" | b"/metrics" | b"/listeners", false, _) => Reply::text(405, "use GET\n"),
         (b"/reload", _, _) => Reply::text(405, "use POST\n"),
-        _ => Reply::text(404, "not found: try /healthz, /backend-health, /metrics, /listeners or POST /reload\n"),
+        _ => Reply::text(
+            404,
+            "not found: try /healthz, /backend-health, /metrics, /listeners, POST /reload or POST /servers/<pool>/<server>/drain|enable\n",
+        ),
     }
+}
+
+/// `POST /servers/<pool>/<server>/drain` and `/enable`: an operator takes a
+/// server out of rotation (no new requests; affinity clients keep it for the
+/// settings' connection-draining time-out) and puts it back, for every rule
+/// that uses that pool. `<server>` is as `/backend-health` names it
+/// (`host:port`). The probes go on meanwhile.
+fn server_admin(path: &[u8], method: Method, shared: &Shared) -> Reply {
+    let path = String::from_utf8_lossy(path);
+    let parts: Vec<&str> = path.trim_start_matches("/servers/").split('/').collect();
+    let [pool, server, action] = parts[..] else {
+        return Reply::text(404, "use POST /servers/<pool>/<server>/drain or /enable\n");
+    };
+    let drain = match action {
+        "drain" => true,
+        "enable" => false,
+        _ => return Reply::text(404, "use POST /servers/<pool>/<server>/drain or /enable\n"),
+    };
+    if method != Method::Post {
+        return Reply::text(405, "use POST\n");
+    }
+    let entries: Vec<_> =
+        shared.health.list().into_iter().filter(|e| e.key().pool == pool && e.key().server == server).collect();
+    if entries.is_empty() {
+        return Reply::text(404, format!("no server {server} in backend pool {pool} (see GET /backend-health)\n"));
+    }
+    for e in &entries {
+        e.set_admin_drain(drain);
+    }
+    let what = if drain { "drained: no new requests" } else { "enabled: back in rotation" };
+    tracing::info!(pool, server, "server {what} (admin API)");
+    Reply::text(200, format!("server {server} of backend pool {pool} {what}\n"))
 }
 
 #[derive(Serialize)]

@@ -71,6 +71,9 @@ pub struct ServerView {
     /// What the server's name resolved to.
     pub resolved: Vec<String>,
     pub dns_error: Option<String>,
+    /// An operator drained it (`POST /servers/<pool>/<server>/drain`).
+    #[serde(default)]
+    pub admin_drained: bool,
 }
 
 impl ServerView {
@@ -94,6 +97,7 @@ impl ServerView {
             passive_failures: 0,
             resolved: Vec::new(),
             dns_error: None,
+            admin_drained: false,
         }
     }
 }
@@ -131,6 +135,7 @@ pub fn server_view(e: &HealthEntry) -> ServerView {
         passive_failures: d.passive_failures,
         resolved,
         dns_error,
+        admin_drained: e.admin_drained(),
     }
 }
 
