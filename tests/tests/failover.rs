@@ -145,3 +145,24 @@ fn the_admin_api_drains_and_enables_a_server() {
     let r = request(admin, "GET", &format!("/servers/pool01/{server}/drain"), &[], b"").expect("admin");
     assert_eq!(r.status, 405);
 }
+
+/// `"addr weight=N"`: a 3:1 pool sends three requests to the first server
+/// for each one to the second, spread out (smooth weighted round robin).
+#[test]
+fn weights_share_the_round_robin() {
+    let a = Backend::start_ok("a").expect("backend a");
+    let b = Backend::start_ok("b").expect("backend b");
+    let config = simple_config(&[a.addr(), b.addr()], "")
+        .replace(&format!("\"{}\"", a.addr()), &format!("\"{} weight=3\"", a.addr()));
+    assert!(config.contains("weight=3"), "{config}");
+    let gw = Gateway::start(&config);
+    let seen: Vec<String> = (0..40)
+        .map(|i| get(gw.addr("public"), &format!("/w-{i}")).header("x-backend").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(seen.iter().filter(|s| *s == "a").count(), 30, "{seen:?}");
+    assert_eq!(seen.iter().filter(|s| *s == "b").count(), 10, "{seen:?}");
+    assert!(!seen.windows(2).any(|w| w[0] == "b" && w[1] == "b"), "b's turns are spread out: {seen:?}");
+    let out =
+        std::process::Command::new(binary()).args(["check", "--config"]).arg(gw.config_path()).output().expect("check");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{} weight=3", a.addr())));
+}

@@ -185,6 +185,7 @@ pub(crate) struct RawPool {
     pub label: String,
     pub name: Option<String>,
     pub servers: Vec<(ServerAddress, usize)>,
+    pub weights: Vec<u32>,
 }
 
 #[derive(Debug)]
@@ -792,15 +793,42 @@ fn read_pool(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawPool {
     let name = f.name("backend_pool", n);
     let addresses_at = f.get("addresses").map(|v| v.span().start);
     let mut servers = Vec::new();
+    let mut weights = Vec::new();
     for (i, (a, at)) in f.strings("addresses").unwrap_or_default().into_iter().enumerate() {
-        match parse_server_address(&a) {
-            Ok(s) => servers.push((s, at)),
+        // "10.0.0.1:8080" or "10.0.0.1:8080 weight=3", as nginx writes it.
+        let mut words = a.split_whitespace();
+        let addr = words.next().unwrap_or_default();
+        let mut weight = 1;
+        let mut ok = true;
+        for w in words {
+            match w.strip_prefix("weight=").map(str::parse::<u32>) {
+                Some(Ok(n)) if (1..=100).contains(&n) => weight = n,
+                Some(_) => {
+                    f.err(at, &format!("addresses[{i}]"), format!("\"{w}\": a weight is a whole number from 1 to 100"));
+                    ok = false;
+                }
+                None => {
+                    f.err(
+                        at,
+                        &format!("addresses[{i}]"),
+                        format!("\"{w}\" after the address: only weight=N may follow it"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        match parse_server_address(addr) {
+            Ok(s) if ok => {
+                servers.push((s, at));
+                weights.push(weight);
+            }
+            Ok(_) => {}
             Err(e) => f.err(at, &format!("addresses[{i}]"), e),
         }
     }
     let (label, at) = (f.label.clone(), f.at);
     f.finish();
-    RawPool { at, addresses_at, label, name, servers }
+    RawPool { at, addresses_at, label, name, servers, weights }
 }
 
 const SETTINGS_FIELDS: &[&str] = &[

@@ -298,6 +298,9 @@ impl fmt::Display for HostPattern {
 pub struct BackendPool {
     pub name: String,
     pub servers: Vec<ServerAddress>,
+    /// Each server's share of the round robin (`"addr weight=N"`, 1 to 100;
+    /// default 1), indexed like `servers`.
+    pub weights: Vec<u32>,
 }
 
 /// One address of a pool, as written: an IP or a host name, with an optional
@@ -616,7 +619,13 @@ impl Config {
             } else {
                 format!("Succeeded, {} server{}", p.servers.len(), if p.servers.len() == 1 { "" } else { "s" })
             };
-            let addrs = p.servers.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+            let addrs = p
+                .servers
+                .iter()
+                .zip(&p.weights)
+                .map(|(s, w)| if *w == 1 { s.to_string() } else { format!("{s} weight={w}") })
+                .collect::<Vec<_>>()
+                .join(", ");
             let _ = writeln!(o, "[[backend_pool]] {}: provisioning state {state} [{addrs}]", p.name);
         }
         for (i, s) in self.settings.iter().enumerate() {

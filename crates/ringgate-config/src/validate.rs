@@ -244,11 +244,13 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
             continue;
         };
         let mut servers: Vec<ServerAddress> = Vec::new();
-        for (s, at) in &p.servers {
+        let mut weights = Vec::new();
+        for ((s, at), w) in p.servers.iter().zip(&p.weights) {
             if servers.contains(s) {
                 d.error(Some(*at), &p.label, Some("addresses"), format!("\"{s}\" is listed twice"));
             } else {
                 servers.push(s.clone());
+                weights.push(*w);
             }
         }
         if servers.is_empty() {
@@ -259,7 +261,7 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
                 "the pool is empty: every request routed to it is answered 502 POOL_EMPTY".into(),
             );
         }
-        pools.push(BackendPool { name: name.clone(), servers });
+        pools.push(BackendPool { name: name.clone(), servers, weights });
     }
 
     let mut probes = Vec::new();

@@ -19,6 +19,18 @@ pub enum Pick {
 /// is the server the client's cookie names, if any.
 #[inline]
 pub fn pick(n: usize, cursor: &mut usize, affinity: Option<usize>, usable: impl Fn(usize) -> bool) -> Pick {
+    pick_from(n, None, cursor, affinity, usable)
+}
+
+/// [`pick`] whose cursor walks `order`, a sequence of server indices (a
+/// weighted schedule), instead of `0..n`.
+pub fn pick_from(
+    n: usize,
+    order: Option<&[u16]>,
+    cursor: &mut usize,
+    affinity: Option<usize>,
+    usable: impl Fn(usize) -> bool,
+) -> Pick {
     if n == 0 {
         return Pick::PoolEmpty;
     }
@@ -28,14 +40,37 @@ pub fn pick(n: usize, cursor: &mut usize, affinity: Option<usize>, usable: impl 
     {
         return Pick::Server { index: i, from_cookie: true };
     }
-    for step in 0..n {
-        let i = (*cursor + step) % n;
+    let len = order.map_or(n, <[u16]>::len);
+    for step in 0..len {
+        let at = (*cursor + step) % len;
+        let i = order.map_or(at, |o| usize::from(o[at]));
         if usable(i) {
-            *cursor = (i + 1) % n;
+            *cursor = (at + 1) % len;
             return Pick::Server { index: i, from_cookie: false };
         }
     }
     Pick::AllUnhealthy
+}
+
+/// One period of nginx's smooth weighted round robin over `weights`: each
+/// server appears as often as its weight, spread out (3:1 gives a a b a,
+/// not a a a b). `None` when all weights are equal: plain round robin.
+pub fn weighted_schedule(weights: &[u32]) -> Option<Box<[u16]>> {
+    if weights.is_empty() || weights.iter().all(|&w| w == weights[0]) || weights.len() > usize::from(u16::MAX) {
+        return None;
+    }
+    let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, &w) in current.iter_mut().zip(weights) {
+            *c += i64::from(w);
+        }
+        let best = (0..current.len()).fold(0, |b, i| if current[i] > current[b] { i } else { b });
+        current[best] -= total;
+        out.push(best as u16);
+    }
+    Some(out.into())
 }
 
 /// The affinity token of a server: derived from its identity (pool and
@@ -87,6 +122,20 @@ mod tests {
     fn empty_and_all_down() {
         let mut c = 0;
         assert_eq!(pick(0, &mut c, None, |_| true), Pick::PoolEmpty);
+        // Weights 3:1, smooth: a a b a, and a down server's turns go on.
+        let order = weighted_schedule(&[3, 1]).expect("unequal weights");
+        assert_eq!(&*order, &[0, 0, 1, 0]);
+        assert_eq!(weighted_schedule(&[2, 2]), None, "equal weights: plain round robin");
+        let mut c = 0;
+        let got: Vec<usize> = (0..8)
+            .map(|_| match pick_from(2, Some(&order), &mut c, None, |_| true) {
+                Pick::Server { index, .. } => index,
+                p => panic!("{p:?}"),
+            })
+            .collect();
+        assert_eq!(got, [0, 0, 1, 0, 0, 0, 1, 0]);
+        assert_eq!(pick_from(2, Some(&order), &mut c, None, |i| i == 1), Pick::Server { index: 1, from_cookie: false });
+        let mut c = 0;
         assert_eq!(pick(3, &mut c, None, |_| false), Pick::AllUnhealthy);
     }
 

@@ -20,7 +20,7 @@ use ringgate_config::SocketKey;
 use ringgate_http::{BodyKind, ErrorCode, RequestError, RequestHead, ResponseHead};
 
 use crate::access_log::{LogRecord, format_line};
-use crate::balance::{Pick, find_cookie, pick};
+use crate::balance::{Pick, find_cookie, pick_from};
 use crate::io::Timer;
 use crate::local::LocalPlan;
 use crate::metrics::RuleMetrics;
@@ -434,7 +434,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         };
         let picked = match affinity {
             Some(i) if draining(i) => Pick::Server { index: i, from_cookie: true },
-            _ => pick(rule.servers.len(), &mut c, affinity, |i| rule.servers[i].health.state().accepts_requests()),
+            _ => pick_from(rule.servers.len(), rule.schedule.as_deref(), &mut c, affinity, |i| {
+                rule.servers[i].health.state().accepts_requests()
+            }),
         };
         cursor.set(c);
 
@@ -482,7 +484,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             let next =
                 (tried.len() < rule.max_attempts as usize && started.elapsed() < rule.request_timeout).then(|| {
                     let mut c = cursor.get();
-                    let p = pick(rule.servers.len(), &mut c, None, |i| {
+                    let p = pick_from(rule.servers.len(), rule.schedule.as_deref(), &mut c, None, |i| {
                         !tried.contains(&i) && rule.servers[i].health.state().accepts_requests()
                     });
                     cursor.set(c);

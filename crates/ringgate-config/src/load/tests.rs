@@ -382,3 +382,18 @@ fn http2_settings_defaults_ranges_and_listener_fields() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn server_weights_parse_and_are_checked() {
+    let text = MINIMAL
+        .replace("addresses = [\"127.0.0.1:9000\"]", "addresses = [\"127.0.0.1:9000 weight=3\", \"127.0.0.1:9001\"]");
+    let cfg = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.pools[0].weights, [3, 1]);
+    let text = MINIMAL.replace(
+        "addresses = [\"127.0.0.1:9000\"]",
+        "addresses = [\"127.0.0.1:9000 weight=0\", \"127.0.0.1:9001 backup\"]",
+    );
+    let errs = errors(&text);
+    assert!(errs.iter().any(|e| e.contains("\"weight=0\": a weight is a whole number from 1 to 100")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("\"backup\" after the address: only weight=N may follow it")), "{errs:#?}");
+}
