@@ -166,3 +166,24 @@ fn weights_share_the_round_robin() {
         std::process::Command::new(binary()).args(["check", "--config"]).arg(gw.config_path()).output().expect("check");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{} weight=3", a.addr())));
 }
+
+/// `load_distribution = "least_connections"`: while one server holds a slow
+/// request, the next requests go to the other, where round robin would
+/// alternate.
+#[test]
+fn least_connections_avoids_the_busy_server() {
+    let (gw, a, b) = two_servers("load_distribution = \"least_connections\"");
+    let addr = gw.addr("public");
+    let slow = std::thread::spawn(move || get(addr, "/slow?ms=1500"));
+    assert!(
+        wait_until(Duration::from_secs(5), || a.requests_to("/slow") + b.requests_to("/slow") == 1),
+        "slow request not sent"
+    );
+    let busy = if a.requests_to("/slow") == 1 { "a" } else { "b" };
+    for i in 0..6 {
+        let r = get(addr, &format!("/quick-{i}"));
+        assert_eq!(r.status, 200);
+        assert_ne!(r.header("x-backend"), Some(busy), "request {i} went to the busy server");
+    }
+    assert_eq!(slow.join().expect("slow client").status, 200);
+}

@@ -204,6 +204,7 @@ pub(crate) struct RawSettings {
     pub trusted_roots: Option<crate::model::TrustedRoots>,
     pub max_idle_connections: Option<u64>,
     pub max_attempts: Option<u64>,
+    pub load_distribution: Option<crate::model::LoadDistribution>,
     pub idle_timeout: Option<Duration>,
     pub override_backend_path: Option<String>,
     pub pick_host_from_address: Option<(bool, usize)>,
@@ -844,6 +845,7 @@ const SETTINGS_FIELDS: &[&str] = &[
     "trusted_root_certificates",
     "max_idle_connections",
     "max_attempts",
+    "load_distribution",
     "idle_timeout",
     "override_backend_path",
     "pick_host_name_from_backend_address",
@@ -895,6 +897,19 @@ fn read_settings(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawSett
     });
     let max_idle_connections = f.int("max_idle_connections", 0, 100_000).map(|n| n as u64);
     let max_attempts = f.int("max_attempts", 1, 10).map(|n| n as u64);
+    let load_distribution = f.string_at("load_distribution").and_then(|(s, at)| match s.as_str() {
+        "round_robin" => Some(crate::model::LoadDistribution::RoundRobin),
+        "least_connections" => Some(crate::model::LoadDistribution::LeastConnections),
+        "random_two" => Some(crate::model::LoadDistribution::RandomTwo),
+        _ => {
+            f.err(
+                at,
+                "load_distribution",
+                format!("\"{s}\" is not \"round_robin\", \"least_connections\" or \"random_two\""),
+            );
+            None
+        }
+    });
     let idle_timeout = f.duration("idle_timeout", TIME_MIN, TIME_MAX);
     let override_backend_path = f.string_at("override_backend_path").and_then(|(p, at)| {
         if !p.starts_with('/') {
@@ -969,6 +984,7 @@ fn read_settings(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawSett
         trusted_roots,
         max_idle_connections,
         max_attempts,
+        load_distribution,
         idle_timeout,
     }
 }

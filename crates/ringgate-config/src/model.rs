@@ -94,6 +94,17 @@ impl Gateway {
     }
 }
 
+/// `load_distribution` of backend HTTP settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadDistribution {
+    /// In turn (weighted by the pool's `weight=N`).
+    RoundRobin,
+    /// The server with the fewest requests in flight on this worker.
+    LeastConnections,
+    /// Of two servers drawn at random, the one with fewer in flight.
+    RandomTwo,
+}
+
 /// The gateway's own log (not the access log): lines for people, or JSON
 /// objects for a log pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,6 +393,8 @@ pub struct BackendHttpSettings {
     /// (refused, connect time-out, TLS handshake failure): the first, then
     /// other healthy servers of the pool (default 2; 1: no failover).
     pub max_attempts: u32,
+    /// How a server is chosen for a request without affinity.
+    pub load_distribution: LoadDistribution,
     /// How long an idle pooled connection is kept.
     pub idle_timeout: Duration,
     /// Sent instead of the matched path prefix: a request for `/video/a`

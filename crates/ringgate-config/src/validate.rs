@@ -359,6 +359,7 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
             trusted_roots: s.trusted_roots.clone(),
             max_idle_connections: s.max_idle_connections.unwrap_or(64) as usize,
             max_attempts: s.max_attempts.unwrap_or(2) as u32,
+            load_distribution: s.load_distribution.unwrap_or(LoadDistribution::RoundRobin),
             idle_timeout: s.idle_timeout.unwrap_or(Duration::from_secs(60)),
             override_backend_path: s.override_backend_path.clone(),
             pick_host_name_from_backend_address: pick_host_from_address,

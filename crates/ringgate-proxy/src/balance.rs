@@ -52,6 +52,48 @@ pub fn pick_from(
     Pick::AllUnhealthy
 }
 
+/// The usable server with the fewest requests in flight, ties broken in
+/// round-robin order from `cursor` (which then moves past the one chosen).
+pub fn least_loaded(
+    n: usize,
+    cursor: &mut usize,
+    inflight: impl Fn(usize) -> u32,
+    usable: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let best = (0..n).map(|step| (*cursor + step) % n).filter(|&i| usable(i)).min_by_key(|&i| inflight(i))?;
+    *cursor = (best + 1) % n;
+    Some(best)
+}
+
+/// Of two distinct servers drawn with `random`, the usable one with fewer
+/// requests in flight ("the power of two choices"); `None` when neither
+/// drawn is usable (the caller keeps its round-robin pick).
+pub fn random_two(
+    n: usize,
+    random: &mut u64,
+    inflight: impl Fn(usize) -> u32,
+    usable: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    if n < 2 {
+        return None;
+    }
+    let mut next = || {
+        // xorshift64: per worker, no lock, no syscall.
+        *random ^= *random << 13;
+        *random ^= *random >> 7;
+        *random ^= *random << 17;
+        *random
+    };
+    let a = (next() % n as u64) as usize;
+    let b = (a + 1 + (next() % (n as u64 - 1)) as usize) % n;
+    match (usable(a), usable(b)) {
+        (true, true) => Some(if inflight(b) < inflight(a) { b } else { a }),
+        (true, false) => Some(a),
+        (false, true) => Some(b),
+        (false, false) => None,
+    }
+}
+
 /// One period of nginx's smooth weighted round robin over `weights`: each
 /// server appears as often as its weight, spread out (3:1 gives a a b a,
 /// not a a a b). `None` when all weights are equal: plain round robin.
@@ -122,6 +164,22 @@ mod tests {
     fn empty_and_all_down() {
         let mut c = 0;
         assert_eq!(pick(0, &mut c, None, |_| true), Pick::PoolEmpty);
+        // Least loaded: the fewest in flight, ties in turn.
+        let load = [3u32, 1, 1];
+        let mut cur = 0;
+        assert_eq!(least_loaded(3, &mut cur, |i| load[i], |_| true), Some(1));
+        assert_eq!(least_loaded(3, &mut cur, |i| load[i], |_| true), Some(2), "the tie goes round");
+        assert_eq!(least_loaded(3, &mut cur, |i| load[i], |i| i == 0), Some(0));
+        assert_eq!(least_loaded(3, &mut cur, |i| load[i], |_| false), None);
+        // Random two: never the busier of the two drawn, over many draws.
+        let mut r = 0x1234_5678_9abc_def1u64;
+        let load = [100u32, 0];
+        for _ in 0..50 {
+            assert_eq!(random_two(2, &mut r, |i| load[i], |_| true), Some(1));
+        }
+        assert_eq!(random_two(2, &mut r, |i| load[i], |i| i == 0), Some(0), "the usable one of the two");
+        assert_eq!(random_two(2, &mut r, |i| load[i], |_| false), None);
+        assert_eq!(random_two(1, &mut r, |i| load[i], |_| true), None);
         // Weights 3:1, smooth: a a b a, and a down server's turns go on.
         let order = weighted_schedule(&[3, 1]).expect("unequal weights");
         assert_eq!(&*order, &[0, 0, 1, 0]);

@@ -18,6 +18,28 @@ pub(crate) struct LocalPlan {
     pub cursors: Vec<Cell<usize>>,
     /// Cached addresses of each target's servers.
     pub addrs: Vec<Vec<AddrCache>>,
+    /// Requests in flight on this worker, per target and server (for
+    /// `least_connections` and `random_two`).
+    pub inflight: Vec<Vec<Cell<u32>>>,
+    /// This worker's random state for `random_two` (xorshift).
+    pub random: Cell<u64>,
+}
+
+/// Counts a request in flight on a server while it lives (dropped with the
+/// exchange, however it ends).
+pub(crate) struct InFlight<'a>(&'a Cell<u32>);
+
+impl<'a> InFlight<'a> {
+    pub fn new(c: &'a Cell<u32>) -> InFlight<'a> {
+        c.set(c.get() + 1);
+        InFlight(c)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
 }
 
 impl LocalPlan {
@@ -25,6 +47,8 @@ impl LocalPlan {
         LocalPlan {
             cursors: plan.targets.iter().map(|_| Cell::new(0)).collect(),
             addrs: plan.targets.iter().map(|r| r.servers.iter().map(|s| AddrCache::new(&s.health)).collect()).collect(),
+            inflight: plan.targets.iter().map(|r| r.servers.iter().map(|_| Cell::new(0)).collect()).collect(),
+            random: Cell::new(0x9e37_79b9_7f4a_7c15 ^ (Arc::as_ptr(&plan) as u64)),
             plan,
         }
     }

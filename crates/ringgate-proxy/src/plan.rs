@@ -112,6 +112,7 @@ pub struct TargetPlan {
     pub max_attempts: u32,
     /// The pool's weighted round-robin schedule (`None`: equal weights).
     pub schedule: Option<Box<[u16]>>,
+    pub distribution: ringgate_config::LoadDistribution,
     /// Host header sent instead of the client's.
     pub host_override: Option<Box<[u8]>>,
     /// Host = each server's own host name (`pick_host_name_from_backend_address`).
@@ -370,6 +371,7 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
         max_idle: settings.max_idle_connections,
         max_attempts: settings.max_attempts,
         schedule: crate::balance::weighted_schedule(&pool.weights),
+        distribution: settings.load_distribution,
         host_override: settings.host_name.as_ref().map(|h| h.as_bytes().into()),
         host_from_server: settings.pick_host_name_from_backend_address,
         override_path: settings.override_backend_path.as_ref().map(|p| p.as_bytes().into()),

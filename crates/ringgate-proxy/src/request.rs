@@ -432,12 +432,31 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 }),
             }
         };
-        let picked = match affinity {
+        let usable = |i: usize| rule.servers[i].health.state().accepts_requests();
+        let load = |i: usize| lp.inflight[ri][i].get();
+        let mut picked = match affinity {
             Some(i) if draining(i) => Pick::Server { index: i, from_cookie: true },
-            _ => pick_from(rule.servers.len(), rule.schedule.as_deref(), &mut c, affinity, |i| {
-                rule.servers[i].health.state().accepts_requests()
-            }),
+            _ => pick_from(rule.servers.len(), rule.schedule.as_deref(), &mut c, affinity, usable),
         };
+        // Without affinity, by load rather than in turn when configured.
+        if let Pick::Server { from_cookie: false, .. } = picked {
+            let n = rule.servers.len();
+            let by_load = match rule.distribution {
+                ringgate_config::LoadDistribution::RoundRobin => None,
+                ringgate_config::LoadDistribution::LeastConnections => {
+                    crate::balance::least_loaded(n, &mut c, load, usable)
+                }
+                ringgate_config::LoadDistribution::RandomTwo => {
+                    let mut r = lp.random.get();
+                    let i = crate::balance::random_two(n, &mut r, load, usable);
+                    lp.random.set(r);
+                    i
+                }
+            };
+            if let Some(index) = by_load {
+                picked = Pick::Server { index, from_cookie: false };
+            }
+        }
         cursor.set(c);
 
         // The fast path: nothing to try, so nothing is touched but the client.
@@ -468,7 +487,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         loop {
             let server = &rule.servers[index];
             let result = match lp.addrs[ri][index].pick(&server.health) {
-                Some(addr) => self.exchange(rule, index, addr, from_cookie).await,
+                Some(addr) => {
+                    let _inflight = crate::local::InFlight::new(&lp.inflight[ri][index]);
+                    self.exchange(rule, index, addr, from_cookie).await
+                }
                 None => Err(crate::error::ProxyError::Unresolved { server: server.display.to_string() }),
             };
             let err = match result {

@@ -397,3 +397,17 @@ fn server_weights_parse_and_are_checked() {
     assert!(errs.iter().any(|e| e.contains("\"weight=0\": a weight is a whole number from 1 to 100")), "{errs:#?}");
     assert!(errs.iter().any(|e| e.contains("\"backup\" after the address: only weight=N may follow it")), "{errs:#?}");
 }
+
+#[test]
+fn load_distribution_choices() {
+    let cfg = load(MINIMAL).unwrap();
+    assert_eq!(cfg.settings[0].load_distribution, crate::model::LoadDistribution::RoundRobin);
+    let text = MINIMAL.replace("name = \"setting01\"", "name = \"setting01\"\nload_distribution = \"random_two\"");
+    assert_eq!(load(&text).unwrap().settings[0].load_distribution, crate::model::LoadDistribution::RandomTwo);
+    let text = MINIMAL.replace("name = \"setting01\"", "name = \"setting01\"\nload_distribution = \"fastest\"");
+    let errs = errors(&text);
+    assert!(
+        errs.iter().any(|e| e.contains("\"fastest\" is not \"round_robin\", \"least_connections\" or \"random_two\"")),
+        "{errs:#?}"
+    );
+}
