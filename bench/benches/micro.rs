@@ -9,13 +9,12 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ringgate_config::HostPattern;
-use ringgate_http::Version;
 use ringgate_http::{
     ChunkedDecoder, ErrorCode, ForwardInfo, ParseLimits, RequestHead, ResponseHead, ResponseRewrite, error_response,
     parse_request, parse_response, write_request_head, write_response_head,
 };
-use ringgate_proxy::{HostRoutes, MetricsRegistry, Plan, RouteAction, RulePlan, pick, routing_path};
-use ringgate_rewrite::{Edits, RuleSet, Variable, Vars};
+use ringgate_proxy::{HostRoutes, MetricsRegistry, Plan, RequestVars, RouteAction, RulePlan, pick, routing_path};
+use ringgate_rewrite::{Edits, RuleSet};
 
 /// What wrk sends, plus the headers a browser adds.
 const WRK_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
@@ -159,7 +158,7 @@ fn route_and_pick(c: &mut Criterion) {
         let (ti, _) = route_request(&plan, req, &mut scratch);
         let set = sets[ti].as_deref().expect("the rule's target has the rewrite set");
         assert_eq!(set.len(), 5);
-        set.request_edits(&BrowserVars::new(req), &mut edits);
+        set.request_edits(&vars_of(req), &mut edits);
         if matching {
             let got: Vec<_> = edits.headers().map(|e| (e.name, e.value.unwrap_or_default())).collect();
             assert_eq!(got, [("X-Browser-Major", &b"120"[..]), ("X-Lang", &b"en"[..])], "two rules set headers");
@@ -171,7 +170,7 @@ fn route_and_pick(c: &mut Criterion) {
                 let req = black_box(req);
                 let (ti, _) = route_request(&plan, req, &mut scratch);
                 if let Some(set) = &sets[ti] {
-                    set.request_edits(&BrowserVars::new(req), &mut edits);
+                    set.request_edits(&vars_of(req), &mut edits);
                 }
                 (edits.matched_rules(), pick(plan.targets[ti].servers.len(), &mut cursor, None, |i| healthy[i]))
             })
@@ -342,52 +341,10 @@ pattern = '(?:^|; )beta=1(?:;|$)'
     )
 }
 
-/// The request's variables as a worker lends them: slices of the parsed
-/// head, headers found by a scan of its fields.
-struct BrowserVars<'a> {
-    buf: &'a [u8],
-    head: &'a RequestHead,
-}
-
-impl<'a> BrowserVars<'a> {
-    #[inline]
-    fn new((buf, head): (&'a [u8], &'a RequestHead)) -> Self {
-        BrowserVars { buf, head }
-    }
-
-    fn header(&self, lower: &str) -> Option<&'a [u8]> {
-        let buf = self.buf;
-        self.head
-            .headers
-            .iter()
-            .find(|h| h.name.of(buf).eq_ignore_ascii_case(lower.as_bytes()))
-            .map(|h| h.value.of(buf))
-    }
-}
-
-impl Vars for BrowserVars<'_> {
-    fn var(&self, v: &Variable) -> Option<&[u8]> {
-        let buf = self.buf;
-        let target = || ringgate_http::path::split_query(self.head.path.of(buf));
-        match v {
-            Variable::ClientIp => Some(b"192.0.2.10"),
-            Variable::ClientPort => Some(b"51234"),
-            Variable::ServerPort => Some(b"8080"),
-            Variable::RequestScheme => Some(b"http"),
-            Variable::Host => self.head.host.map(|h| h.of(buf)),
-            Variable::HttpMethod => Some(self.head.method_span.of(buf)),
-            Variable::HttpVersion => Some(match self.head.version {
-                Version::Http11 => b"HTTP/1.1",
-                Version::Http10 => b"HTTP/1.0",
-            }),
-            Variable::UriPath => Some(target().0),
-            Variable::QueryString => target().1,
-            Variable::RequestUri => Some(self.head.target.of(buf)),
-            Variable::Cookie(name) => self.header("cookie").and_then(|c| ringgate_rewrite::cookie_value(c, name)),
-            Variable::RequestHeader(lower) => self.header(lower),
-            _ => None,
-        }
-    }
+/// The request's variables as a worker lends them: the data plane's own
+/// `RequestVars` over the parsed head.
+fn vars_of<'a>((buf, head): (&'a [u8], &'a RequestHead)) -> RequestVars<'a> {
+    RequestVars::new(buf, head, None, b"192.0.2.10", b"51234", b"8080", b"http", None)
 }
 
 fn fast_502(c: &mut Criterion) {

@@ -54,5 +54,5 @@ pub use error::ProxyError;
 pub use gateway::{BoundListener, Gateway, Shared, StartError};
 pub use metrics::MetricsRegistry;
 pub use plan::{Plan, ServerPlan, TargetPlan};
-pub use rewrite_apply::rewritten_target;
+pub use rewrite_apply::{RequestVars, rewritten_target};
 pub use route::{HostRoutes, PathMapPlan, PathRoute, RedirectPlan, RouteAction, RulePlan, routing_path, strip_port};

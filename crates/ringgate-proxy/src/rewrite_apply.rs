@@ -11,8 +11,10 @@ use ringgate_http::{HeaderKind, RequestHead, ResponseHead, Version};
 use ringgate_rewrite::{Edits, Variable, Vars};
 
 /// The request (and, in the response phase, the response) as a rule set
-/// sees it.
-pub(crate) struct RequestVars<'a> {
+/// sees it. `ringgate route` uses it too, over the head it builds, so that
+/// what it says a rule set does is what the data plane does.
+#[derive(Debug)]
+pub struct RequestVars<'a> {
     pub buf: &'a [u8],
     pub head: &'a RequestHead,
     /// The target as it will be forwarded when routing changed it (a

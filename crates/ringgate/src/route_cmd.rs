@@ -436,7 +436,7 @@ fn route(plan: &Plan, req: &Request, specs: &[ringgate_rewrite::RuleSetSpec]) ->
             });
         }
         RouteAction::Forward(t) => {
-            let target = forward(plan, TargetId(t), req, host, &routed, original, matched_len, group, specs);
+            let target = forward(plan, TargetId(t), req, host, &routed, original, matched_len, group, specs)?;
             let tp = &plan.targets[t];
             if target.servers.is_empty() {
                 report.outcome = Outcome::PoolEmpty;
@@ -478,7 +478,7 @@ fn forward(
     matched_len: usize,
     group: &SocketGroup,
     specs: &[ringgate_rewrite::RuleSetSpec],
-) -> TargetView {
+) -> Result<TargetView, String> {
     let cfg = &plan.config;
     let tp = &plan.targets[t.0];
     let settings = &cfg.settings[cfg.targets[t.0].settings.0];
@@ -500,19 +500,23 @@ fn forward(
             format!("override_backend_path \"{over}\" in place of \"{from}\"")
         });
     }
-    let rewrite = tp.rewrite.as_ref().map(|set| {
-        let vars = RequestVars::new(
-            &req.method,
-            req.host.as_deref(),
-            original,
-            &backend,
-            group.protocol.as_str(),
-            group.key.addr.port(),
-            req.client,
-            &req.headers,
-        );
-        rewrite::evaluate(set, specs.iter().find(|s| s.name == set.name()), &vars)
-    });
+    let rewrite = match tp.rewrite.as_ref() {
+        None => None,
+        Some(set) => {
+            let vars = RequestVars::new(
+                &req.method,
+                req.host.as_deref(),
+                original,
+                &backend,
+                group.protocol.as_str(),
+                group.key.addr.port(),
+                req.client,
+                &req.headers,
+            )
+            .map_err(|e| format!("this request cannot be written as an HTTP/1.1 head: {e}"))?;
+            Some(rewrite::evaluate(set, specs.iter().find(|s| s.name == set.name()), &vars))
+        }
+    };
     if let Some(url) = rewrite.as_ref().and_then(|r| r.url.clone()) {
         how.push(format!("rewritten by rule set {}", rewrite.as_ref().map_or("", |r| r.name.as_str())));
         backend = url;
@@ -557,7 +561,7 @@ fn forward(
         Some(_) => None,
         None => fixed,
     };
-    TargetView {
+    Ok(TargetView {
         name: tp.name.to_string(),
         pool: tp.pool.to_string(),
         settings: tp.settings.to_string(),
@@ -572,7 +576,7 @@ fn forward(
         host_header,
         host_header_from: from,
         rewrite,
-    }
+    })
 }
 
 /// Picks the listening address: `--listener`, else the port (`--port` or

@@ -6,34 +6,30 @@
 //! always see the request as received, so one rule's edits never change
 //! whether another matches.
 
-use ringgate_http::path::split_query;
 use ringgate_proxy::rewritten_target;
-use ringgate_rewrite::{Edits, RuleSet, RuleSetSpec, RuleSpec, Variable, Vars};
+use ringgate_rewrite::{Edits, RuleSet, RuleSetSpec, RuleSpec, Vars};
 use serde::Serialize;
 use toml::Value;
 
-/// The request as a rule set sees it, as the data plane's `RequestVars`
-/// builds it: the path and query are those the server would receive
-/// (normalized, `override_backend_path` applied), `request_uri` the target
-/// as sent.
+/// The request `ringgate route` describes, written as the HTTP/1.1 head a
+/// client would send and parsed by the data plane's parser, so that the
+/// rule set reads it through the data plane's own [`ringgate_proxy::RequestVars`]:
+/// the path and query are those the server would receive (normalized,
+/// `override_backend_path` applied), `request_uri` the target as sent.
 #[derive(Debug)]
 pub struct RequestVars {
-    pub method: String,
-    /// The Host header as sent (port included), if any.
-    pub host_header: Option<String>,
-    pub request_uri: String,
     pub forwarded_target: String,
     pub scheme: &'static str,
     pub server_port: String,
     pub client_ip: String,
     pub client_port: String,
-    /// `--header` fields, in order.
-    pub headers: Vec<(String, String)>,
-    xff: Vec<u8>,
-    host: Option<String>,
+    buf: Vec<u8>,
+    head: ringgate_http::RequestHead,
 }
 
 impl RequestVars {
+    /// `Err`: the request cannot be written as a head the parser takes
+    /// (a `--header` with a control character, say), with the parser's reason.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         method: &str,
@@ -44,63 +40,45 @@ impl RequestVars {
         server_port: u16,
         client: std::net::SocketAddr,
         headers: &[(String, String)],
-    ) -> RequestVars {
-        let mut xff = Vec::new();
-        for (_, v) in headers.iter().filter(|(n, v)| n.eq_ignore_ascii_case("x-forwarded-for") && !v.is_empty()) {
-            xff.extend_from_slice(v.as_bytes());
-            xff.extend_from_slice(b", ");
+    ) -> Result<RequestVars, String> {
+        let mut buf = format!("{method} {request_uri} HTTP/1.1\r\n").into_bytes();
+        if let Some(h) = host_header {
+            buf.extend_from_slice(format!("Host: {h}\r\n").as_bytes());
         }
-        let client_ip = client.ip().to_string();
-        xff.extend_from_slice(client_ip.as_bytes());
-        RequestVars {
-            method: method.to_string(),
-            host_header: host_header.map(str::to_string),
-            request_uri: request_uri.to_string(),
+        for (n, v) in headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("host")) {
+            buf.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+        }
+        buf.extend_from_slice(b"\r\n");
+        let limits = ringgate_http::ParseLimits { max_head: 1 << 20, max_headers: 1024, max_uri: 1 << 20 };
+        let mut head = ringgate_http::RequestHead::default();
+        match ringgate_http::parse_request(&buf, &limits, &mut head) {
+            Ok(ringgate_http::Parsed::Complete(_)) => {}
+            Ok(ringgate_http::Parsed::Partial) => return Err("incomplete request head".into()),
+            Err(e) => return Err(e.reason().to_string()),
+        }
+        Ok(RequestVars {
             forwarded_target: forwarded_target.to_string(),
             scheme,
             server_port: server_port.to_string(),
-            client_ip,
+            client_ip: client.ip().to_string(),
             client_port: client.port().to_string(),
-            headers: headers.to_vec(),
-            xff,
-            host: host_header.map(|h| String::from_utf8_lossy(ringgate_proxy::strip_port(h.as_bytes())).into_owned()),
-        }
+            buf,
+            head,
+        })
     }
 
-    fn header(&self, lower: &str) -> Option<&[u8]> {
-        if lower == "host" {
-            return self.host_header.as_deref().map(str::as_bytes);
-        }
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(lower)).map(|(_, v)| v.as_bytes())
-    }
-}
-
-impl Vars for RequestVars {
-    fn var(&self, v: &Variable) -> Option<&[u8]> {
-        match v {
-            Variable::ClientIp => Some(self.client_ip.as_bytes()),
-            Variable::ClientPort => Some(self.client_port.as_bytes()),
-            Variable::ServerPort => Some(self.server_port.as_bytes()),
-            Variable::RequestScheme => Some(self.scheme.as_bytes()),
-            Variable::SslEnabled => (self.scheme == "https").then_some(b"on"),
-            // Not known to the request path either.
-            Variable::SslConnectionProtocol | Variable::CiphersUsed => None,
-            Variable::Host => self.host.as_deref().map(str::as_bytes),
-            Variable::HttpMethod => Some(self.method.as_bytes()),
-            Variable::HttpVersion => Some(b"HTTP/1.1"),
-            Variable::UriPath => Some(split_query(self.forwarded_target.as_bytes()).0),
-            Variable::QueryString => split_query(self.forwarded_target.as_bytes()).1,
-            Variable::RequestUri => Some(self.request_uri.as_bytes()),
-            Variable::AddXForwardedForProxy => Some(&self.xff),
-            Variable::Cookie(name) => self
-                .headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-                .find_map(|(_, v)| ringgate_rewrite::cookie_value(v.as_bytes(), name)),
-            Variable::RequestHeader(lower) => self.header(lower),
-            // Response phase: never asked for by request rules.
-            Variable::HttpStatus | Variable::ResponseHeader(_) => None,
-        }
+    /// The data plane's view of this request.
+    fn view(&self) -> ringgate_proxy::RequestVars<'_> {
+        ringgate_proxy::RequestVars::new(
+            &self.buf,
+            &self.head,
+            Some(self.forwarded_target.as_bytes()),
+            self.client_ip.as_bytes(),
+            self.client_port.as_bytes(),
+            self.server_port.as_bytes(),
+            self.scheme.as_bytes(),
+            None,
+        )
     }
 }
 
@@ -145,13 +123,14 @@ pub struct HeaderEditView {
 
 /// Evaluates `set` (with the rules of `spec` one by one, when given) for
 /// `vars`.
-pub fn evaluate(set: &RuleSet, spec: Option<&RuleSetSpec>, vars: &RequestVars) -> RewriteView {
+pub fn evaluate(set: &RuleSet, spec: Option<&RuleSetSpec>, request: &RequestVars) -> RewriteView {
+    let vars = request.view();
     let mut edits = Edits::new();
-    set.request_edits(vars, &mut edits);
+    set.request_edits(&vars, &mut edits);
     let request_headers =
         edits.headers().map(|h| HeaderEditView { name: h.name.to_string(), value: h.value.map(lossy) }).collect();
-    let url = rewritten_target(&edits, vars.forwarded_target.as_bytes()).map(|t| lossy(&t));
-    let rules = spec.and_then(|s| per_rule(set, s, vars)).unwrap_or_default();
+    let url = rewritten_target(&edits, request.forwarded_target.as_bytes()).map(|t| lossy(&t));
+    let rules = spec.and_then(|s| per_rule(set, s, &vars)).unwrap_or_default();
     RewriteView {
         name: set.name().to_string(),
         rules,
@@ -164,7 +143,7 @@ pub fn evaluate(set: &RuleSet, spec: Option<&RuleSetSpec>, vars: &RequestVars) -
 
 /// Each rule compiled and evaluated alone, in the set's order; `None` when
 /// the specs are not those of the compiled set.
-fn per_rule(set: &RuleSet, spec: &RuleSetSpec, vars: &RequestVars) -> Option<Vec<RuleView>> {
+fn per_rule(set: &RuleSet, spec: &RuleSetSpec, vars: &impl Vars) -> Option<Vec<RuleView>> {
     let mut order: Vec<&RuleSpec> = spec.rules.iter().collect();
     order.sort_by_key(|r| r.sequence);
     let compiled: Vec<(&str, u32)> = set.rules_in_order().collect();
@@ -323,6 +302,7 @@ request_headers = { "X-Via" = "{var_host} {var_http_method}" }
             "192.0.2.1:5000".parse().unwrap(),
             &[],
         )
+        .unwrap()
     }
 
     #[test]
