@@ -794,7 +794,6 @@ max_idle_connections = 1024
             "\n[[listener]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n{tls}\n[[rule]]\nname = \"{name}\"\nlistener = \"{name}\"\nbackend_pool = \"{pool}\"\nbackend_http_settings = \"s\"\n"
         )
     };
-    let rg = dir.join("ringgate.toml");
     let listeners = [
         listener("bench", RINGGATE_PORT, "nginx", false, false),
         listener("fast502", RINGGATE_502_PORT, "empty", false, false),
@@ -802,56 +801,40 @@ max_idle_connections = 1024
         ringgate_route(),
     ]
     .concat();
-    std::fs::write(&rg, rg_conf(RINGGATE_ADMIN_PORT, "off", &listeners)).expect("write ringgate.toml");
-    let rg_log = dir.join("ringgate.log");
-    procs.push(spawn(
-        "ringgate",
-        &o.proxy_cpu,
-        &o.ringgate.to_string_lossy(),
-        &["run", "--config", &rg.to_string_lossy()],
-        &rg_log,
-    ));
+    // Writes `conf` to `stem`.toml and starts a ringgate on it, logging to
+    // `stem`.log; returns the config and log paths.
+    let start_ringgate = |procs: &mut Vec<Proc>, label: &str, stem: &str, conf: String| {
+        let path = dir.join(format!("{stem}.toml"));
+        std::fs::write(&path, conf).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        let log = dir.join(format!("{stem}.log"));
+        procs.push(spawn(
+            label,
+            &o.proxy_cpu,
+            &o.ringgate.to_string_lossy(),
+            &["run", "--config", &path.to_string_lossy()],
+            &log,
+        ));
+        (path, log)
+    };
+    let (_, rg_log) =
+        start_ringgate(&mut procs, "ringgate", "ringgate", rg_conf(RINGGATE_ADMIN_PORT, "off", &listeners));
     wait_port(RINGGATE_PORT, "ringgate", &rg_log);
 
     // The same, with the access log on (to a file), to measure its cost.
-    let rg2 = dir.join("ringgate-logged.toml");
     let access = dir.join("access.log");
-    std::fs::write(
-        &rg2,
-        rg_conf(
-            RINGGATE_LOGGED_ADMIN_PORT,
-            &access.display().to_string(),
-            &listener("logged", RINGGATE_LOGGED_PORT, "nginx", false, false),
-        ),
-    )
-    .expect("write ringgate-logged.toml");
-    let rg2_log = dir.join("ringgate-logged.log");
-    procs.push(spawn(
-        "ringgate+log",
-        &o.proxy_cpu,
-        &o.ringgate.to_string_lossy(),
-        &["run", "--config", &rg2.to_string_lossy()],
-        &rg2_log,
-    ));
+    let logged = rg_conf(
+        RINGGATE_LOGGED_ADMIN_PORT,
+        &access.display().to_string(),
+        &listener("logged", RINGGATE_LOGGED_PORT, "nginx", false, false),
+    );
+    let (_, rg2_log) = start_ringgate(&mut procs, "ringgate+log", "ringgate-logged", logged);
     wait_port(RINGGATE_LOGGED_PORT, "ringgate with access log", &rg2_log);
 
     // The h2 mode's ringgate: HTTP/2 over TLS, a process of its own so that a
     // ringgate without HTTP/2 fails that mode only (and loudly), not the run.
     if h2 && o.keeps("ringgate") {
-        let rg3 = dir.join("ringgate-h2.toml");
-        std::fs::write(
-            &rg3,
-            rg_conf(RINGGATE_H2_ADMIN_PORT, "off", &listener("h2", RINGGATE_H2_PORT, "nginx", true, true)),
-        )
-        .expect("write ringgate-h2.toml");
-        let rg3_log = dir.join("ringgate-h2.log");
-        procs.push(spawn(
-            "ringgate (h2)",
-            &o.proxy_cpu,
-            &o.ringgate.to_string_lossy(),
-            &["run", "--config", &rg3.to_string_lossy()],
-            &rg3_log,
-        ));
+        let conf = rg_conf(RINGGATE_H2_ADMIN_PORT, "off", &listener("h2", RINGGATE_H2_PORT, "nginx", true, true));
+        let (rg3, rg3_log) = start_ringgate(&mut procs, "ringgate (h2)", "ringgate-h2", conf);
         if !listens(RINGGATE_H2_PORT) {
             // Give the process a moment to write its last words.
             std::thread::sleep(Duration::from_millis(200));
