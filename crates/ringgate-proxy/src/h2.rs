@@ -229,12 +229,14 @@ where
 /// Whether a reload since `generation` removed the connection's listener
 /// (its streams then finish, after a GOAWAY, as on shutdown).
 fn listener_removed(w: &Worker, socket: &SocketKey, generation: &mut u64) -> bool {
-    let lp = w.plan();
-    if lp.plan.generation == *generation {
+    // Every wake-up of the connection task passes here: look at the
+    // generation without taking a reference to the plan.
+    let current = w.local.borrow().plan.generation;
+    if current == *generation {
         return false;
     }
-    *generation = lp.plan.generation;
-    lp.plan.socket(socket).is_none()
+    *generation = current;
+    w.plan().plan.socket(socket).is_none()
 }
 
 /// The defence an `h2` connection error stands for, if the client caused

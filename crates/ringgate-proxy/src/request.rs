@@ -74,15 +74,16 @@ impl LogMeta {
         self.host = head.host.map_or((0, 0), |h| put(h.of(rbuf)));
         self.method = put(head.method_span.of(rbuf));
         self.path = put(head.target.of(rbuf));
-        // Only fields the parser did not classify can be these.
-        let field = |name: &[u8]| {
-            head.headers
-                .iter()
-                .filter(|h| h.kind == ringgate_http::HeaderKind::Other)
-                .find(|h| h.name.of(rbuf).eq_ignore_ascii_case(name))
-                .map(|h| h.value.of(rbuf))
-        };
-        let (ua, id) = (field(b"user-agent"), field(b"x-request-id"));
+        // Only fields the parser did not classify can be these; one pass.
+        let (mut ua, mut id) = (None, None);
+        for h in head.headers.iter().filter(|h| h.kind == ringgate_http::HeaderKind::Other) {
+            let name = h.name.of(rbuf);
+            if ua.is_none() && name.eq_ignore_ascii_case(b"user-agent") {
+                ua = Some(h.value.of(rbuf));
+            } else if id.is_none() && name.eq_ignore_ascii_case(b"x-request-id") {
+                id = Some(h.value.of(rbuf));
+            }
+        }
         self.user_agent = ua.map_or((0, 0), |v| put(&v[..v.len().min(512)]));
         self.request_id = id.map_or((0, 0), |v| put(&v[..v.len().min(128)]));
     }
