@@ -89,7 +89,8 @@ fn access_log_error_info_for_timeouts_and_empty_pools() {
     assert_eq!(e["backend"].as_str(), Some(""), "no server for an empty pool: {e}");
 }
 
-const OK_SERIES: &str = r#"ringgate_requests_total{listener="public",rule="rule01",pool="pool01",class="2xx",code=""}"#;
+const OK_SERIES: &str =
+    r#"ringgate_requests_total{listener="public",rule="rule01",pool="pool01",class="2xx",code="200",error_code=""}"#;
 
 /// Polls `/metrics` until `series` has `value`; returns the last page.
 fn wait_metric(gw: &Gateway, series: &str, value: u64) -> String {
@@ -103,7 +104,7 @@ fn wait_metric(gw: &Gateway, series: &str, value: u64) -> String {
 }
 
 #[test]
-fn metrics_count_requests_by_class_and_code() {
+fn metrics_count_requests_by_status_and_error_code() {
     let b = Backend::start_ok("b1").unwrap();
     let gw = Gateway::start(&simple_config(&[b.addr()], ""));
     let n = 7;
@@ -119,14 +120,13 @@ fn metrics_count_requests_by_class_and_code() {
     b.set_mode(Mode::Garbage);
     let r = get(gw.addr("public"), "/broken");
     assert_eq!(r.header("x-ringgate-error"), Some("INVALID_RESPONSE"));
-    let bad =
-        r#"ringgate_requests_total{listener="public",rule="rule01",pool="pool01",class="5xx",code="INVALID_RESPONSE"}"#;
+    let bad = r#"ringgate_requests_total{listener="public",rule="rule01",pool="pool01",class="5xx",code="502",error_code="INVALID_RESPONSE"}"#;
     let page = wait_metric(&gw, bad, 1);
     assert_eq!(metric_value(&page, OK_SERIES), Some(n), "the 502 is not counted as a success");
 
     b.set_mode(Mode::Status(503));
     assert_eq!(get(gw.addr("public"), "/backend-503").status, 503);
-    let backend_5xx = r#"ringgate_requests_total{listener="public",rule="rule01",pool="pool01",class="5xx",code=""}"#;
+    let backend_5xx = r#"ringgate_requests_total{listener="public",rule="rule01",pool="pool01",class="5xx",code="503",error_code=""}"#;
     wait_metric(&gw, backend_5xx, 1);
 }
 

@@ -68,25 +68,23 @@ impl Histogram {
     }
 }
 
-/// Status classes counted: 1xx to 5xx.
-pub const STATUS_CLASSES: usize = 5;
-/// Error-code slots: none, then each [`ErrorCode`].
-pub const CODE_SLOTS: usize = ErrorCode::ALL.len() + 1;
-
-/// The slot of an error code in [`RuleMetrics::requests`].
-#[inline]
-pub fn code_slot(code: Option<ErrorCode>) -> usize {
-    match code {
-        None => 0,
-        Some(c) => ErrorCode::ALL.iter().position(|&x| x == c).map_or(0, |i| i + 1),
-    }
-}
+/// Statuses counted one by one: 100 to 599, all a response can carry (the
+/// response parser refuses any other).
+pub const STATUSES: usize = 500;
+/// The statuses the gateway sends with its own answers (see
+/// [`ErrorCode::status`]; a time-out may be 504 by `timeout_status`). Errors
+/// are counted per (code, one of these) rather than per (code, any status),
+/// which would take 20 times the memory for series that stay empty.
+pub const ERROR_STATUSES: [u16; 15] = [400, 404, 405, 408, 413, 414, 417, 421, 431, 499, 501, 502, 503, 504, 505];
 
 /// One worker's counters for one rule.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RuleMetrics {
-    /// Requests by status class and error code.
-    pub requests: [[Counter; CODE_SLOTS]; STATUS_CLASSES],
+    /// Answers without an error code (the backends', redirects), by status.
+    pub statuses: Box<[Counter; STATUSES]>,
+    /// The gateway's own answers, by error code (as in [`ErrorCode::ALL`])
+    /// and status (as in [`ERROR_STATUSES`]).
+    pub errors: [[Counter; ERROR_STATUSES.len()]; ErrorCode::ALL.len()],
     pub connect_latency: Histogram,
     pub response_latency: Histogram,
     /// From the request head read to the response's last byte sent, as the
@@ -96,11 +94,39 @@ pub struct RuleMetrics {
     pub bytes_out: Counter,
 }
 
+impl Default for RuleMetrics {
+    fn default() -> Self {
+        RuleMetrics {
+            statuses: Box::new(std::array::from_fn(|_| Counter::default())),
+            errors: Default::default(),
+            connect_latency: Histogram::default(),
+            response_latency: Histogram::default(),
+            request_latency: Histogram::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+        }
+    }
+}
+
 impl RuleMetrics {
     #[inline]
     pub fn count(&self, status: u16, code: Option<ErrorCode>) {
-        let class = (usize::from(status / 100)).clamp(1, STATUS_CLASSES) - 1;
-        self.requests[class][code_slot(code)].add(1);
+        if let Some(c) = code {
+            if let Some(si) = ERROR_STATUSES.iter().position(|&s| s == status) {
+                self.errors[c as usize][si].add(1);
+                return;
+            }
+            // A status the table does not hold (a test below keeps every
+            // code's own status in it): still counted, by status alone.
+            debug_assert!(false, "{status} is not in ERROR_STATUSES");
+        }
+        let i = usize::from(status.clamp(100, 599) - 100);
+        self.statuses[i].add(1);
+    }
+
+    /// Answers with this error code, whatever their status.
+    pub fn errors_of(&self, code: ErrorCode) -> u64 {
+        self.errors[code as usize].iter().map(Counter::get).sum()
     }
 }
 
@@ -325,13 +351,24 @@ mod tests {
     }
 
     #[test]
-    fn requests_by_class_and_code() {
+    fn requests_by_status_and_code() {
         let m = RuleMetrics::default();
         m.count(200, None);
         m.count(502, Some(ErrorCode::PoolEmpty));
         m.count(502, Some(ErrorCode::PoolEmpty));
-        assert_eq!(m.requests[1][0].get(), 1);
-        assert_eq!(m.requests[4][code_slot(Some(ErrorCode::PoolEmpty))].get(), 2);
+        m.count(504, Some(ErrorCode::Timeout));
+        assert_eq!(m.statuses[100].get(), 1);
+        assert_eq!(m.errors_of(ErrorCode::PoolEmpty), 2);
+        assert_eq!(m.errors_of(ErrorCode::Timeout), 1);
+        assert_eq!(m.statuses.iter().map(Counter::get).sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn every_error_code_has_its_status_in_the_table() {
+        for (i, c) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "ErrorCode::ALL follows the declaration order");
+            assert!(ERROR_STATUSES.contains(&c.status()), "{c:?}");
+        }
     }
 
     #[test]

@@ -295,7 +295,7 @@ fn count_code(metrics: &str, rule: &str, code: &str) -> u64 {
         .filter(|l| {
             l.starts_with("ringgate_requests_total{")
                 && l.contains(&format!("rule=\"{rule}\""))
-                && l.contains(&format!("code=\"{code}\""))
+                && l.contains(&format!("error_code=\"{code}\""))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
@@ -804,7 +804,7 @@ mod tests {
     const METRICS: &str = "ringgate_backend_response_seconds_bucket{rule=\"r\",pool=\"p\",le=\"0.1\"} 5\n\
 ringgate_backend_response_seconds_bucket{rule=\"r\",pool=\"p\",le=\"0.25\"} 8\n\
 ringgate_backend_response_seconds_bucket{rule=\"r\",pool=\"p\",le=\"+Inf\"} 10\n\
-ringgate_requests_total{listener=\"l\",rule=\"r\",pool=\"p\",class=\"5xx\",code=\"TIMEOUT\"} 2\n";
+ringgate_requests_total{listener=\"l\",rule=\"r\",pool=\"p\",class=\"5xx\",code=\"502\",error_code=\"TIMEOUT\"} 2\n";
 
     #[test]
     fn slow_share_reads_the_histogram() {

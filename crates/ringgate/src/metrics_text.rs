@@ -7,7 +7,7 @@ use std::fmt::Write;
 use ringgate_health::HealthState;
 use ringgate_http::ErrorCode;
 use ringgate_proxy::Shared;
-use ringgate_proxy::metrics::{CODE_SLOTS, Histogram, LATENCY_BUCKETS_US, STATUS_CLASSES};
+use ringgate_proxy::metrics::{ERROR_STATUSES, Histogram, LATENCY_BUCKETS_US, STATUSES};
 
 /// Escapes a label value (backslash, quote, newline).
 fn esc(v: &str) -> String {
@@ -17,10 +17,6 @@ fn esc(v: &str) -> String {
 fn header(o: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(o, "# HELP {name} {help}");
     let _ = writeln!(o, "# TYPE {name} {kind}");
-}
-
-fn code_label(slot: usize) -> &'static str {
-    if slot == 0 { "" } else { ErrorCode::ALL[slot - 1].as_str() }
 }
 
 /// Sums one histogram over workers and writes it.
@@ -52,19 +48,30 @@ pub fn render(shared: &Shared) -> String {
         &mut o,
         "ringgate_requests_total",
         "counter",
-        "Requests answered, by listener, rule, pool, status class and error code (empty: answered by the backend).",
+        "Requests answered, by listener, rule, pool, HTTP status (code, and its class) and the gateway's error code (empty: the backend's answer).",
     );
     for (l, series) in &rules {
         let base = format!("listener=\"{}\",rule=\"{}\",pool=\"{}\"", esc(&l.listener), esc(&l.rule), esc(&l.pool));
-        for class in 0..STATUS_CLASSES {
-            for slot in 0..CODE_SLOTS {
-                let n: u64 = series.iter().map(|m| m.requests[class][slot].get()).sum();
+        for i in 0..STATUSES {
+            let n: u64 = series.iter().map(|m| m.statuses[i].get()).sum();
+            if n > 0 {
+                let status = i + 100;
+                let _ = writeln!(
+                    o,
+                    "ringgate_requests_total{{{base},class=\"{}xx\",code=\"{status}\",error_code=\"\"}} {n}",
+                    status / 100
+                );
+            }
+        }
+        for (ci, c) in ErrorCode::ALL.iter().enumerate() {
+            for (si, status) in ERROR_STATUSES.iter().enumerate() {
+                let n: u64 = series.iter().map(|m| m.errors[ci][si].get()).sum();
                 if n > 0 {
                     let _ = writeln!(
                         o,
-                        "ringgate_requests_total{{{base},class=\"{}xx\",code=\"{}\"}} {n}",
-                        class + 1,
-                        code_label(slot)
+                        "ringgate_requests_total{{{base},class=\"{}xx\",code=\"{status}\",error_code=\"{}\"}} {n}",
+                        status / 100,
+                        c.as_str()
                     );
                 }
             }
