@@ -538,3 +538,46 @@ fn invalid_tls_config_is_reported_by_check() {
         "{stderr}"
     );
 }
+
+/// The access log names each https request's TLS protocol and cipher suite
+/// (IANA names), and has them null for plain http.
+#[test]
+fn access_log_has_the_tls_protocol_and_cipher() {
+    let ca = Ca::new("ringgate test CA");
+    let leaf = ca.leaf(&["localhost"]);
+    let backend = Backend::builder().name("b").start().expect("start test backend");
+    let gateway = GATEWAY.replace("access_log = \"off\"", "access_log = \"stdout\"");
+    let config = format!(
+        "{gateway}{}{}",
+        site("tls", &https("127.0.0.1:0", &[], "cert"), &[backend.addr()], ""),
+        site("plain", "listen = \"127.0.0.1:0\"\n", &[backend.addr()], "")
+    );
+    let gw = Gateway::start_with_files(&config, &cert_files("cert", &leaf));
+    let (_, r) = tls_get(gw.addr("tls"), "localhost", "localhost", client_config(&[&ca], TLS13));
+    assert_eq!(r.status, 200, "{r:?}");
+    let (_, r) = tls_get(gw.addr("tls"), "localhost", "localhost", client_config(&[&ca], TLS12));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(get(gw.addr("plain"), "/").status, 200);
+
+    let mut lines = Vec::new();
+    let ok = wait_until(Duration::from_secs(10), || {
+        lines = gw.access_log();
+        lines.len() >= 3
+    });
+    assert!(ok, "three access log lines expected: {lines:?}");
+    let of = |listener: &str| -> Vec<(Option<&str>, Option<&str>)> {
+        lines
+            .iter()
+            .filter(|l| l["listener"] == listener)
+            .map(|l| (l["tls_protocol"].as_str(), l["tls_cipher"].as_str()))
+            .collect()
+    };
+    let tls = of("tls");
+    assert_eq!(tls.len(), 2, "{lines:?}");
+    assert_eq!(tls[0].0, Some("TLSv1.3"), "{lines:?}");
+    assert!(tls[0].1.is_some_and(|c| c.starts_with("TLS_AES_") || c.starts_with("TLS_CHACHA20")), "{lines:?}");
+    assert_eq!(tls[1].0, Some("TLSv1.2"), "{lines:?}");
+    assert!(tls[1].1.is_some_and(|c| c.starts_with("TLS_ECDHE_")), "{lines:?}");
+    let plain = &lines.iter().find(|l| l["listener"] == "plain").expect("the plain request's line");
+    assert!(plain["tls_protocol"].is_null() && plain["tls_cipher"].is_null(), "{plain}");
+}

@@ -15,7 +15,7 @@ use ringgate_config::SocketKey;
 use tracing::warn;
 
 use crate::io::Timer;
-use crate::request::{Client, INITIAL_READ};
+use crate::request::{Client, ConnInfo, INITIAL_READ};
 use crate::worker::{ConnGuard, Worker};
 
 /// What every HTTP/2 connection starts with (RFC 9113 §3.4).
@@ -78,7 +78,8 @@ async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, socket: S
     }
     if !h2c {
         w.gauges.count_connection(false);
-        Client::new(w, stream, peer, socket, Some(guard), port, Vec::with_capacity(INITIAL_READ)).run().await;
+        let conn = ConnInfo { peer, socket, port, tls: None };
+        Client::new(w, stream, conn, Some(guard), Vec::with_capacity(INITIAL_READ)).run().await;
         return;
     }
     // Prior knowledge: the first bytes say which protocol this is.
@@ -95,13 +96,14 @@ async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, socket: S
             break;
         }
     }
+    let conn = ConnInfo { peer, socket, port, tls: None };
     if first.starts_with(H2_PREFACE) {
         w.gauges.count_connection(true);
         let io = PrefixedReadIo::new(stream, std::io::Cursor::new(first));
-        Box::pin(crate::h2::serve(w, io, peer, socket, guard, port)).await;
+        Box::pin(crate::h2::serve(w, io, conn, guard)).await;
     } else {
         w.gauges.count_connection(false);
-        Client::new(w, stream, peer, socket, Some(guard), port, first).run().await;
+        Client::new(w, stream, conn, Some(guard), first).run().await;
     }
 }
 
@@ -126,20 +128,23 @@ async fn serve_tls(
         _ => return,
     }
     if !ringgate_tls::looks_like_tls(first[0]) {
-        Client::new(w, stream, peer, socket, Some(guard), port, first).refuse_plain_http().await;
+        let conn = ConnInfo { peer, socket, port, tls: None };
+        Client::new(w, stream, conn, Some(guard), first).refuse_plain_http().await;
         return;
     }
     let io = PrefixedReadIo::new(stream, std::io::Cursor::new(first));
     let acceptor = monoio_rustls::TlsAcceptor::from(tls);
     match monoio::time::timeout_at(deadline.into(), acceptor.accept(io)).await {
         Ok(Ok(tls_stream)) => {
+            let tls = ringgate_tls::TlsInfo::of(tls_stream.session());
+            let conn = ConnInfo { peer, socket, port, tls };
             if tls_stream.alpn_protocol().as_deref() == Some(b"h2") {
                 w.gauges.count_connection(true);
-                crate::h2::serve(w, tls_stream, peer, socket, guard, port).await;
+                crate::h2::serve(w, tls_stream, conn, guard).await;
             } else {
                 w.gauges.count_connection(false);
                 let rbuf = Vec::with_capacity(INITIAL_READ);
-                Client::new(w, tls_stream, peer, socket, Some(guard), port, rbuf).run().await;
+                Client::new(w, tls_stream, conn, Some(guard), rbuf).run().await;
             }
         }
         Ok(Err(e)) => {

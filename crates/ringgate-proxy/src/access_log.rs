@@ -155,6 +155,8 @@ pub(crate) struct LogRecord<'a> {
     pub protocol: &'static str,
     /// The HTTP/2 stream id (none for HTTP/1).
     pub stream: Option<u32>,
+    /// The TLS protocol and cipher suite of an `https` connection.
+    pub tls: Option<ringgate_tls::TlsInfo>,
 }
 
 fn json_str(out: &mut Vec<u8>, s: &[u8]) {
@@ -241,6 +243,12 @@ pub(crate) fn format_line(out: &mut Vec<u8>, r: &LogRecord<'_>) {
         out.extend_from_slice(b",\"stream\":");
         out.extend_from_slice(num.format(id).as_bytes());
     }
+    match r.tls {
+        Some(t) => {
+            let _ = write!(out, ",\"tls_protocol\":\"{}\",\"tls_cipher\":\"{}\"", t.protocol, t.cipher);
+        }
+        None => out.extend_from_slice(b",\"tls_protocol\":null,\"tls_cipher\":null"),
+    }
     out.extend_from_slice(b"}\n");
 }
 
@@ -275,13 +283,14 @@ mod tests {
                 user_agent: b"curl/8",
                 request_id: b"",
                 protocol: "HTTP/2",
+                tls: Some(ringgate_tls::TlsInfo { protocol: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256" }),
                 stream: Some(7),
             },
         );
         let line = String::from_utf8(out).unwrap();
         assert_eq!(
             line,
-            "{\"time\":\"2023-11-14T22:13:20.123Z\",\"client\":\"127.0.0.1:5555\",\"listener\":\"public\",\"rule\":\"rule01\",\"host\":\"shop.example\",\"method\":\"GET\",\"path\":\"/a\\\"b\\u0001\",\"status\":502,\"backend\":\"10.0.0.1:80\",\"backend_status\":null,\"backend_connect_ms\":1.500,\"backend_response_ms\":null,\"total_ms\":2.001,\"bytes_in\":40,\"bytes_out\":200,\"error_info\":\"TIMEOUT\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"user_agent\":\"curl/8\",\"request_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"protocol\":\"HTTP/2\",\"stream\":7}\n"
+            "{\"time\":\"2023-11-14T22:13:20.123Z\",\"client\":\"127.0.0.1:5555\",\"listener\":\"public\",\"rule\":\"rule01\",\"host\":\"shop.example\",\"method\":\"GET\",\"path\":\"/a\\\"b\\u0001\",\"status\":502,\"backend\":\"10.0.0.1:80\",\"backend_status\":null,\"backend_connect_ms\":1.500,\"backend_response_ms\":null,\"total_ms\":2.001,\"bytes_in\":40,\"bytes_out\":200,\"error_info\":\"TIMEOUT\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"user_agent\":\"curl/8\",\"request_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"protocol\":\"HTTP/2\",\"stream\":7,\"tls_protocol\":\"TLSv1.3\",\"tls_cipher\":\"TLS_AES_128_GCM_SHA256\"}\n"
         );
     }
 }

@@ -27,7 +27,6 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -43,7 +42,7 @@ use ringgate_config::SocketKey;
 use ringgate_http::{BodyKind, ChunkedDecoder, ErrorCode, Parsed, ResponseHead, parse_request, parse_response};
 
 use crate::metrics::H2Defence;
-use crate::request::{Client, ClientProtocol, Outcome};
+use crate::request::{Client, ClientProtocol, ConnInfo, Outcome};
 use crate::worker::{ConnGuard, Worker};
 
 /// Largest response head the request path writes (it wrote it: this only
@@ -92,10 +91,11 @@ impl ConnShared {
 }
 
 /// Serves an HTTP/2 connection whose first bytes (the preface) `io` yields.
-pub(crate) async fn serve<S>(w: Rc<Worker>, io: S, peer: SocketAddr, socket: SocketKey, guard: ConnGuard, port: u16)
+pub(crate) async fn serve<S>(w: Rc<Worker>, io: S, info: ConnInfo, guard: ConnGuard)
 where
     S: AsyncReadRent + AsyncWriteRent + monoio::io::Split + 'static,
 {
+    let peer = info.peer;
     let (settings, limits, header_timeout, keepalive) = {
         let lp = w.plan();
         (lp.plan.http2, lp.plan.limits, lp.plan.header_timeout, lp.plan.keepalive_timeout)
@@ -159,7 +159,7 @@ where
             if let Some((d, r)) = shared.tripped.get() {
                 return Poll::Ready(Event::Abuse(d, r));
             }
-            if !shutting_down && (w.draining() || listener_removed(&w, &socket, &mut generation)) {
+            if !shutting_down && (w.draining() || listener_removed(&w, &info.socket, &mut generation)) {
                 return Poll::Ready(Event::Drain);
             }
             match conn.poll_accept(cx) {
@@ -193,7 +193,7 @@ where
             Event::Stream(req, respond) => {
                 shared.open.set(shared.open.get() + 1);
                 shared.idle_since.set(None);
-                let task = serve_stream(w.clone(), shared.clone(), req, respond, peer, socket.clone(), port);
+                let task = serve_stream(w.clone(), shared.clone(), req, respond, info.clone());
                 monoio::spawn(task);
             }
             Event::Abuse(d, reason) => {
@@ -290,10 +290,9 @@ async fn serve_stream(
     conn: Rc<ConnShared>,
     req: http::Request<RecvStream>,
     respond: SendResponse<Bytes>,
-    peer: SocketAddr,
-    socket: SocketKey,
-    port: u16,
+    conn_info: ConnInfo,
 ) {
+    let peer = conn_info.peer;
     let stream_id = u32::from(respond.stream_id());
     let (parts, body) = req.into_parts();
     let mut head = Vec::with_capacity(512);
@@ -302,7 +301,7 @@ async fn serve_stream(
     let responder = Rc::new(RefCell::new(Responder::Waiting(respond)));
     let is_head = parts.method == http::Method::HEAD;
     let io = H2Stream::new(body, responder.clone(), chunked, is_head);
-    let mut c = Client::new(w.clone(), io, peer, socket, None, port, head);
+    let mut c = Client::new(w.clone(), io, conn_info, None, head);
     c.protocol = ClientProtocol::Http2 { stream: stream_id };
     let lp = w.plan();
     let start = Instant::now();

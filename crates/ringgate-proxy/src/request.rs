@@ -137,6 +137,21 @@ pub(crate) enum ClientProtocol {
 
 /// One client's side of the request path: an HTTP/1 connection, or one
 /// HTTP/2 stream, with its buffers.
+/// What a client connection is, from its accept (and handshake): shared by
+/// the HTTP/1 connection and every HTTP/2 stream of it.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnInfo {
+    /// The client: the connection's peer, or the address a PROXY protocol
+    /// header gave for it.
+    pub peer: SocketAddr,
+    /// The socket that accepted the connection.
+    pub socket: SocketKey,
+    /// The port the client connected to.
+    pub port: u16,
+    /// What the TLS handshake negotiated (`https` listeners).
+    pub tls: Option<ringgate_tls::TlsInfo>,
+}
+
 pub(crate) struct Client<S> {
     pub w: Rc<Worker>,
     pub stream: S,
@@ -178,6 +193,8 @@ pub(crate) struct Client<S> {
     pub(crate) path_scratch: Vec<u8>,
     /// Bounds the waits for a request head (see [`Timer`]).
     pub(crate) head_timer: Timer,
+    /// What the connection's TLS handshake negotiated, for the access log.
+    pub(crate) tls: Option<ringgate_tls::TlsInfo>,
     /// What the client speaks, for the access log and the metrics.
     pub(crate) protocol: ClientProtocol,
     /// Bounds the reads and writes of an exchange. Apart from `head_timer`
@@ -188,15 +205,8 @@ pub(crate) struct Client<S> {
 }
 
 impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
-    pub(crate) fn new(
-        w: Rc<Worker>,
-        stream: S,
-        peer: SocketAddr,
-        socket: SocketKey,
-        guard: Option<ConnGuard>,
-        port: u16,
-        rbuf: Vec<u8>,
-    ) -> Self {
+    pub(crate) fn new(w: Rc<Worker>, stream: S, conn: ConnInfo, guard: Option<ConnGuard>, rbuf: Vec<u8>) -> Self {
+        let ConnInfo { peer, socket, port, tls } = conn;
         // Application Gateway's X-Forwarded-For element: `ip:port`.
         let ip = peer.ip().to_string();
         let peer_text = match peer {
@@ -228,6 +238,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             head_timer: Timer::new(),
             timer: Timer::new(),
             protocol: ClientProtocol::Http1,
+            tls,
         }
     }
 
@@ -667,6 +678,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 (None, _) => "HTTP/1.1",
             },
             stream,
+            tls: self.tls,
         };
         format_line(&mut self.w.log_buf.borrow_mut(), &record);
         self.w.flush_log(false);

@@ -6,16 +6,19 @@
 //! - [`server_config`] builds a listener's configuration: the client's SNI
 //!   picks the certificate of the listener that answers that host.
 //! - [`client_config`] builds the configuration for HTTPS backends and probes.
+//! - [`TlsInfo`] is what a handshake negotiated, for the access log.
 //! - [`explain`] turns a handshake error into the sentence an operator needs.
 
 mod client;
 mod pem;
 mod server;
+mod session;
 
 pub use client::{client_config, server_name};
 pub use pem::{load_certified_key, load_roots};
 pub use rustls::{ClientConfig, RootCertStore, ServerConfig, sign::CertifiedKey};
 pub use server::{SniSite, glob_match, server_config};
+pub use session::TlsInfo;
 
 use std::sync::Arc;
 
