@@ -121,7 +121,19 @@ impl TlsClient {
     /// Connects to `addr` and completes the handshake for `name` (the SNI
     /// and the name the certificate is verified against).
     fn connect(addr: SocketAddr, name: &str, cfg: Arc<ClientConfig>) -> std::io::Result<TlsClient> {
-        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        Self::connect_after(addr, b"", name, cfg)
+    }
+
+    /// [`TlsClient::connect`], sending `preamble` (a PROXY protocol header)
+    /// before the handshake, as a TCP load balancer does.
+    fn connect_after(
+        addr: SocketAddr,
+        preamble: &[u8],
+        name: &str,
+        cfg: Arc<ClientConfig>,
+    ) -> std::io::Result<TlsClient> {
+        let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        tcp.write_all(preamble)?;
         tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
         tcp.set_nodelay(true)?;
         let name = ServerName::try_from(name.to_string()).map_err(std::io::Error::other)?;
@@ -580,4 +592,23 @@ fn access_log_has_the_tls_protocol_and_cipher() {
     assert!(tls[1].1.is_some_and(|c| c.starts_with("TLS_ECDHE_")), "{lines:?}");
     let plain = &lines.iter().find(|l| l["listener"] == "plain").expect("the plain request's line");
     assert!(plain["tls_protocol"].is_null() && plain["tls_cipher"].is_null(), "{plain}");
+}
+
+/// A PROXY protocol header before the TLS handshake: the handshake and the
+/// request go through, and the header's address is the client.
+#[test]
+fn proxy_protocol_header_before_the_tls_handshake() {
+    let ca = Ca::new("ringgate test CA");
+    let leaf = ca.leaf(&["localhost"]);
+    let backend = Backend::builder().name("b").start().expect("start test backend");
+    let listener = format!("{}proxy_protocol = true\n", https("127.0.0.1:0", &[], "cert"));
+    let config = format!("{GATEWAY}{}", site("tls", &listener, &[backend.addr()], ""));
+    let gw = Gateway::start_with_files(&config, &cert_files("cert", &leaf));
+    let header = b"PROXY TCP4 192.0.2.7 127.0.0.1 51000 443\r\n";
+    let mut c = TlsClient::connect_after(gw.addr("tls"), header, "localhost", client_config(&[&ca], TLS13))
+        .expect("TLS handshake after the PROXY header");
+    let r = c.get("localhost", "/").expect("request over TLS");
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = proxied(&backend);
+    assert_eq!(seen[0].header("x-forwarded-for"), Some("192.0.2.7:51000"), "{seen:?}");
 }

@@ -143,6 +143,7 @@ pub(crate) struct RawGateway {
     pub dns_refresh: Option<Duration>,
     pub watch_config: Option<bool>,
     pub error_detail: Option<crate::model::ErrorDetail>,
+    pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
     pub log_format: Option<crate::model::LogFormat>,
     pub watch_interval: Option<Duration>,
     pub access_log: Option<String>,
@@ -176,6 +177,7 @@ pub(crate) struct RawListener {
     pub error_pages: Vec<crate::routing::ErrorPage>,
     pub http2: Option<bool>,
     pub http2_cleartext: Option<bool>,
+    pub proxy_protocol: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -517,6 +519,7 @@ const GATEWAY_FIELDS: &[&str] = &[
     "watch_config",
     "watch_interval",
     "error_detail",
+    "trusted_proxies",
     "log_format",
     "access_log",
     "limits",
@@ -536,6 +539,21 @@ const LIMIT_FIELDS: &[&str] = &[
 const IO_URING_FIELDS: &[&str] = &["entries", "coop_taskrun", "defer_taskrun", "multishot_recv"];
 const HTTP2_FIELDS: &[&str] =
     &["max_concurrent_streams", "initial_stream_window", "initial_connection_window", "max_frame_size"];
+
+/// A `trusted_proxies` entry: a CIDR range, or one address.
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    let bad =
+        || format!("\"{s}\" is not an IP address or CIDR range (e.g. \"10.0.0.0/8\", \"192.0.2.7\" or \"fd00::/8\")");
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(ip.into());
+    }
+    let net = s.parse::<ipnet::IpNet>().map_err(|_| bad())?;
+    if net.addr() != net.network() {
+        // Almost always a typo for the range, or an address meant alone.
+        return Err(format!("\"{s}\" has host bits set: write the range as \"{}\", or the address alone", net.trunc()));
+    }
+    Ok(net)
+}
 
 fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
     let mut f = Fields::new(d, t, "[gateway]".into(), at, GATEWAY_FIELDS);
@@ -599,6 +617,19 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
             None
         }
     });
+    let trusted_proxies = f.strings("trusted_proxies").map(|items| {
+        items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, (s, at))| match parse_cidr(&s) {
+                Ok(net) => Some(net),
+                Err(e) => {
+                    f.err(at, &format!("trusted_proxies[{i}]"), e);
+                    None
+                }
+            })
+            .collect()
+    });
     let access_log = f.string_at("access_log").and_then(|(s, at)| {
         if s.trim().is_empty() {
             f.err(at, "access_log", "must be \"off\", \"stdout\" or a file path".into());
@@ -618,6 +649,7 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
         dns_refresh,
         watch_config,
         error_detail,
+        trusted_proxies,
         log_format,
         watch_interval,
         access_log,
@@ -707,6 +739,7 @@ const LISTENER_FIELDS: &[&str] = &[
     "error_pages",
     "http2",
     "http2_cleartext",
+    "proxy_protocol",
 ];
 
 fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawListener {
@@ -782,9 +815,22 @@ fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawList
         let at = f.get("http2_cleartext").map_or(at, |v| v.span().start);
         f.err(at, "http2_cleartext", "only used with protocol = \"http\"; https listeners use http2".into());
     }
+    let proxy_protocol = f.bool("proxy_protocol");
     let (label, at) = (f.label.clone(), f.at);
     f.finish();
-    RawListener { at, label, name, listen, host_names, protocol, tls, error_pages, http2, http2_cleartext }
+    RawListener {
+        at,
+        label,
+        name,
+        listen,
+        host_names,
+        protocol,
+        tls,
+        error_pages,
+        http2,
+        http2_cleartext,
+        proxy_protocol,
+    }
 }
 
 const POOL_FIELDS: &[&str] = &["name", "addresses"];

@@ -76,6 +76,10 @@ pub struct Gateway {
     pub watch_config: bool,
     /// What a gateway error's body says (see [`ErrorDetail`]).
     pub error_detail: ErrorDetail,
+    /// The proxies whose X-Forwarded-For is kept and whose PROXY protocol
+    /// headers are believed (`None`: every client's, as Application Gateway
+    /// keeps every X-Forwarded-For).
+    pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
     /// How the gateway's own log lines (stderr) are written.
     pub log_format: LogFormat,
     pub watch_interval: Duration,
@@ -223,6 +227,9 @@ pub struct Listener {
     /// A plain `http` listener serves HTTP/2 with prior knowledge (a
     /// connection that opens with the HTTP/2 preface); off by default.
     pub http2_cleartext: bool,
+    /// Each connection starts with a PROXY protocol header (v1 or v2) from
+    /// the TCP load balancer in front, whose source address is the client.
+    pub proxy_protocol: bool,
 }
 
 /// An HTTPS listener's certificate chain and private key, loaded and checked
@@ -587,6 +594,18 @@ impl Config {
                 ErrorDetail::Full => "full (error bodies show servers, rules and OS errors)",
             }
         );
+        let _ = match &g.trusted_proxies {
+            None => writeln!(o, "  trusted_proxies: any (every client's X-Forwarded-For is kept)"),
+            Some(nets) => writeln!(
+                o,
+                "  trusted_proxies: {} (X-Forwarded-For of other clients is replaced)",
+                if nets.is_empty() {
+                    "none".to_string()
+                } else {
+                    nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+                }
+            ),
+        };
         let _ = writeln!(o, "  drain_timeout = {}, dns_refresh = {}", fd(g.drain_timeout), fd(g.dns_refresh));
         let l = &g.limits;
         let _ = writeln!(
@@ -620,9 +639,10 @@ impl Config {
                 (Protocol::Http, _, true) => "; HTTP/1.1 and HTTP/2 with prior knowledge",
                 (Protocol::Http, _, false) => "",
             };
+            let proxy = if lst.proxy_protocol { "; PROXY protocol" } else { "" };
             let _ = writeln!(
                 o,
-                "[[listener]] {}: {}://{} {hosts}; rule {rule}{cert}{protocols}",
+                "[[listener]] {}: {}://{} {hosts}; rule {rule}{cert}{protocols}{proxy}",
                 lst.name, lst.protocol, lst.listen
             );
         }

@@ -234,6 +234,7 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
             error_pages: l.error_pages.clone(),
             http2: protocol == crate::model::Protocol::Https && l.http2.unwrap_or(true),
             http2_cleartext: protocol == crate::model::Protocol::Http && l.http2_cleartext.unwrap_or(false),
+            proxy_protocol: l.proxy_protocol.unwrap_or(false),
         });
     }
 
@@ -413,6 +414,19 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
                     Some("protocol"),
                     format!("shares {} with listener \"{}\" but uses another protocol", l.listen, listeners[g[0]].name),
                 );
+            } else if l.proxy_protocol != listeners[g[0]].proxy_protocol {
+                // The header comes before the request that says which
+                // listener the connection is for.
+                d.error(
+                    Some(rl.at),
+                    &rl.label,
+                    Some("proxy_protocol"),
+                    format!(
+                        "shares {} with listener \"{}\" but sets proxy_protocol differently: listeners sharing an address must agree",
+                        l.listen,
+                        listeners[g[0]].name
+                    ),
+                );
             } else if (l.http2, l.http2_cleartext) != (listeners[g[0]].http2, listeners[g[0]].http2_cleartext) {
                 // The protocol is chosen per connection, before a Host says
                 // which listener it is for.
@@ -550,6 +564,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
         dns_refresh: Duration::from_secs(60),
         watch_config: false,
         error_detail: ErrorDetail::Public,
+        trusted_proxies: None,
         log_format: LogFormat::Text,
         watch_interval: Duration::from_secs(2),
         access_log: AccessLog::Stdout,
@@ -619,6 +634,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
         dns_refresh: r.dns_refresh.unwrap_or(defaults.dns_refresh),
         watch_config: r.watch_config.unwrap_or(defaults.watch_config),
         error_detail: r.error_detail.unwrap_or(defaults.error_detail),
+        trusted_proxies: r.trusted_proxies,
         log_format: r.log_format.unwrap_or(defaults.log_format),
         watch_interval: r.watch_interval.unwrap_or(defaults.watch_interval),
         access_log,

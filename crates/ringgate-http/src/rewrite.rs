@@ -53,6 +53,9 @@ pub struct ForwardInfo<'a> {
     /// The target (path and query) sent instead of the client's: the
     /// normalized path a path rule matched, or an `override_backend_path`.
     pub target: Option<&'a [u8]>,
+    /// The client is not a trusted proxy: its own X-Forwarded-For is left
+    /// out, and the field names the client alone.
+    pub drop_forwarded_for: bool,
 }
 
 fn write_content_length(out: &mut Vec<u8>, n: u64) {
@@ -134,7 +137,8 @@ pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>
     }
 
     out.extend_from_slice(b"X-Forwarded-For: ");
-    for h in head.headers.iter().filter(|h| h.kind == HeaderKind::XForwardedFor) {
+    let kept = !info.drop_forwarded_for;
+    for h in head.headers.iter().filter(|h| kept && h.kind == HeaderKind::XForwardedFor) {
         let v = h.value.of(buf);
         if !v.is_empty() {
             out.extend_from_slice(v);

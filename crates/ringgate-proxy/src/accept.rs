@@ -53,14 +53,21 @@ pub(crate) async fn accept_loop(
 }
 
 /// Entry point of a client connection task.
-async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, socket: SocketKey) {
+async fn serve(w: Rc<Worker>, mut stream: TcpStream, mut peer: SocketAddr, socket: SocketKey) {
     crate::io::prepare_stream(&mut stream);
     // Copied out, not held: a connection must not keep a plan alive (and its
     // removed servers listed as draining) while it waits.
-    let (max, header_timeout, tls, h2c) = {
+    let (max, header_timeout, tls, h2c, proxy_protocol, peer_trusted) = {
         let lp = w.plan();
         let s = lp.plan.socket(&socket);
-        (lp.plan.max_connections, lp.plan.header_timeout, s.and_then(|s| s.tls.clone()), s.is_some_and(|s| s.h2c))
+        (
+            lp.plan.max_connections,
+            lp.plan.header_timeout,
+            s.and_then(|s| s.tls.clone()),
+            s.is_some_and(|s| s.h2c),
+            s.is_some_and(|s| s.proxy_protocol),
+            lp.plan.trusts(peer.ip()),
+        )
     };
     let Some(guard) = w.register(stream.as_raw_fd(), max) else {
         w.gauges.refused_over_limit.add(1);
@@ -68,35 +75,58 @@ async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, socket: S
     };
     let _ = stream.set_nodelay(true);
     let port = stream.local_addr().map_or(socket.addr.port(), |a| a.port());
+    let deadline = Instant::now() + header_timeout;
+    let mut first = Vec::with_capacity(INITIAL_READ);
+    let mut forwarded_for_trusted = peer_trusted;
+    if proxy_protocol {
+        match read_proxy_header(&mut stream, &mut first, deadline, peer_trusted).await {
+            Ok(source) => {
+                if let Some(client) = source {
+                    peer = client;
+                    forwarded_for_trusted = w.plan().plan.trusts(peer.ip());
+                }
+            }
+            Err(why) => {
+                w.gauges.proxy_protocol_errors.add(1);
+                tracing::debug!(%peer, "connection closed: {why}");
+                // A plain-HTTP client that reached this port directly is told
+                // why; anything else cannot read an answer.
+                if tls.is_none() && first.first().is_some_and(u8::is_ascii_uppercase) {
+                    let conn = ConnInfo { peer, socket, port, tls: None, forwarded_for_trusted };
+                    let why = "400 Bad Request: this port expects a PROXY protocol header from the load balancer in front of it";
+                    Client::new(w, stream, conn, Some(guard), first).refuse(why).await;
+                }
+                return;
+            }
+        }
+    }
     // The certificates of the plan current at accept time: a reload changes
     // them for new connections only, never dropping established ones.
     if let Some(tls) = tls {
         // Boxed: the handshake and a TLS stream's buffers would otherwise make
         // every connection's task, plain ones included, several KB larger.
-        Box::pin(serve_tls(w, stream, peer, socket, guard, tls, header_timeout, port)).await;
+        let conn = ConnInfo { peer, socket, port, tls: None, forwarded_for_trusted };
+        Box::pin(serve_tls(w, stream, conn, guard, tls, deadline, first)).await;
         return;
     }
+    let conn = ConnInfo { peer, socket, port, tls: None, forwarded_for_trusted };
     if !h2c {
         w.gauges.count_connection(false);
-        let conn = ConnInfo { peer, socket, port, tls: None };
-        Client::new(w, stream, conn, Some(guard), Vec::with_capacity(INITIAL_READ)).run().await;
+        Client::new(w, stream, conn, Some(guard), first).run().await;
         return;
     }
     // Prior knowledge: the first bytes say which protocol this is.
-    let deadline = Instant::now() + header_timeout;
-    let mut first = Vec::with_capacity(INITIAL_READ);
     let mut timer = Timer::new();
     loop {
+        let n = first.len().min(H2_PREFACE.len());
+        if n > 0 && (first[..n] != H2_PREFACE[..n] || n == H2_PREFACE.len()) {
+            break;
+        }
         match timer.read_more_until(&mut stream, &mut first, INITIAL_READ, deadline).await {
             Ok(n) if n > 0 => {}
             _ => return,
         }
-        let n = first.len().min(H2_PREFACE.len());
-        if first[..n] != H2_PREFACE[..n] || n == H2_PREFACE.len() {
-            break;
-        }
     }
-    let conn = ConnInfo { peer, socket, port, tls: None };
     if first.starts_with(H2_PREFACE) {
         w.gauges.count_connection(true);
         let io = PrefixedReadIo::new(stream, std::io::Cursor::new(first));
@@ -107,28 +137,55 @@ async fn serve(w: Rc<Worker>, mut stream: TcpStream, peer: SocketAddr, socket: S
     }
 }
 
+/// Reads a `proxy_protocol` connection's PROXY header: the client's address
+/// (`None`: the header gave none, the peer's stands), with what followed the
+/// header left in `buf`.
+async fn read_proxy_header(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+    peer_trusted: bool,
+) -> Result<Option<SocketAddr>, String> {
+    if !peer_trusted {
+        return Err("a PROXY protocol header is only taken from trusted_proxies".into());
+    }
+    let mut timer = Timer::new();
+    loop {
+        if !buf.is_empty()
+            && let Some(h) = crate::proxy_protocol::parse(buf)?
+        {
+            buf.drain(..h.len);
+            return Ok(h.source);
+        }
+        match timer.read_more_until(stream, buf, INITIAL_READ, deadline).await {
+            Ok(n) if n > 0 => {}
+            Ok(_) => return Err("closed before its PROXY protocol header was complete".into()),
+            Err(_) => return Err("no complete PROXY protocol header within header_read_timeout".into()),
+        }
+    }
+}
+
 /// An `https` socket's connection: TLS handshake, then the codec ALPN chose.
-#[allow(clippy::too_many_arguments)]
+/// `first` holds what was read already (after a PROXY header).
 async fn serve_tls(
     w: Rc<Worker>,
     mut stream: TcpStream,
-    peer: SocketAddr,
-    socket: SocketKey,
+    mut conn: ConnInfo,
     guard: ConnGuard,
     tls: std::sync::Arc<ringgate_tls::ServerConfig>,
-    header_timeout: Duration,
-    port: u16,
+    deadline: Instant,
+    mut first: Vec<u8>,
 ) {
+    let peer = conn.peer;
     // Look at the first bytes: a client speaking plain HTTP to this port gets
     // told so in plain HTTP, instead of a TLS alert it cannot read.
-    let deadline = Instant::now() + header_timeout;
-    let mut first = Vec::with_capacity(INITIAL_READ);
-    match Timer::new().read_more_until(&mut stream, &mut first, INITIAL_READ, deadline).await {
-        Ok(n) if n > 0 => {}
-        _ => return,
+    if first.is_empty() {
+        match Timer::new().read_more_until(&mut stream, &mut first, INITIAL_READ, deadline).await {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
     }
     if !ringgate_tls::looks_like_tls(first[0]) {
-        let conn = ConnInfo { peer, socket, port, tls: None };
         Client::new(w, stream, conn, Some(guard), first).refuse_plain_http().await;
         return;
     }
@@ -136,8 +193,7 @@ async fn serve_tls(
     let acceptor = monoio_rustls::TlsAcceptor::from(tls);
     match monoio::time::timeout_at(deadline.into(), acceptor.accept(io)).await {
         Ok(Ok(tls_stream)) => {
-            let tls = ringgate_tls::TlsInfo::of(tls_stream.session());
-            let conn = ConnInfo { peer, socket, port, tls };
+            conn.tls = ringgate_tls::TlsInfo::of(tls_stream.session());
             if tls_stream.alpn_protocol().as_deref() == Some(b"h2") {
                 w.gauges.count_connection(true);
                 crate::h2::serve(w, tls_stream, conn, guard).await;

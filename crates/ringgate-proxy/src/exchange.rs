@@ -391,6 +391,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             fallback_host: server.display.as_bytes(),
             target: (!self.fwd_target.is_empty()).then_some(&self.fwd_target[..]),
             traceparent: self.trace_generated.then_some(&self.traceparent[..]),
+            drop_forwarded_for: !self.forwarded_for_trusted,
             ..ForwardInfo::default()
         };
         let Some(set) = rule.rewrite.as_ref().filter(|s| s.has_request_phase()) else {
@@ -399,7 +400,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         };
         let (ip, port) = self.client_ip_and_port();
         let vars =
-            RequestVars::new(&self.rbuf, &self.head, info.target, ip, port, &self.port_text, rule.client_proto, None);
+            RequestVars::new(&self.rbuf, &self.head, info.target, ip, port, &self.port_text, rule.client_proto, None)
+                .of_connection(self.tls, self.forwarded_for_trusted);
         let edits = self.rule_edits(|e| set.request_edits(&vars, e));
         if edits.is_empty() {
             write_request_head(&self.rbuf, &self.head, &info, obuf);
@@ -454,7 +456,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             &self.port_text,
             rule.client_proto,
             Some((rbuf, &self.resp)),
-        );
+        )
+        .of_connection(self.tls, self.forwarded_for_trusted);
         let edits = self.rule_edits(|e| set.response_edits(&vars, e));
         let mut extra = self.w.take_buf();
         let _ = extra_lines(&edits, &mut extra);

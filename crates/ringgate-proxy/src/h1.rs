@@ -134,17 +134,17 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
 
     /// Answers a plain HTTP request sent to an HTTPS port, and closes.
     pub(crate) async fn refuse_plain_http(&mut self) {
+        self.refuse("400 Bad Request: this port speaks HTTPS: use https:// to reach it").await;
+    }
+
+    /// Answers a connection that did not start as this socket expects with a
+    /// 400 saying why, logged and counted, then closes it.
+    pub(crate) async fn refuse(&mut self, why: &str) {
         let start = Instant::now();
         if self.w.shared.access_log.is_some() {
             self.meta.capture_raw(&self.rbuf);
         }
-        let out = self
-            .reply_error(
-                ErrorCode::BadRequest,
-                "400 Bad Request: this port speaks HTTPS: use https:// to reach it",
-                true,
-            )
-            .await;
+        let out = self.reply_error(ErrorCode::BadRequest, why, true).await;
         let lp = self.w.plan();
         self.finish(&lp.plan, None, start, out);
     }

@@ -40,6 +40,7 @@ mod io;
 mod local;
 pub mod metrics;
 mod plan;
+mod proxy_protocol;
 #[cfg(test)]
 mod recv_multishot_tests;
 mod request;

@@ -145,6 +145,9 @@ pub struct WorkerGauges {
     pub log_dropped: Counter,
     /// Client TLS handshakes that failed or timed out.
     pub tls_handshake_failures: Counter,
+    /// Connections to `proxy_protocol` listeners closed for a missing or
+    /// invalid PROXY header, or one from a peer outside `trusted_proxies`.
+    pub proxy_protocol_errors: Counter,
     /// Rewrite values dropped at run time because, once substituted, they
     /// would have put a control character into a head.
     pub rewrite_dropped: Counter,

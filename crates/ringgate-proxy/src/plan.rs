@@ -90,6 +90,8 @@ pub struct SocketPlan {
     pub error_pages: ErrorPages,
     /// A plain socket serves HTTP/2 with prior knowledge (`http2_cleartext`).
     pub h2c: bool,
+    /// Connections start with a PROXY protocol header.
+    pub proxy_protocol: bool,
 }
 
 /// A forwarding target: a rule (or one of its path rules) with its pool and
@@ -238,7 +240,9 @@ impl Plan {
                 let only = (g.listeners.len() == 1).then(|| g.listeners[0].0);
                 let error_pages = ErrorPages::of(&config, only);
                 let h2c = g.listeners.iter().any(|id| config.listeners[id.0].http2_cleartext);
-                Ok(SocketPlan { key: g.key, protocol: g.protocol, routes, tls, error_pages, h2c })
+                // Validation made the listeners of a socket agree.
+                let proxy_protocol = g.listeners.iter().any(|id| config.listeners[id.0].proxy_protocol);
+                Ok(SocketPlan { key: g.key, protocol: g.protocol, routes, tls, error_pages, h2c, proxy_protocol })
             })
             .collect::<Result<Vec<_>, String>>()?;
         let l = &config.gateway.limits;
@@ -259,6 +263,13 @@ impl Plan {
             unrouted: metrics.rule(RuleLabels::default()),
             config,
         })
+    }
+
+    /// Is `ip` one of `trusted_proxies` (every address when none are set)?
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        // A v4 client on a dual-stack socket arrives as ::ffff:a.b.c.d.
+        let ip = ip.to_canonical();
+        self.config.gateway.trusted_proxies.as_ref().is_none_or(|nets| nets.iter().any(|n| n.contains(&ip)))
     }
 
     /// Every (settings, pool, server) key this plan uses, for pruning the

@@ -150,6 +150,8 @@ pub(crate) struct ConnInfo {
     pub port: u16,
     /// What the TLS handshake negotiated (`https` listeners).
     pub tls: Option<ringgate_tls::TlsInfo>,
+    /// The client is one of `trusted_proxies`: its X-Forwarded-For is kept.
+    pub forwarded_for_trusted: bool,
 }
 
 pub(crate) struct Client<S> {
@@ -195,6 +197,8 @@ pub(crate) struct Client<S> {
     pub(crate) head_timer: Timer,
     /// What the connection's TLS handshake negotiated, for the access log.
     pub(crate) tls: Option<ringgate_tls::TlsInfo>,
+    /// The client's own X-Forwarded-For is kept (see `trusted_proxies`).
+    pub(crate) forwarded_for_trusted: bool,
     /// What the client speaks, for the access log and the metrics.
     pub(crate) protocol: ClientProtocol,
     /// Bounds the reads and writes of an exchange. Apart from `head_timer`
@@ -206,7 +210,7 @@ pub(crate) struct Client<S> {
 
 impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     pub(crate) fn new(w: Rc<Worker>, stream: S, conn: ConnInfo, guard: Option<ConnGuard>, rbuf: Vec<u8>) -> Self {
-        let ConnInfo { peer, socket, port, tls } = conn;
+        let ConnInfo { peer, socket, port, tls, forwarded_for_trusted } = conn;
         // Application Gateway's X-Forwarded-For element: `ip:port`.
         let ip = peer.ip().to_string();
         let peer_text = match peer {
@@ -239,6 +243,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             timer: Timer::new(),
             protocol: ClientProtocol::Http1,
             tls,
+            forwarded_for_trusted,
         }
     }
 

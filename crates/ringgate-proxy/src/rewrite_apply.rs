@@ -25,6 +25,12 @@ pub struct RequestVars<'a> {
     pub server_port: &'a [u8],
     pub scheme: &'a [u8],
     pub response: Option<(&'a [u8], &'a ResponseHead)>,
+    /// The client connection's TLS parameters (`ssl_connection_protocol`,
+    /// `ciphers_used`).
+    pub tls: Option<ringgate_tls::TlsInfo>,
+    /// The client's own X-Forwarded-For is kept in
+    /// `add_x_forwarded_for_proxy` (see `trusted_proxies`).
+    pub keep_forwarded_for: bool,
     status: [u8; 3],
     xff: OnceCell<Vec<u8>>,
 }
@@ -55,9 +61,18 @@ impl<'a> RequestVars<'a> {
             server_port,
             scheme,
             response,
+            tls: None,
+            keep_forwarded_for: true,
             status,
             xff: OnceCell::new(),
         }
+    }
+
+    /// The same variables, with what the client connection adds.
+    pub fn of_connection(mut self, tls: Option<ringgate_tls::TlsInfo>, keep_forwarded_for: bool) -> Self {
+        self.tls = tls;
+        self.keep_forwarded_for = keep_forwarded_for;
+        self
     }
 
     fn target(&self) -> &'a [u8] {
@@ -83,8 +98,8 @@ impl Vars for RequestVars<'_> {
             Variable::ServerPort => Some(self.server_port),
             Variable::RequestScheme => Some(self.scheme),
             Variable::SslEnabled => (self.scheme == b"https").then_some(b"on"),
-            // Not known to the request path (the TLS session is not kept).
-            Variable::SslConnectionProtocol | Variable::CiphersUsed => None,
+            Variable::SslConnectionProtocol => self.tls.map(|t| t.protocol.as_bytes()),
+            Variable::CiphersUsed => self.tls.map(|t| t.cipher.as_bytes()),
             Variable::Host => self.head.host.map(|h| crate::route::strip_port(h.of(buf))),
             Variable::HttpMethod => Some(self.head.method_span.of(buf)),
             Variable::HttpVersion => Some(match self.head.version {
@@ -96,7 +111,8 @@ impl Vars for RequestVars<'_> {
             Variable::RequestUri => Some(self.head.target.of(buf)),
             Variable::AddXForwardedForProxy => Some(self.xff.get_or_init(|| {
                 let mut out = Vec::new();
-                for h in self.head.headers.iter().filter(|h| h.kind == HeaderKind::XForwardedFor) {
+                let kept = self.keep_forwarded_for;
+                for h in self.head.headers.iter().filter(|h| kept && h.kind == HeaderKind::XForwardedFor) {
                     let v = h.value.of(buf);
                     if !v.is_empty() {
                         out.extend_from_slice(v);

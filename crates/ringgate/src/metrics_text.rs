@@ -249,6 +249,13 @@ pub fn render(shared: &Shared) -> String {
         "Client TLS handshakes that failed or timed out.",
     );
     let _ = writeln!(o, "ringgate_tls_handshake_failures_total {}", sum_u(&|w| w.tls_handshake_failures.get()));
+    header(
+        &mut o,
+        "ringgate_proxy_protocol_errors_total",
+        "counter",
+        "Connections to proxy_protocol listeners closed for a missing or invalid PROXY header, or one from a peer outside trusted_proxies.",
+    );
+    let _ = writeln!(o, "ringgate_proxy_protocol_errors_total {}", sum_u(&|w| w.proxy_protocol_errors.get()));
     // Counters kept per label value in an array, one series per value.
     type Pick = fn(&ringgate_proxy::metrics::WorkerGauges) -> &[ringgate_proxy::metrics::Counter];
     let labelled: [(&str, &str, &str, &[&str], Pick); 5] = [

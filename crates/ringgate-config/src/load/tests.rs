@@ -162,7 +162,7 @@ backend_http_settings = "setting01"
 "#;
     let errs = errors(text);
     let expect = [
-        "gw.toml:3: [gateway], field `workerz`: unknown field (known fields: workers, worker_cpus, prober_cpu, admin_listen, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, log_format, access_log, limits, io_uring, http2, error_pages); did you mean `workers`?",
+        "gw.toml:3: [gateway], field `workerz`: unknown field (known fields: workers, worker_cpus, prober_cpu, admin_listen, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, trusted_proxies, log_format, access_log, limits, io_uring, http2, error_pages); did you mean `workers`?",
         "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[0]`: \"10.0.0.300\" is neither an IP address nor a valid host name",
         "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[1]`: \"app.internal:99999\": port \"99999\" is not a number from 1 to 65535",
         "gw.toml:19: [[backend_http_settings]] \"setting01\", field `protocol`: \"ftp\" is not a protocol (use \"http\" or \"https\")",
@@ -408,6 +408,44 @@ fn load_distribution_choices() {
     let errs = errors(&text);
     assert!(
         errs.iter().any(|e| e.contains("\"fastest\" is not \"round_robin\", \"least_connections\" or \"random_two\"")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn proxy_protocol_and_trusted_proxies() {
+    let cfg = load(MINIMAL).unwrap();
+    assert!(!cfg.listeners[0].proxy_protocol, "off by default");
+    assert_eq!(cfg.gateway.trusted_proxies, None, "unset: every client's X-Forwarded-For is kept");
+
+    let text = format!("[gateway]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"fd00::/8\"]\n{MINIMAL}")
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\nproxy_protocol = true");
+    let cfg = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.listeners[0].proxy_protocol);
+    let nets = cfg.gateway.trusted_proxies.as_deref().unwrap();
+    let shown: Vec<String> = nets.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
+
+    let text = format!("[gateway]\ntrusted_proxies = [\"10.0.0/8\", \"10.1.2.3/8\", 7]\n{MINIMAL}")
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8080\"\nproxy_protocol = \"yes\"");
+    let errs = errors(&text);
+    for needle in [
+        "field `trusted_proxies[0]`: \"10.0.0/8\" is not an IP address or CIDR range",
+        "field `trusted_proxies[1]`: \"10.1.2.3/8\" has host bits set: write the range as \"10.0.0.0/8\", or the address alone",
+        "field `trusted_proxies[2]`: expected a string, found",
+        "field `proxy_protocol`",
+    ] {
+        assert!(errs.iter().any(|e| e.contains(needle)), "no error containing {needle:?} in {errs:#?}");
+    }
+
+    // Listeners sharing an address read the header, or not, together.
+    let text = format!(
+        "{MINIMAL}\n[[listener]]\nname = \"b\"\nlisten = \"127.0.0.1:8080\"\nhost_names = [\"b.example.com\"]\nproxy_protocol = true\n[[rule]]\nname = \"rb\"\nlistener = \"b\"\nbackend_pool = \"pool01\"\nbackend_http_settings = \"setting01\"\n"
+    )
+    .replace("listen = \"127.0.0.1:8080\"\n\n[[backend_pool]]", "listen = \"127.0.0.1:8080\"\nhost_names = [\"a.example.com\"]\n\n[[backend_pool]]");
+    let errs = errors(&text);
+    assert!(
+        errs.iter().any(|e| e.contains("sets proxy_protocol differently: listeners sharing an address must agree")),
         "{errs:#?}"
     );
 }
