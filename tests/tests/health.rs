@@ -582,3 +582,30 @@ fn health_command_lists_an_empty_pool_and_exits_1() {
     assert!(text.lines().any(|l| l.starts_with("Empty") && l.contains("pool01")), "the empty pool has a row:\n{text}");
     assert!(text.contains("rule rule01 answers 502 POOL_EMPTY: backend pool pool01 has no servers"), "{text}");
 }
+
+/// `slow_start`: a server healthy from its first probe takes its full share
+/// at once; one back from being unhealthy starts at about 5% of its turns.
+#[test]
+fn slow_start_ramps_a_recovered_server_up() {
+    let b1 = backend("b1", 200, "ok");
+    let b2 = backend("b2", 200, "ok");
+    let probe = "path = \"/health\"\ninterval = \"100ms\"\nunhealthy_threshold = 1\n";
+    let config =
+        probed_config(&addrs(&[b1.addr(), b2.addr()]), 80, "slow_start = \"10m\"\n", Some(probe), "127.0.0.1:0");
+    let gw = Gateway::start(&config);
+    let (a1, a2) = (b1.addr().to_string(), b2.addr().to_string());
+    wait_state(&gw, &a1, "Healthy");
+    wait_state(&gw, &a2, "Healthy");
+    let share_of_b1 = |n: usize, tag: &str| {
+        (0..n).filter(|i| get_public(&gw, &format!("/{tag}/{i}")).header("x-backend") == Some("b1")).count()
+    };
+    assert_eq!(share_of_b1(20, "start"), 10, "no ramp at start: round-robin halves");
+
+    b1.set_health(500, "down");
+    wait_state(&gw, &a1, "Unhealthy");
+    b1.set_health(200, "ok");
+    wait_state(&gw, &a1, "Healthy");
+    // Ten minutes of ramp, a few seconds into it: about 5% of b1's 30 turns.
+    let n = share_of_b1(60, "ramp");
+    assert!(n <= 12, "b1 took {n} of 60 requests right after recovering (half would be 30)");
+}

@@ -207,6 +207,9 @@ pub(crate) struct RawSettings {
     pub max_idle_connections: Option<u64>,
     pub max_attempts: Option<u64>,
     pub load_distribution: Option<crate::model::LoadDistribution>,
+    pub slow_start: Option<Duration>,
+    pub attempt_timeout: Option<(Duration, usize)>,
+    pub timeout_status: Option<u16>,
     pub idle_timeout: Option<Duration>,
     pub override_backend_path: Option<String>,
     pub pick_host_from_address: Option<(bool, usize)>,
@@ -892,6 +895,9 @@ const SETTINGS_FIELDS: &[&str] = &[
     "max_idle_connections",
     "max_attempts",
     "load_distribution",
+    "slow_start",
+    "attempt_timeout",
+    "timeout_status",
     "idle_timeout",
     "override_backend_path",
     "pick_host_name_from_backend_address",
@@ -953,6 +959,20 @@ fn read_settings(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawSett
                 "load_distribution",
                 format!("\"{s}\" is not \"round_robin\", \"least_connections\" or \"random_two\""),
             );
+            None
+        }
+    });
+    // 0 (the default) is off; an hour is already far past any warm-up.
+    let slow_start = f.duration("slow_start", Duration::ZERO, Duration::from_secs(3600));
+    let attempt_timeout = f
+        .get("attempt_timeout")
+        .map(|v| v.span().start)
+        .and_then(|at| f.duration("attempt_timeout", TIME_MIN, TIME_MAX).map(|d| (d, at)));
+    let timeout_status = f.int("timeout_status", 100, 599).and_then(|n| match n {
+        502 | 504 => Some(n as u16),
+        _ => {
+            let at = f.get("timeout_status").map_or(at, |v| v.span().start);
+            f.err(at, "timeout_status", format!("{n} is not 502 (the reference's) or 504 (Gateway Timeout)"));
             None
         }
     });
@@ -1031,6 +1051,9 @@ fn read_settings(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawSett
         max_idle_connections,
         max_attempts,
         load_distribution,
+        slow_start,
+        attempt_timeout,
+        timeout_status,
         idle_timeout,
     }
 }

@@ -402,6 +402,19 @@ pub struct BackendHttpSettings {
     pub max_attempts: u32,
     /// How a server is chosen for a request without affinity.
     pub load_distribution: LoadDistribution,
+    /// After a server comes back (unhealthy to healthy, or enabled after a
+    /// drain), its share of new requests ramps up from 5% to its full share
+    /// over this long (zero: at once), as nginx's and HAProxy's `slow_start`.
+    pub slow_start: Duration,
+    /// How long one attempt waits for the server's response head before an
+    /// idempotent request whose body was not sent is tried on another server
+    /// (within `max_attempts` and the request time-out). Equal to
+    /// `request_timeout` by default: a time-out is then not retried.
+    pub attempt_timeout: Duration,
+    /// The status of a request time-out's answer: 502 as the reference
+    /// says (the default), or 504 as nginx, HAProxy, Envoy and Application
+    /// Gateway v2 answer.
+    pub timeout_status: u16,
     /// How long an idle pooled connection is kept.
     pub idle_timeout: Duration,
     /// Sent instead of the matched path prefix: a request for `/video/a`

@@ -347,6 +347,23 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
         };
         let request_timeout = s.request_timeout.unwrap_or(Duration::from_secs(30));
         let connect_timeout = s.connect_timeout.unwrap_or(Duration::from_secs(5)).min(request_timeout);
+        let attempt_timeout = match s.attempt_timeout {
+            Some((t, at)) if t > request_timeout => {
+                d.error(
+                    Some(at),
+                    &s.label,
+                    Some("attempt_timeout"),
+                    format!(
+                        "{} is longer than request_timeout ({}): one attempt cannot outlast the request",
+                        crate::units::fmt_duration(t),
+                        crate::units::fmt_duration(request_timeout)
+                    ),
+                );
+                request_timeout
+            }
+            Some((t, _)) => t,
+            None => request_timeout,
+        };
         settings.push(BackendHttpSettings {
             name: name.clone(),
             port: s.port.unwrap_or(80),
@@ -361,6 +378,9 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
             max_idle_connections: s.max_idle_connections.unwrap_or(64) as usize,
             max_attempts: s.max_attempts.unwrap_or(2) as u32,
             load_distribution: s.load_distribution.unwrap_or(LoadDistribution::RoundRobin),
+            slow_start: s.slow_start.unwrap_or(Duration::ZERO),
+            attempt_timeout,
+            timeout_status: s.timeout_status.unwrap_or(502),
             idle_timeout: s.idle_timeout.unwrap_or(Duration::from_secs(60)),
             override_backend_path: s.override_backend_path.clone(),
             pick_host_name_from_backend_address: pick_host_from_address,

@@ -88,6 +88,10 @@ struct Hot {
     probe_requested: AtomicBool,
     /// When the state last changed, in ms since [`epoch`].
     changed_ms: AtomicU64,
+    /// When the server last came back into rotation (Unhealthy to Healthy,
+    /// or enabled after an admin drain), in ms since [`epoch`]; 0: never
+    /// (a server healthy since its first probe is not ramped up).
+    recovered_ms: AtomicU64,
 }
 
 /// The process-wide origin of `changed_ms`.
@@ -117,6 +121,7 @@ impl HealthEntry {
                 addrs: ArcSwap::from_pointee(addrs),
                 probe_requested: AtomicBool::new(false),
                 changed_ms: AtomicU64::new(now_ms()),
+                recovered_ms: AtomicU64::new(0),
             }),
             key,
             detail: Mutex::new(ProbeDetail::default()),
@@ -164,6 +169,9 @@ impl HealthEntry {
         };
         let changed = (prev & ADMIN_DRAIN != 0) != drain;
         if changed {
+            if !drain {
+                self.mark_recovered();
+            }
             self.hot.changed_ms.store(now_ms(), Ordering::Relaxed);
             self.detail().state_since = Some(SystemTime::now());
         }
@@ -178,9 +186,31 @@ impl HealthEntry {
     /// Sets the state (the prober, or a reload marking a server draining).
     pub fn set_state(&self, s: HealthState) {
         let prev = self.swap_probe_state(s);
+        self.note_recovery(prev, s);
         if prev != s as u8 {
             self.hot.changed_ms.store(now_ms(), Ordering::Relaxed);
             self.detail().state_since = Some(SystemTime::now());
+        }
+    }
+
+    fn note_recovery(&self, prev: u8, now: HealthState) {
+        if prev == HealthState::Unhealthy as u8 && now == HealthState::Healthy {
+            self.mark_recovered();
+        }
+    }
+
+    fn mark_recovered(&self) {
+        // `max(1)`: 0 means "never".
+        self.hot.recovered_ms.store(now_ms().max(1), Ordering::Relaxed);
+    }
+
+    /// How long ago the server came back into rotation after being
+    /// unhealthy or drained (`None`: it never was out), for `slow_start`.
+    #[inline]
+    pub fn since_recovery(&self) -> Option<std::time::Duration> {
+        match self.hot.recovered_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(std::time::Duration::from_millis(now_ms().saturating_sub(at))),
         }
     }
 
@@ -194,6 +224,7 @@ impl HealthEntry {
     /// Sets the state while the caller holds the detail lock.
     pub fn set_state_locked(&self, detail: &mut ProbeDetail, s: HealthState) {
         let prev = self.swap_probe_state(s);
+        self.note_recovery(prev, s);
         if prev != s as u8 {
             self.hot.changed_ms.store(now_ms(), Ordering::Relaxed);
             detail.state_since = Some(SystemTime::now());
@@ -344,6 +375,24 @@ mod tests {
         assert!(e.set_admin_drain(false));
         assert_eq!(e.state(), HealthState::Unhealthy);
         assert!(!e.admin_drained());
+    }
+
+    #[test]
+    fn recovery_is_marked_on_coming_back_not_on_the_first_probe() {
+        let e = HealthEntry::new(key("r:1"), Vec::new());
+        e.set_state(HealthState::Healthy);
+        assert_eq!(e.since_recovery(), None, "healthy from the first probe: no ramp");
+        e.set_state(HealthState::Unhealthy);
+        assert_eq!(e.since_recovery(), None);
+        e.set_state(HealthState::Healthy);
+        assert!(e.since_recovery().is_some_and(|d| d < std::time::Duration::from_secs(5)));
+
+        let d = HealthEntry::new(key("r:2"), Vec::new());
+        d.set_state(HealthState::Healthy);
+        d.set_admin_drain(true);
+        assert_eq!(d.since_recovery(), None);
+        d.set_admin_drain(false);
+        assert!(d.since_recovery().is_some(), "enabled after a drain: ramped");
     }
 
     fn key(s: &str) -> ServerKey {

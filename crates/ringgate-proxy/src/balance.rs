@@ -77,21 +77,34 @@ pub fn random_two(
     if n < 2 {
         return None;
     }
-    let mut next = || {
-        // xorshift64: per worker, no lock, no syscall.
-        *random ^= *random << 13;
-        *random ^= *random >> 7;
-        *random ^= *random << 17;
-        *random
-    };
-    let a = (next() % n as u64) as usize;
-    let b = (a + 1 + (next() % (n as u64 - 1)) as usize) % n;
+    let a = (xorshift(random) % n as u64) as usize;
+    let b = (a + 1 + (xorshift(random) % (n as u64 - 1)) as usize) % n;
     match (usable(a), usable(b)) {
         (true, true) => Some(if inflight(b) < inflight(a) { b } else { a }),
         (true, false) => Some(a),
         (false, true) => Some(b),
         (false, false) => None,
     }
+}
+
+/// xorshift64: a worker's own random numbers, with no lock and no syscall.
+#[inline]
+pub fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Slow start: does a server `age` into its `slow_start` ramp take this
+/// turn? Its share grows linearly from 5% (so it is tried at once) to all of
+/// its turns at the end of the ramp.
+pub fn admit_ramping(age: std::time::Duration, slow_start: std::time::Duration, random: &mut u64) -> bool {
+    if age >= slow_start {
+        return true;
+    }
+    let permille = (age.as_millis() * 1000 / slow_start.as_millis().max(1)).max(50) as u64;
+    xorshift(random) % 1000 < permille
 }
 
 /// One period of nginx's smooth weighted round robin over `weights`: each
@@ -195,6 +208,19 @@ mod tests {
         assert_eq!(pick_from(2, Some(&order), &mut c, None, |i| i == 1), Pick::Server { index: 1, from_cookie: false });
         let mut c = 0;
         assert_eq!(pick(3, &mut c, None, |_| false), Pick::AllUnhealthy);
+    }
+
+    #[test]
+    fn a_ramping_server_takes_a_growing_share() {
+        use std::time::Duration;
+        let ramp = Duration::from_secs(100);
+        let mut r = 0x1234_5678_9abc_def1u64;
+        let share =
+            |age: u64, r: &mut u64| (0..10_000).filter(|_| admit_ramping(Duration::from_secs(age), ramp, r)).count();
+        let (start, half, end) = (share(0, &mut r), share(50, &mut r), share(100, &mut r));
+        assert!((300..=700).contains(&start), "5% at first: {start}");
+        assert!((4_500..=5_500).contains(&half), "half way: {half}");
+        assert_eq!(end, 10_000, "the ramp is over");
     }
 
     #[test]

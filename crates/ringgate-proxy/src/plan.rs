@@ -112,6 +112,10 @@ pub struct TargetPlan {
     pub max_idle: usize,
     /// Servers tried when a connection cannot be opened (`max_attempts`).
     pub max_attempts: u32,
+    /// A server back in rotation ramps up over this long (`slow_start`).
+    pub slow_start: Duration,
+    /// How long one attempt waits for a response head (`attempt_timeout`).
+    pub attempt_timeout: Duration,
     /// The pool's weighted round-robin schedule (`None`: equal weights).
     pub schedule: Option<Box<[u16]>>,
     pub distribution: ringgate_config::LoadDistribution,
@@ -381,6 +385,8 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
         idle_timeout: settings.idle_timeout,
         max_idle: settings.max_idle_connections,
         max_attempts: settings.max_attempts,
+        slow_start: settings.slow_start,
+        attempt_timeout: settings.attempt_timeout,
         schedule: crate::balance::weighted_schedule(&pool.weights),
         distribution: settings.load_distribution,
         host_override: settings.host_name.as_ref().map(|h| h.as_bytes().into()),

@@ -474,6 +474,24 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 picked = Pick::Server { index, from_cookie: false };
             }
         }
+        // Slow start: a server back from being unhealthy or drained declines
+        // a share of its turns, shrinking over `slow_start`; a declined turn
+        // goes to the next server in turn (or stays, when none other is up).
+        if let Pick::Server { index, from_cookie: false } = picked
+            && !rule.slow_start.is_zero()
+            && let Some(age) = rule.servers[index].health.since_recovery()
+            && age < rule.slow_start
+        {
+            let mut r = lp.random.get();
+            let admitted = crate::balance::admit_ramping(age, rule.slow_start, &mut r);
+            lp.random.set(r);
+            if !admitted
+                && let Pick::Server { index: other, .. } =
+                    pick_from(rule.servers.len(), rule.schedule.as_deref(), &mut c, None, |i| i != index && usable(i))
+            {
+                picked = Pick::Server { index: other, from_cookie: false };
+            }
+        }
         cursor.set(c);
 
         // The fast path: nothing to try, so nothing is touched but the client.

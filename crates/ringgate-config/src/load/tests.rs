@@ -449,3 +449,34 @@ fn proxy_protocol_and_trusted_proxies() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn slow_start_attempt_timeout_and_timeout_status() {
+    let cfg = load(MINIMAL).unwrap();
+    let s = &cfg.settings[0];
+    assert_eq!((s.slow_start, s.attempt_timeout, s.timeout_status), (Duration::ZERO, s.request_timeout, 502));
+
+    let text = MINIMAL.replace(
+        "name = \"setting01\"\n",
+        "name = \"setting01\"\nslow_start = \"30s\"\nattempt_timeout = \"2s\"\nrequest_timeout = 10\ntimeout_status = 504\n",
+    );
+    let cfg = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    let s = &cfg.settings[0];
+    assert_eq!(
+        (s.slow_start, s.attempt_timeout, s.timeout_status),
+        (Duration::from_secs(30), Duration::from_secs(2), 504)
+    );
+
+    let text = MINIMAL.replace(
+        "name = \"setting01\"\n",
+        "name = \"setting01\"\nslow_start = \"2h\"\nattempt_timeout = \"40s\"\ntimeout_status = 503\n",
+    );
+    let errs = errors(&text);
+    for needle in [
+        "field `slow_start`",
+        "field `attempt_timeout`: 40s is longer than request_timeout (30s): one attempt cannot outlast the request",
+        "field `timeout_status`: 503 is not 502 (the reference's) or 504 (Gateway Timeout)",
+    ] {
+        assert!(errs.iter().any(|e| e.contains(needle)), "no error containing {needle:?} in {errs:#?}");
+    }
+}
