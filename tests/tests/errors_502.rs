@@ -132,6 +132,35 @@ fn stalled_backend_answers_502_timeout_after_the_request_timeout() {
     assert_eq!(get(s.public(), "/recovered").status, 200);
 }
 
+/// `timeout_status = 504`: the same time-out answered 504 Gateway Timeout,
+/// with the same code, in the body's first words, the access log and the
+/// metrics; other causes stay 502.
+#[test]
+fn timeout_status_504_answers_gateway_timeout() {
+    let b = Backend::builder().name("stall").mode(Mode::Stall).start().unwrap();
+    let s = setup(&[b.addr()], "request_timeout = \"300ms\"\ntimeout_status = 504");
+    let r = get(s.public(), "/stall");
+    assert_eq!((r.status, r.header("x-ringgate-error")), (504, Some("TIMEOUT")), "{r:?}");
+    let text = r.text();
+    assert!(text.starts_with("504 Gateway Timeout: the backend server did not answer in time"), "{text}");
+    assert_no_internals(&text, &s.gw);
+    let logged = wait_until(Duration::from_secs(5), || {
+        s.gw.access_log().iter().any(|l| {
+            l["status"] == 504
+                && l["error_info"] == "TIMEOUT"
+                && l["error_detail"].as_str().is_some_and(|d| d.starts_with("504 Gateway Timeout (rule"))
+        })
+    });
+    assert!(logged, "{:#?}", s.gw.access_log());
+    let series = r#"ringgate_requests_total{listener="public",rule="rule-public",pool="pool-public",class="5xx",code="504",error_code="TIMEOUT"}"#;
+    assert!(wait_until(Duration::from_secs(5), || s.gw.metric(series) == Some(1)), "{}", s.gw.admin_get("/metrics").1);
+    // Another cause on the same settings is still a 502.
+    b.stop_listening();
+    b.close_connections();
+    let r = get(s.public(), "/refused");
+    assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("CONNECT_FAILED")), "{r:?}");
+}
+
 #[test]
 fn refused_connect_answers_502_connect_failed() {
     let dead = closed_addr();

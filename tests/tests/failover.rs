@@ -187,3 +187,32 @@ fn least_connections_avoids_the_busy_server() {
     }
     assert_eq!(slow.join().expect("slow client").status, 200);
 }
+
+/// `attempt_timeout`: an idempotent request without a body that a server
+/// does not answer in time goes to another server (counted as
+/// `attempt_timeout`); a POST is never sent twice, and waits for its
+/// server up to the request time-out.
+#[test]
+fn a_slow_server_is_left_for_another_after_the_attempt_timeout() {
+    let (gw, a, b) = two_servers("request_timeout = 10\nattempt_timeout = \"300ms\"\n");
+    let addr = gw.addr("public");
+    a.set_mode(Mode::Slow(Duration::from_secs(2)));
+    // Round-robin starts at a: the GET is tried there, then on b.
+    let r = get(addr, "/get");
+    assert_eq!(r.status, 200, "{:?} {}", r.header("x-ringgate-error"), r.text());
+    assert_eq!(r.header("x-backend"), Some("b"));
+    assert_eq!(retries(&gw, "attempt_timeout"), 1);
+    assert_eq!(b.requests_to("/get"), 1);
+
+    // The POST goes to a (its turn) and is not replayed: a answers it late.
+    let r = request(addr, "POST", "/post", &[("Content-Type", "text/plain")], b"once").expect("POST");
+    assert_eq!((r.status, r.header("x-backend")), (200, Some("a")), "{}", r.text());
+    assert_eq!(b.requests_to("/post"), 0, "the POST was replayed");
+    assert_eq!(retries(&gw, "attempt_timeout"), 1);
+
+    // Both slow: the GET is tried on each, then answered TIMEOUT.
+    b.set_mode(Mode::Slow(Duration::from_secs(2)));
+    let r = get(addr, "/both-slow");
+    assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("TIMEOUT")), "{}", r.text());
+    assert_eq!(a.requests_to("/both-slow") + b.requests_to("/both-slow"), 2, "one attempt each, max_attempts = 2");
+}

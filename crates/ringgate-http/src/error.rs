@@ -162,8 +162,14 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// (`content_type`), with the same `x-ringgate-error` header as the plain
 /// answer: the page is for users, the code still for operators.
 pub fn error_page_response(code: ErrorCode, body: &[u8], content_type: &str, close: bool) -> Vec<u8> {
+    error_page_response_as(code, code.status(), body, content_type, close)
+}
+
+/// [`error_page_response`] sent with `status` instead of the code's own
+/// (a time-out answered 504 by `timeout_status`).
+pub fn error_page_response_as(code: ErrorCode, status: u16, body: &[u8], content_type: &str, close: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(200 + body.len());
-    write_error_head(code, content_type, body.len(), close, &mut out);
+    write_error_head(code, status, content_type, body.len(), close, &mut out);
     out.extend_from_slice(body);
     out
 }
@@ -171,8 +177,13 @@ pub fn error_page_response(code: ErrorCode, body: &[u8], content_type: &str, clo
 /// A complete response for `code`, with `body` (one line of plain words, a
 /// newline is added). `close` adds `Connection: close`.
 pub fn error_response(code: ErrorCode, body: &str, close: bool) -> Vec<u8> {
+    error_response_as(code, code.status(), body, close)
+}
+
+/// [`error_response`] sent with `status` instead of the code's own.
+pub fn error_response_as(code: ErrorCode, status: u16, body: &str, close: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + body.len());
-    write_error_head(code, "text/plain; charset=utf-8", body.len() + 1, close, &mut out);
+    write_error_head(code, status, "text/plain; charset=utf-8", body.len() + 1, close, &mut out);
     out.extend_from_slice(body.as_bytes());
     out.push(b'\n');
     out
@@ -180,8 +191,7 @@ pub fn error_response(code: ErrorCode, body: &str, close: bool) -> Vec<u8> {
 
 /// The head every gateway answer shares: status, type, length, the
 /// `x-ringgate-error` code, no caching, and `connection: close` on request.
-fn write_error_head(code: ErrorCode, content_type: &str, len: usize, close: bool, out: &mut Vec<u8>) {
-    let status = code.status();
+fn write_error_head(code: ErrorCode, status: u16, content_type: &str, len: usize, close: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     out.push(b' ');

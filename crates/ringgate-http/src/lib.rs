@@ -18,7 +18,9 @@ mod rewrite;
 pub mod trace;
 
 pub use chunked::{ChunkError, ChunkedDecoder, Progress, decode_all as chunked_decode_all};
-pub use error::{ErrorCode, error_page_response, error_response, reason_phrase};
+pub use error::{
+    ErrorCode, error_page_response, error_page_response_as, error_response, error_response_as, reason_phrase,
+};
 pub use head::{BodyKind, Header, HeaderKind, Span, Version};
 pub use request::{Method, ParseLimits, RequestError, RequestHead, parse_request};
 pub use response::{ResponseCodings, ResponseError, ResponseHead, parse_response};

@@ -25,6 +25,10 @@ pub enum ProxyError {
     ConnectTimeout { server: String, after: Duration },
     #[error("server {server} did not answer within the request time-out of {}ms", timeout.as_millis())]
     Timeout { server: String, timeout: Duration },
+    /// The server did not answer within `attempt_timeout`; the request (idempotent, no
+    /// body) is intact and may go to another server.
+    #[error("server {server} did not answer within the attempt time-out of {}ms", timeout.as_millis())]
+    AttemptTimeout { server: String, timeout: Duration },
     #[error("server {server} closed the connection before a complete response")]
     BackendClosed {
         server: String,
@@ -46,15 +50,16 @@ impl ProxyError {
             ProxyError::Unresolved { .. } | ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } => {
                 ErrorCode::ConnectFailed
             }
-            ProxyError::Timeout { .. } => ErrorCode::Timeout,
+            ProxyError::Timeout { .. } | ProxyError::AttemptTimeout { .. } => ErrorCode::Timeout,
             ProxyError::BackendClosed { .. } => ErrorCode::BackendClosed,
             ProxyError::InvalidResponse { .. } => ErrorCode::InvalidResponse,
             ProxyError::TlsHandshake { .. } => ErrorCode::TlsHandshakeFailed,
         }
     }
 
-    /// Why another server may be tried, if this failure means no connection
-    /// could be opened (so the request cannot have reached the server).
+    /// Why another server may be tried: no connection could be opened (so
+    /// the request cannot have reached the server), or an idempotent request
+    /// without a body was not answered within its attempt time-out.
     pub fn retry_reason(&self) -> Option<crate::metrics::RetryReason> {
         use crate::metrics::RetryReason;
         match self {
@@ -62,6 +67,7 @@ impl ProxyError {
             ProxyError::ConnectTimeout { .. } => Some(RetryReason::ConnectTimeout),
             ProxyError::TlsHandshake { .. } => Some(RetryReason::TlsHandshakeFailed),
             ProxyError::Unresolved { .. } => Some(RetryReason::Unresolved),
+            ProxyError::AttemptTimeout { .. } => Some(RetryReason::AttemptTimeout),
             _ => None,
         }
     }
@@ -84,8 +90,9 @@ impl ProxyError {
         public_text(self.code())
     }
 
-    /// The 502 body: the cause in plain words and what to look at.
-    pub fn explain(&self, rule: &str, settings: &str) -> String {
+    /// The 502 body: the cause in plain words and what to look at. `status`
+    /// is what the answer is sent with (a time-out may be a 504).
+    pub fn explain(&self, rule: &str, settings: &str, status: u16) -> String {
         let hint = match self.code() {
             ErrorCode::Timeout => {
                 format!("; raise request_timeout in [[backend_http_settings]] \"{settings}\" or make the server faster")
@@ -93,7 +100,17 @@ impl ProxyError {
             ErrorCode::ConnectFailed => "; check that the server is up and listening on that port".to_string(),
             _ => String::new(),
         };
-        format!("502 Bad Gateway (rule \"{rule}\"): {self}{hint}")
+        format!("{status} {} (rule \"{rule}\"): {self}{hint}", ringgate_http::reason_phrase(status))
+    }
+}
+
+/// [`public_text`] for an answer sent with `status`: a time-out answered 504
+/// says so in its first words.
+pub fn public_text_as(code: ErrorCode, status: u16) -> std::borrow::Cow<'static, str> {
+    let text = public_text(code);
+    match text.strip_prefix("502 Bad Gateway") {
+        Some(rest) if status != 502 => format!("{status} {}{rest}", ringgate_http::reason_phrase(status)).into(),
+        _ => text.into(),
     }
 }
 

@@ -131,19 +131,22 @@ impl HeadFail {
 }
 
 impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
-    /// Takes the request in `rbuf` to server `index` of `rule` at `addr`.
-    /// `Err`: no connection could be opened, nothing of the request was
-    /// consumed or sent, and the caller may try another server.
+    /// Takes the request in `rbuf` to server `index` of `rule` at `addr`,
+    /// within `deadline` (the request time-out from the first attempt).
+    /// `Err`: the request is intact in `rbuf` (no connection could be
+    /// opened, or an attempt time-out passed on a request that may be sent
+    /// again), and the caller may try another server.
     pub(crate) async fn exchange(
         &mut self,
         rule: &TargetPlan,
         index: usize,
         addr: SocketAddr,
         from_cookie: bool,
+        deadline: Instant,
     ) -> Result<Outcome, ProxyError> {
         let mut out = Outcome::default();
         let mut obuf = self.w.take_buf();
-        let result = self.exchange_inner(rule, index, addr, from_cookie, &mut obuf, &mut out).await;
+        let result = self.exchange_inner(rule, index, addr, from_cookie, deadline, &mut obuf, &mut out).await;
         self.w.give_buf(obuf);
         Ok(match result {
             Ok(()) => out,
@@ -201,6 +204,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         index: usize,
         addr: SocketAddr,
         from_cookie: bool,
+        request_deadline: Instant,
         obuf: &mut Vec<u8>,
         out: &mut Outcome,
     ) -> Result<(), Fail> {
@@ -238,6 +242,19 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             self.req_copy.clear();
             self.req_copy.extend_from_slice(&self.rbuf[..head_len]);
         }
+        // An idempotent request without a body may go to another server when
+        // this one does not answer within `attempt_timeout`: its head is kept
+        // to put back. Nothing is copied unless that is configured.
+        let per_attempt = rule.attempt_timeout < rule.request_timeout
+            && method.is_idempotent()
+            && prefix == 0
+            && body.is_done()
+            && !expect_continue;
+        let mut kept_head = per_attempt.then(|| {
+            let mut b = self.w.take_buf();
+            b.extend_from_slice(&self.rbuf[..head_len]);
+            b
+        });
         consume(&mut self.rbuf, head_len + prefix);
         out.bytes_in = (head_len + prefix) as u64;
 
@@ -287,11 +304,31 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 out.bytes_in += self.send_body(&mut conn, &mut body, &plan, rule).await?;
             }
             let sent_at = Instant::now();
-            let deadline = sent_at + rule.request_timeout;
+            let deadline = match &kept_head {
+                Some(_) => (sent_at + rule.attempt_timeout).min(request_deadline),
+                None => sent_at + rule.request_timeout,
+            };
             match self.read_response_head(&mut conn, method, deadline).await {
                 Ok(n) => {
                     out.response_time = Some(sent_at.elapsed());
+                    if let Some(b) = kept_head.take() {
+                        self.w.give_buf(b);
+                    }
                     break (conn, n);
+                }
+                Err(HeadFail::TimedOut) if kept_head.is_some() && Instant::now() < request_deadline => {
+                    // The request goes back as it came, for another server;
+                    // this connection (with a response maybe on its way) is
+                    // dropped, not pooled.
+                    let mut head = kept_head.take().unwrap_or_default();
+                    head.extend_from_slice(&self.rbuf);
+                    std::mem::swap(&mut self.rbuf, &mut head);
+                    self.w.give_buf(head);
+                    let timeout = rule.attempt_timeout;
+                    return Err(Fail::Unreached(ProxyError::AttemptTimeout {
+                        server: server.display.to_string(),
+                        timeout,
+                    }));
                 }
                 Err(HeadFail::Closed { empty: true, .. }) if reused && replayable && !retried => {
                     retried = true;

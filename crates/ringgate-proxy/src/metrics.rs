@@ -85,6 +85,10 @@ pub struct RuleMetrics {
     /// The gateway's own answers, by error code (as in [`ErrorCode::ALL`])
     /// and status (as in [`ERROR_STATUSES`]).
     pub errors: [[Counter; ERROR_STATUSES.len()]; ErrorCode::ALL.len()],
+    /// Error codes with any other status: a response cut after its head was
+    /// sent (a backend's 200 whose body broke off, `BACKEND_CLOSED`). Rare,
+    /// so a lock (this worker's own, uncontended) on that path only.
+    pub other_errors: Mutex<Vec<(u16, ErrorCode, u64)>>,
     pub connect_latency: Histogram,
     pub response_latency: Histogram,
     /// From the request head read to the response's last byte sent, as the
@@ -99,6 +103,7 @@ impl Default for RuleMetrics {
         RuleMetrics {
             statuses: Box::new(std::array::from_fn(|_| Counter::default())),
             errors: Default::default(),
+            other_errors: Mutex::new(Vec::new()),
             connect_latency: Histogram::default(),
             response_latency: Histogram::default(),
             request_latency: Histogram::default(),
@@ -112,13 +117,17 @@ impl RuleMetrics {
     #[inline]
     pub fn count(&self, status: u16, code: Option<ErrorCode>) {
         if let Some(c) = code {
-            if let Some(si) = ERROR_STATUSES.iter().position(|&s| s == status) {
-                self.errors[c as usize][si].add(1);
-                return;
+            match ERROR_STATUSES.iter().position(|&s| s == status) {
+                Some(si) => self.errors[c as usize][si].add(1),
+                None => {
+                    let mut other = self.other_errors.lock().unwrap_or_else(|e| e.into_inner());
+                    match other.iter_mut().find(|(s, oc, _)| *s == status && *oc == c) {
+                        Some(e) => e.2 += 1,
+                        None => other.push((status, c, 1)),
+                    }
+                }
             }
-            // A status the table does not hold (a test below keeps every
-            // code's own status in it): still counted, by status alone.
-            debug_assert!(false, "{status} is not in ERROR_STATUSES");
+            return;
         }
         let i = usize::from(status.clamp(100, 599) - 100);
         self.statuses[i].add(1);
@@ -126,7 +135,14 @@ impl RuleMetrics {
 
     /// Answers with this error code, whatever their status.
     pub fn errors_of(&self, code: ErrorCode) -> u64 {
-        self.errors[code as usize].iter().map(Counter::get).sum()
+        let other = self.other_errors.lock().unwrap_or_else(|e| e.into_inner());
+        self.errors[code as usize].iter().map(Counter::get).sum::<u64>()
+            + other.iter().filter(|e| e.1 == code).map(|e| e.2).sum::<u64>()
+    }
+
+    /// Every (status, error code, count) outside the fixed table.
+    pub fn other_errors(&self) -> Vec<(u16, ErrorCode, u64)> {
+        self.other_errors.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -172,20 +188,30 @@ pub enum RetryReason {
     TlsHandshakeFailed,
     /// The server's name resolves to no address: another server.
     Unresolved,
+    /// An idempotent request without a body was not answered within the
+    /// settings' `attempt_timeout`: another server.
+    AttemptTimeout,
 }
 
 impl RetryReason {
-    pub const ALL: [RetryReason; 5] = [
+    pub const ALL: [RetryReason; 6] = [
         RetryReason::StalePooledConnection,
         RetryReason::ConnectFailed,
         RetryReason::ConnectTimeout,
         RetryReason::TlsHandshakeFailed,
         RetryReason::Unresolved,
+        RetryReason::AttemptTimeout,
     ];
 
     /// The `reason` labels, in index order.
-    pub const NAMES: [&'static str; 5] =
-        ["stale_pooled_connection", "connect_failed", "connect_timeout", "tls_handshake_failed", "unresolved"];
+    pub const NAMES: [&'static str; 6] = [
+        "stale_pooled_connection",
+        "connect_failed",
+        "connect_timeout",
+        "tls_handshake_failed",
+        "unresolved",
+        "attempt_timeout",
+    ];
 
     /// The `reason` label.
     pub fn as_str(self) -> &'static str {
@@ -360,6 +386,11 @@ mod tests {
         m.count(502, Some(ErrorCode::PoolEmpty));
         m.count(502, Some(ErrorCode::PoolEmpty));
         m.count(504, Some(ErrorCode::Timeout));
+        // A response cut after the backend's head: its status, and the code.
+        m.count(200, Some(ErrorCode::BackendClosed));
+        m.count(200, Some(ErrorCode::BackendClosed));
+        assert_eq!(m.other_errors(), [(200, ErrorCode::BackendClosed, 2)]);
+        assert_eq!(m.errors_of(ErrorCode::BackendClosed), 2);
         assert_eq!(m.statuses[100].get(), 1);
         assert_eq!(m.errors_of(ErrorCode::PoolEmpty), 2);
         assert_eq!(m.errors_of(ErrorCode::Timeout), 1);

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use ringgate_config::{Config, Protocol, SocketKey, TargetId};
 use ringgate_health::{HealthEntry, HealthTable, ServerKey};
-use ringgate_http::{ErrorCode, ParseLimits, error_response};
+use ringgate_http::{ErrorCode, ParseLimits};
 
 use crate::balance::affinity_token;
 use crate::metrics::{MetricsRegistry, RuleLabels, RuleSeries};
@@ -67,9 +67,15 @@ impl ErrorPages {
 
     /// The answer for `code`: the page for its status, else the plain text.
     pub fn response(&self, code: ErrorCode, text: &str, close: bool) -> Vec<u8> {
-        match self.0.iter().find(|(s, ..)| *s == code.status()) {
-            Some((_, body, ct)) => ringgate_http::error_page_response(code, body, ct, close),
-            None => error_response(code, text, close),
+        self.response_as(code, code.status(), text, close)
+    }
+
+    /// [`ErrorPages::response`] sent with `status` (and its page) instead of
+    /// the code's own.
+    pub fn response_as(&self, code: ErrorCode, status: u16, text: &str, close: bool) -> Vec<u8> {
+        match self.0.iter().find(|(s, ..)| *s == status) {
+            Some((_, body, ct)) => ringgate_http::error_page_response_as(code, status, body, ct, close),
+            None => ringgate_http::error_response_as(code, status, text, close),
         }
     }
 }
@@ -116,6 +122,8 @@ pub struct TargetPlan {
     pub slow_start: Duration,
     /// How long one attempt waits for a response head (`attempt_timeout`).
     pub attempt_timeout: Duration,
+    /// The status a `TIMEOUT` is answered with (`timeout_status`).
+    pub timeout_status: u16,
     /// The pool's weighted round-robin schedule (`None`: equal weights).
     pub schedule: Option<Box<[u16]>>,
     pub distribution: ringgate_config::LoadDistribution,
@@ -387,6 +395,7 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
         max_attempts: settings.max_attempts,
         slow_start: settings.slow_start,
         attempt_timeout: settings.attempt_timeout,
+        timeout_status: settings.timeout_status,
         schedule: crate::balance::weighted_schedule(&pool.weights),
         distribution: settings.load_distribution,
         host_override: settings.host_name.as_ref().map(|h| h.as_bytes().into()),

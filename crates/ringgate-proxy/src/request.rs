@@ -524,7 +524,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             let result = match lp.addrs[ri][index].pick(&server.health) {
                 Some(addr) => {
                     let _inflight = crate::local::InFlight::new(&lp.inflight[ri][index]);
-                    self.exchange(rule, index, addr, from_cookie).await
+                    self.exchange(rule, index, addr, from_cookie, started + rule.request_timeout).await
                 }
                 None => Err(crate::error::ProxyError::Unresolved { server: server.display.to_string() }),
             };
@@ -604,6 +604,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
 
     /// Sends a gateway error with `text` as its body.
     pub(crate) async fn reply_error(&mut self, code: ErrorCode, text: &str, close: bool) -> Outcome {
+        self.reply_error_as(code, code.status(), text, close).await
+    }
+
+    /// [`Client::reply_error`] with `status` instead of the code's own.
+    async fn reply_error_as(&mut self, code: ErrorCode, status: u16, text: &str, close: bool) -> Outcome {
         let bytes = {
             let lp = self.w.plan();
             let plan = &lp.plan;
@@ -612,21 +617,25 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 None => plan.socket(&self.socket).map(|s| &s.error_pages),
             };
             match pages {
-                Some(p) => p.response(code, text, close),
-                None => ringgate_http::error_response(code, text, close),
+                Some(p) => p.response_as(code, status, text, close),
+                None => ringgate_http::error_response_as(code, status, text, close),
             }
         };
-        self.reply_canned(code, &bytes, close).await
+        let mut out = self.reply_canned(code, &bytes, close).await;
+        out.status = status;
+        out
     }
 
     /// Sends the 502 (or other answer) for a failure before any response.
     pub(crate) async fn reply_proxy_error(&mut self, rule: &TargetPlan, err: &crate::error::ProxyError) -> Outcome {
         let code = err.code();
         let close = true;
-        let text = err.explain(&rule.name, &rule.settings);
+        let status = if code == ErrorCode::Timeout { rule.timeout_status } else { code.status() };
+        let text = err.explain(&rule.name, &rule.settings, status);
         tracing::debug!(rule = %rule.name, error = %err, "answering {}", code);
         let public = self.w.plan().plan.public_errors;
-        let mut out = self.reply_error(code, if public { err.public_text() } else { &text }, close).await;
+        let public_text = crate::error::public_text_as(code, status);
+        let mut out = self.reply_error_as(code, status, if public { &public_text } else { &text }, close).await;
         out.detail = Some(text.into());
         out
     }

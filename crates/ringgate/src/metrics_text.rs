@@ -63,9 +63,16 @@ pub fn render(shared: &Shared) -> String {
                 );
             }
         }
+        let mut other: BTreeMap<(u16, ErrorCode), u64> = BTreeMap::new();
+        for (status, c, n) in series.iter().flat_map(|m| m.other_errors()) {
+            *other.entry((status, c)).or_default() += n;
+        }
         for (ci, c) in ErrorCode::ALL.iter().enumerate() {
-            for (si, status) in ERROR_STATUSES.iter().enumerate() {
-                let n: u64 = series.iter().map(|m| m.errors[ci][si].get()).sum();
+            let fixed = ERROR_STATUSES.iter().enumerate().map(|(si, &status)| {
+                (status, series.iter().map(|m| m.errors[ci][si].get()).sum::<u64>())
+            });
+            let cut = other.iter().filter(|((_, oc), _)| oc == c).map(|(&(status, _), &n)| (status, n));
+            for (status, n) in fixed.chain(cut) {
                 if n > 0 {
                     let _ = writeln!(
                         o,
