@@ -358,7 +358,8 @@ fn curl_prior_knowledge_is_served_only_with_http2_cleartext() {
     assert_eq!((h1.status, h1.body.as_slice()), (200, b"app\n".as_slice()));
 
     // Without http2_cleartext the preface is an HTTP/1.1 request line with
-    // version HTTP/2.0: ringgate answers 505 and curl gets no HTTP/2 answer.
+    // version HTTP/2.0: ringgate answers 400 (as Application Gateway v2) and
+    // curl gets no HTTP/2 answer.
     let off = Gateway::start(&simple_config(&[b.addr()], ""));
     let url = format!("http://{}/pk-off", off.addr("public"));
     let r = curl(&["--http2-prior-knowledge", &url]);
@@ -367,7 +368,7 @@ fn curl_prior_knowledge_is_served_only_with_http2_cleartext() {
     assert_ne!(r.version, "2", "{r:?}");
     let got = raw(off.addr("public"), b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Duration::from_secs(5));
     let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("HTTP/1.1 505 "), "{text}");
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
     assert!(text.to_ascii_lowercase().contains("x-ringgate-error: version_not_supported"), "{text}");
     assert_eq!(b.requests_to("/pk-off"), 0);
 }

@@ -144,6 +144,8 @@ pub(crate) struct RawGateway {
     pub watch_config: Option<bool>,
     pub error_detail: Option<crate::model::ErrorDetail>,
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
+    pub allow_trace: Option<bool>,
+    pub unknown_version_status: Option<u16>,
     pub log_format: Option<crate::model::LogFormat>,
     pub watch_interval: Option<Duration>,
     pub access_log: Option<String>,
@@ -523,6 +525,8 @@ const GATEWAY_FIELDS: &[&str] = &[
     "watch_interval",
     "error_detail",
     "trusted_proxies",
+    "allow_trace",
+    "unknown_version_status",
     "log_format",
     "access_log",
     "limits",
@@ -633,6 +637,16 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
             })
             .collect()
     });
+    let allow_trace = f.bool("allow_trace");
+    let unknown_version_status = f.int("unknown_version_status", 100, 599).and_then(|n| match n {
+        400 | 505 => Some(n as u16),
+        _ => {
+            let at = f.get("unknown_version_status").map_or(at, |v| v.span().start);
+            let msg = format!("{n} is not 400 (Application Gateway v2's answer) or 505 (HTTP Version Not Supported)");
+            f.err(at, "unknown_version_status", msg);
+            None
+        }
+    });
     let access_log = f.string_at("access_log").and_then(|(s, at)| {
         if s.trim().is_empty() {
             f.err(at, "access_log", "must be \"off\", \"stdout\" or a file path".into());
@@ -653,6 +667,8 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
         watch_config,
         error_detail,
         trusted_proxies,
+        allow_trace,
+        unknown_version_status,
         log_format,
         watch_interval,
         access_log,

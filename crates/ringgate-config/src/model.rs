@@ -80,6 +80,14 @@ pub struct Gateway {
     /// headers are believed (`None`: every client's, as Application Gateway
     /// keeps every X-Forwarded-For).
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
+    /// TRACE requests are proxied; off by default: answered 405, as
+    /// Application Gateway v2 does (TRACE echoes a request, cookies and
+    /// all, back to whoever can make a browser send it).
+    pub allow_trace: bool,
+    /// The status for a request line with an HTTP version other than 1.x:
+    /// 400 as Application Gateway v2 (the default), or 505 as RFC 9112
+    /// suggests.
+    pub unknown_version_status: u16,
     /// How the gateway's own log lines (stderr) are written.
     pub log_format: LogFormat,
     pub watch_interval: Duration,

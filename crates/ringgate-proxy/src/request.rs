@@ -261,8 +261,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         if self.w.shared.access_log.is_some() {
             self.meta.capture_raw(&self.rbuf);
         }
-        let text = format!("{} {}: {}", e.status(), ringgate_http::reason_phrase(e.status()), e.reason());
-        let out = self.reply_error(e.code(), &text, close).await;
+        let status = match e {
+            RequestError::VersionNotSupported => plan.config.gateway.unknown_version_status,
+            _ => e.status(),
+        };
+        let text = format!("{status} {}: {}", ringgate_http::reason_phrase(status), e.reason());
+        let out = self.reply_error_as(e.code(), status, &text, close).await;
         self.finish(plan, None, start, out);
         false
     }
@@ -276,6 +280,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         }
         self.choose_trace();
         self.page_target = None;
+        if self.head.method == ringgate_http::Method::Trace && !plan.config.gateway.allow_trace {
+            let close = self.head.body != BodyKind::Empty || self.head.close;
+            self.skip_head();
+            let text = "405 Method Not Allowed: TRACE is not allowed by this gateway";
+            let out = self.reply_error(ErrorCode::MethodNotAllowed, text, close).await;
+            self.finish(plan, None, start, out);
+            return !close;
+        }
         let host = self.head.host.map(|h| h.of(&self.rbuf));
         let Some(ri) = plan.socket(&self.socket).and_then(|s| s.routes.route(host)) else {
             let text = format!(

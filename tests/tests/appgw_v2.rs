@@ -1,0 +1,54 @@
+//! Where ringgate follows today's Application Gateway v2 (the 2016 reference
+//! being silent), each as a documented setting: TRACE refused with 405, an
+//! unknown HTTP version answered 400 (or 505), time-outs answered 504 when
+//! asked (see errors_502.rs).
+
+use std::time::Duration;
+
+use ringgate_e2e::*;
+
+fn gateway(backend: &Backend, gateway_extra: &str) -> Gateway {
+    let config = simple_config(&[backend.addr()], "")
+        .replacen("drain_timeout = 5\n", &format!("drain_timeout = 5\n{gateway_extra}\n"), 1);
+    Gateway::start(&config)
+}
+
+fn head_of(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    text.split("\r\n\r\n").next().unwrap_or_default().to_ascii_lowercase()
+}
+
+#[test]
+fn trace_is_refused_with_405_unless_allowed() {
+    let b = Backend::start_ok("b").unwrap();
+    let gw = gateway(&b, "");
+    let mut c = Client::connect(gw.addr("public")).unwrap();
+    let r = c.request("TRACE", "/t", &[], b"").unwrap();
+    assert_eq!((r.status, r.header("x-ringgate-error")), (405, Some("METHOD_NOT_ALLOWED")), "{}", r.text());
+    assert!(r.text().contains("TRACE is not allowed"), "{}", r.text());
+    assert!(!r.closed, "a refused TRACE without a body keeps the connection");
+    assert_eq!(c.request("GET", "/after", &[], b"").unwrap().status, 200);
+    assert_eq!(b.requests_to("/t"), 0, "the TRACE reached the backend");
+
+    let gw = gateway(&b, "allow_trace = true");
+    let r = request(gw.addr("public"), "TRACE", "/allowed", &[], b"").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(b.requests_to("/allowed"), 1);
+}
+
+#[test]
+fn an_unknown_http_version_is_a_400_or_a_505() {
+    let b = Backend::start_ok("b").unwrap();
+    let gw = gateway(&b, "");
+    let got = raw(gw.addr("public"), b"GET / HTTP/3.0\r\nHost: a\r\n\r\n", Duration::from_secs(5));
+    let head = head_of(&got);
+    assert!(head.starts_with("http/1.1 400 bad request"), "{head}");
+    assert!(head.contains("x-ringgate-error: version_not_supported"), "{head}");
+
+    let gw = gateway(&b, "unknown_version_status = 505");
+    let got = raw(gw.addr("public"), b"GET / HTTP/3.0\r\nHost: a\r\n\r\n", Duration::from_secs(5));
+    assert!(head_of(&got).starts_with("http/1.1 505 http version not supported"), "{}", head_of(&got));
+    // HTTP/1.2 is HTTP/1.x (RFC 9112 §2.3): served.
+    let got = raw(gw.addr("public"), b"GET / HTTP/1.2\r\nHost: a\r\nConnection: close\r\n\r\n", Duration::from_secs(5));
+    assert!(head_of(&got).starts_with("http/1.1 200"), "{}", head_of(&got));
+}
