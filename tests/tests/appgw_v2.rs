@@ -8,8 +8,11 @@ use std::time::Duration;
 use ringgate_e2e::*;
 
 fn gateway(backend: &Backend, gateway_extra: &str) -> Gateway {
-    let config = simple_config(&[backend.addr()], "")
-        .replacen("drain_timeout = 5\n", &format!("drain_timeout = 5\n{gateway_extra}\n"), 1);
+    let config = simple_config(&[backend.addr()], "").replacen(
+        "drain_timeout = 5\n",
+        &format!("drain_timeout = 5\n{gateway_extra}\n"),
+        1,
+    );
     Gateway::start(&config)
 }
 
@@ -51,4 +54,31 @@ fn an_unknown_http_version_is_a_400_or_a_505() {
     // HTTP/1.2 is HTTP/1.x (RFC 9112 §2.3): served.
     let got = raw(gw.addr("public"), b"GET / HTTP/1.2\r\nHost: a\r\nConnection: close\r\n\r\n", Duration::from_secs(5));
     assert!(head_of(&got).starts_with("http/1.1 200"), "{}", head_of(&got));
+}
+
+/// The affinity cookie has Application Gateway's name, and its `CORS` twin
+/// (what a cross-site request carries, the other being SameSite=Lax) pins
+/// the client as well.
+#[test]
+fn the_cors_affinity_cookie_pins_the_client_too() {
+    let a = Backend::start_ok("a").unwrap();
+    let b = Backend::start_ok("b").unwrap();
+    let gw = Gateway::start(&simple_config(&[a.addr(), b.addr()], "cookie_based_affinity = true"));
+    let addr = gw.addr("public");
+    let mut b_token = None;
+    for i in 0..4 {
+        let r = get(addr, &format!("/find-{i}"));
+        if r.header("x-backend") == Some("b") {
+            let c = r.header("set-cookie").expect("a new client gets a cookie");
+            assert!(c.starts_with("ApplicationGatewayAffinity="), "{c}");
+            b_token = c.split(';').next().and_then(|p| p.split_once('=')).map(|(_, t)| t.to_string());
+        }
+    }
+    let token = b_token.expect("round robin reached b");
+    let cookie = format!("ApplicationGatewayAffinityCORS={token}");
+    for i in 0..4 {
+        let r = request(addr, "GET", &format!("/cors-{i}"), &[("Cookie", &cookie)], b"").unwrap();
+        assert_eq!(r.header("x-backend"), Some("b"), "request {i} with the CORS cookie");
+        assert_eq!(r.header("set-cookie"), None, "the cookie it has is honoured, not replaced");
+    }
 }

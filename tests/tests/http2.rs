@@ -1294,7 +1294,8 @@ print(json.dumps(out))
 
 // ---------------------------------------------------------------------------
 // 14. The affinity cookie is `Secure; SameSite=Lax` on https listeners (over
-// either protocol), and neither on plain ones.
+// either protocol), with its `CORS` twin (`SameSite=None; Secure`) as
+// Application Gateway v2 sets it, and neither on plain ones.
 
 #[test]
 fn the_affinity_cookie_is_secure_on_https_listeners_only() {
@@ -1314,12 +1315,16 @@ fn the_affinity_cookie_is_secure_on_https_listeners_only() {
     for proto in ["--http2", "--http1.1"] {
         let r = curl(&[proto, "--cacert", ca, &url]);
         assert_eq!(r.code, "200", "{proto}: {r:?}");
-        let cookie = r
-            .headers
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
-            .unwrap_or_else(|| panic!("{proto}: no Set-Cookie in {}", r.headers));
-        assert!(cookie.contains("; HttpOnly; Secure; SameSite=Lax"), "{proto}: {cookie}");
+        let cookies: Vec<&str> =
+            r.headers.lines().filter(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).collect();
+        assert_eq!(cookies.len(), 2, "{proto}: {}", r.headers);
+        let (main, cors) = (cookies[0].trim_end(), cookies[1].trim_end());
+        assert!(main.contains(" ApplicationGatewayAffinity="), "{proto}: {main}");
+        assert!(main.ends_with("; HttpOnly; Secure; SameSite=Lax"), "{proto}: {main}");
+        assert!(cors.contains(" ApplicationGatewayAffinityCORS="), "{proto}: {cors}");
+        assert!(cors.ends_with("; HttpOnly; SameSite=None; Secure"), "{proto}: {cors}");
+        let token = |c: &str| c.split_once('=').map(|(_, v)| v.split(';').next().unwrap_or_default().to_string());
+        assert_eq!(token(main), token(cors), "{proto}: one server, one token");
     }
     let plain = Gateway::start(&simple_config(&[b.addr()], "cookie_based_affinity = true"));
     let r = ringgate_e2e::get(plain.addr("public"), "/");

@@ -102,7 +102,7 @@ fn affinity(gw: &Gateway, cookie: Option<&str>) -> Response {
     r
 }
 
-/// `RinggateAffinity=<token>` out of a Set-Cookie value.
+/// `ApplicationGatewayAffinity=<token>` out of a Set-Cookie value.
 fn cookie_pair(set_cookie: &str) -> String {
     set_cookie.split(';').next().unwrap_or_default().trim().to_string()
 }
@@ -129,7 +129,7 @@ fn affinity_cookie_pins_a_client_to_one_server() {
     let first = affinity(&gw, None);
     let pinned = first.header("x-backend").unwrap().to_string();
     let set_cookie = first.header("set-cookie").expect("the first response sets the affinity cookie");
-    assert!(set_cookie.starts_with("RinggateAffinity="), "{set_cookie}");
+    assert!(set_cookie.starts_with("ApplicationGatewayAffinity="), "{set_cookie}");
     assert!(set_cookie.contains("Path=/"), "{set_cookie}");
     let cookie = cookie_pair(set_cookie);
 

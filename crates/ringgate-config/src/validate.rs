@@ -369,7 +369,7 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
             port: s.port.unwrap_or(80),
             protocol: s.protocol.unwrap_or(Protocol::Http),
             cookie_based_affinity: s.cookie_based_affinity.unwrap_or(false),
-            affinity_cookie_name: s.affinity_cookie_name.clone().unwrap_or_else(|| "RinggateAffinity".into()),
+            affinity_cookie_name: s.affinity_cookie_name.clone().unwrap_or_else(|| "ApplicationGatewayAffinity".into()),
             request_timeout,
             connect_timeout,
             probe,

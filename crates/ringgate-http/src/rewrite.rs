@@ -218,7 +218,8 @@ pub struct ResponseRewrite<'a> {
     pub dechunk: bool,
     /// A 101 to an upgrade request: pass Upgrade and `Connection: upgrade`.
     pub upgrade: bool,
-    /// A `Set-Cookie` value to add (affinity).
+    /// Whole `Set-Cookie: ...\r\n` lines to add (affinity: one cookie, or
+    /// two on https listeners).
     pub set_cookie: Option<&'a [u8]>,
     /// Whole header lines to add, from rewrite rules.
     pub extra: &'a [u8],
@@ -245,10 +246,8 @@ pub fn write_response_head(buf: &[u8], head: &ResponseHead, rw: &ResponseRewrite
     copy_kept(buf, &head.headers, head.head_len - 2, keep, out);
     write_response_framing(buf, head, rw, out);
     out.extend_from_slice(rw.extra);
-    if let Some(c) = rw.set_cookie {
-        out.extend_from_slice(b"Set-Cookie: ");
-        out.extend_from_slice(c);
-        out.extend_from_slice(b"\r\n");
+    if let Some(lines) = rw.set_cookie {
+        out.extend_from_slice(lines);
     }
     if rw.upgrade {
         out.extend_from_slice(b"Connection: upgrade\r\n");
@@ -425,7 +424,8 @@ mod tests {
             resp(raw, &ResponseRewrite::default()),
             "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 2\r\n\r\n"
         );
-        let rw = ResponseRewrite { close: true, set_cookie: Some(b"A=b; Path=/"), ..Default::default() };
+        let rw =
+            ResponseRewrite { close: true, set_cookie: Some(b"Set-Cookie: A=b; Path=/\r\n"), ..Default::default() };
         assert_eq!(
             resp(raw, &rw),
             "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 2\r\nSet-Cookie: A=b; Path=/\r\nConnection: close\r\n\r\n"

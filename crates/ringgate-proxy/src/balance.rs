@@ -257,8 +257,8 @@ mod tests {
 
     #[test]
     fn cookies_are_found_among_others() {
-        let h = b"a=1; RinggateAffinity=abc ; b=\"2\"";
-        assert_eq!(find_cookie(h, b"RinggateAffinity"), Some(&b"abc"[..]));
+        let h = b"a=1; ApplicationGatewayAffinity=abc ; b=\"2\"";
+        assert_eq!(find_cookie(h, b"ApplicationGatewayAffinity"), Some(&b"abc"[..]));
         assert_eq!(find_cookie(h, b"b"), Some(&b"2"[..]));
         assert_eq!(find_cookie(h, b"c"), None);
         assert_eq!(find_cookie(b"", b"a"), None);

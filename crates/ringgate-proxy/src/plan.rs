@@ -139,8 +139,9 @@ pub struct TargetPlan {
     pub rewrite: Option<Arc<ringgate_rewrite::RuleSet>>,
     /// Custom error pages of the rule's listener (and the gateway's).
     pub error_pages: ErrorPages,
-    /// Affinity cookie name when cookie-based affinity is on.
-    pub affinity_cookie: Option<Box<[u8]>>,
+    /// Affinity cookie name when cookie-based affinity is on, and its
+    /// `CORS` twin's (read when the first is absent: a cross-site request).
+    pub affinity_cookie: Option<(Box<[u8]>, Box<[u8]>)>,
     /// `http` or `https`, for X-Forwarded-Proto.
     pub client_proto: &'static [u8],
     pub servers: Vec<ServerPlan>,
@@ -167,7 +168,7 @@ pub struct ServerPlan {
     pub pool_tag: u64,
     pub health: Arc<HealthEntry>,
     pub affinity_token: Box<[u8]>,
-    /// The whole `Set-Cookie` value that pins a client to this server.
+    /// The `Set-Cookie` lines that pin a client to this server.
     pub set_cookie: Box<[u8]>,
     /// The server's host name, for `pick_host_name_from_backend_address`.
     pub host_name: Box<[u8]>,
@@ -327,9 +328,17 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
             let entry = health.ensure(&key, &addr.host, addr.port_or(settings.port));
             let token = affinity_token(&pool.name, &key.server);
             // On https listeners the cookie is never sent in clear, and not
-            // on cross-site subrequests (a top-level navigation keeps it).
-            let secure = if listener.protocol == Protocol::Https { "; Secure; SameSite=Lax" } else { "" };
-            let set_cookie = format!("{}={token}; Path=/; HttpOnly{secure}", settings.affinity_cookie_name);
+            // on cross-site subrequests (a top-level navigation keeps it);
+            // its `CORS` twin, as Application Gateway v2 sets it, is sent on
+            // those too (SameSite=None needs Secure), for cross-origin calls.
+            let name = &settings.affinity_cookie_name;
+            let set_cookie = match listener.protocol {
+                Protocol::Https => format!(
+                    "Set-Cookie: {name}={token}; Path=/; HttpOnly; Secure; SameSite=Lax\r\n\
+                     Set-Cookie: {name}CORS={token}; Path=/; HttpOnly; SameSite=None; Secure\r\n"
+                ),
+                Protocol::Http => format!("Set-Cookie: {name}={token}; Path=/; HttpOnly\r\n"),
+            };
             let tls_name = (settings.protocol == Protocol::Https)
                 .then(|| {
                     let name = settings.host_name.clone().unwrap_or_else(|| addr.host.to_string());
@@ -404,7 +413,10 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
         draining: settings.connection_draining.map(|d| d.timeout),
         rewrite: target.rewrite_set.map(|r| config.rewrite_rule_sets[r.0].set.clone()),
         error_pages,
-        affinity_cookie: settings.cookie_based_affinity.then(|| settings.affinity_cookie_name.as_bytes().into()),
+        affinity_cookie: settings.cookie_based_affinity.then(|| {
+            let name = &settings.affinity_cookie_name;
+            (name.as_bytes().into(), format!("{name}CORS").into_bytes().into())
+        }),
         client_proto: match listener.protocol {
             Protocol::Http => b"http",
             Protocol::Https => b"https",

@@ -440,7 +440,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             return self.reply_error(ErrorCode::BodyTooLarge, &text, true).await;
         }
 
-        let affinity = rule.affinity_cookie.as_deref().and_then(|name| self.affinity_server(rule, name));
+        let affinity = rule.affinity_cookie.as_ref().and_then(|names| self.affinity_server(rule, names));
         let cursor = &lp.cursors[ri];
         let mut c = cursor.get();
         // Connection draining: a client pinned to a server that has just
@@ -587,12 +587,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     }
 
     /// The server an affinity cookie names, if the request carries one.
-    fn affinity_server(&self, rule: &TargetPlan, cookie_name: &[u8]) -> Option<usize> {
-        self.head
-            .headers
-            .iter()
-            .filter(|h| h.kind == ringgate_http::HeaderKind::Cookie)
-            .find_map(|h| find_cookie(h.value.of(&self.rbuf), cookie_name))
+    fn affinity_server(&self, rule: &TargetPlan, (name, cors): &(Box<[u8]>, Box<[u8]>)) -> Option<usize> {
+        let cookies = || self.head.headers.iter().filter(|h| h.kind == ringgate_http::HeaderKind::Cookie);
+        let find = |name: &[u8]| cookies().find_map(|h| find_cookie(h.value.of(&self.rbuf), name));
+        find(name)
+            .or_else(|| find(cors))
             .and_then(|token| rule.servers.iter().position(|s| &*s.affinity_token == token))
     }
 

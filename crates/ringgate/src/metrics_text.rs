@@ -68,9 +68,10 @@ pub fn render(shared: &Shared) -> String {
             *other.entry((status, c)).or_default() += n;
         }
         for (ci, c) in ErrorCode::ALL.iter().enumerate() {
-            let fixed = ERROR_STATUSES.iter().enumerate().map(|(si, &status)| {
-                (status, series.iter().map(|m| m.errors[ci][si].get()).sum::<u64>())
-            });
+            let fixed = ERROR_STATUSES
+                .iter()
+                .enumerate()
+                .map(|(si, &status)| (status, series.iter().map(|m| m.errors[ci][si].get()).sum::<u64>()));
             let cut = other.iter().filter(|((_, oc), _)| oc == c).map(|(&(status, _), &n)| (status, n));
             for (status, n) in fixed.chain(cut) {
                 if n > 0 {
