@@ -82,3 +82,74 @@ fn the_cors_affinity_cookie_pins_the_client_too() {
         assert_eq!(r.header("set-cookie"), None, "the cookie it has is honoured, not replaced");
     }
 }
+
+/// `access_log_format = "appgw"`: each line is Application Gateway v2's
+/// access log record, every field there, `error_info` in v2's names.
+#[test]
+fn the_appgw_access_log_format_has_every_field_of_v2() {
+    let b = Backend::start_ok("b").unwrap();
+    let gw = gateway(&b, "access_log_format = \"appgw\"");
+    let addr = gw.addr("public");
+    let r = request(addr, "GET", "/page?x=1", &[("User-Agent", "probe-ua/1"), ("X-Request-ID", "req-7")], b"").unwrap();
+    assert_eq!(r.status, 200);
+    let got = raw(addr, b"GET /nohost HTTP/1.1\r\n\r\n", Duration::from_secs(5));
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 400"));
+
+    let mut lines = Vec::new();
+    assert!(wait_until(Duration::from_secs(10), || {
+        lines = gw.access_log();
+        lines.len() >= 2
+    }));
+    const FIELDS: [&str; 26] = [
+        "clientIP",
+        "clientPort",
+        "httpMethod",
+        "requestUri",
+        "requestQuery",
+        "originalRequestUriWithArgs",
+        "userAgent",
+        "httpStatus",
+        "httpVersion",
+        "receivedBytes",
+        "sentBytes",
+        "timeTaken",
+        "sslEnabled",
+        "sslCipher",
+        "sslProtocol",
+        "serverRouted",
+        "serverStatus",
+        "serverResponseLatency",
+        "host",
+        "originalHost",
+        "error_info",
+        "transactionId",
+        "ruleName",
+        "listenerName",
+        "backendPoolName",
+        "backendSettingName",
+    ];
+    for l in &lines {
+        assert_eq!(l["category"], "ApplicationGatewayAccessLog", "{l}");
+        assert!(l["timeStamp"].is_string(), "{l}");
+        for f in FIELDS {
+            assert!(!l["properties"][f].is_null(), "field {f} missing in {l}");
+        }
+    }
+    let ok = &lines.iter().find(|l| l["properties"]["requestUri"] == "/page").expect("the GET's line")["properties"];
+    assert_eq!(ok["clientIP"], "127.0.0.1");
+    assert_eq!((ok["httpStatus"].as_u64(), ok["serverStatus"].as_str()), (Some(200), Some("200")));
+    assert_eq!(ok["requestQuery"], "x=1");
+    assert_eq!(ok["userAgent"], "probe-ua/1");
+    assert_eq!(ok["transactionId"], "req-7");
+    assert_eq!(ok["error_info"], "ERRORINFO_NO_ERROR");
+    assert_eq!(ok["serverRouted"], b.addr().to_string());
+    assert_eq!((ok["ruleName"].as_str(), ok["backendPoolName"].as_str()), (Some("rule01"), Some("pool01")));
+    assert_eq!(ok["backendSettingName"], "setting01");
+    assert_eq!((ok["sslEnabled"].as_str(), ok["httpVersion"].as_str()), (Some("off"), Some("HTTP/1.1")));
+    assert!(ok["timeTaken"].as_f64().is_some_and(|t| t >= 0.0), "{ok}");
+    let bad = &lines.iter().find(|l| l["properties"]["requestUri"] == "/nohost").expect("the 400's line")["properties"];
+    assert_eq!(bad["httpStatus"], 400);
+    assert_eq!(bad["error_info"], "ERRORINFO_HTTP_NO_HOST_HEADER", "{bad}");
+    assert_eq!((bad["serverRouted"].as_str(), bad["serverStatus"].as_str()), (Some("-"), Some("-")));
+    assert_eq!(bad["ringgateError"], "BAD_REQUEST");
+}

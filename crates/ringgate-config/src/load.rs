@@ -145,6 +145,7 @@ pub(crate) struct RawGateway {
     pub error_detail: Option<crate::model::ErrorDetail>,
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
     pub allow_trace: Option<bool>,
+    pub access_log_format: Option<crate::model::AccessLogFormat>,
     pub unknown_version_status: Option<u16>,
     pub log_format: Option<crate::model::LogFormat>,
     pub watch_interval: Option<Duration>,
@@ -529,6 +530,7 @@ const GATEWAY_FIELDS: &[&str] = &[
     "unknown_version_status",
     "log_format",
     "access_log",
+    "access_log_format",
     "limits",
     "io_uring",
     "http2",
@@ -638,6 +640,14 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
             .collect()
     });
     let allow_trace = f.bool("allow_trace");
+    let access_log_format = f.string_at("access_log_format").and_then(|(s, at)| match s.as_str() {
+        "ringgate" => Some(crate::model::AccessLogFormat::Ringgate),
+        "appgw" => Some(crate::model::AccessLogFormat::AppGw),
+        _ => {
+            f.err(at, "access_log_format", format!("\"{s}\" is not \"ringgate\" or \"appgw\""));
+            None
+        }
+    });
     let unknown_version_status = f.int("unknown_version_status", 100, 599).and_then(|n| match n {
         400 | 505 => Some(n as u16),
         _ => {
@@ -668,6 +678,7 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
         error_detail,
         trusted_proxies,
         allow_trace,
+        access_log_format,
         unknown_version_status,
         log_format,
         watch_interval,

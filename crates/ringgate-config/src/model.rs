@@ -92,6 +92,7 @@ pub struct Gateway {
     pub log_format: LogFormat,
     pub watch_interval: Duration,
     pub access_log: AccessLog,
+    pub access_log_format: AccessLogFormat,
     pub limits: Limits,
     pub io_uring: IoUringTuning,
     pub http2: Http2Settings,
@@ -141,6 +142,17 @@ pub enum AccessLog {
     Off,
     Stdout,
     File(PathBuf),
+}
+
+/// How access log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// ringgate's own fields (`client`, `status`, `error_info`, ...).
+    Ringgate,
+    /// Application Gateway v2's access log: its JSON shape and field names
+    /// (`clientIP`, `httpStatus`, `error_info` with `ERRORINFO_*` names ...),
+    /// so that queries written for it work on ringgate's lines.
+    AppGw,
 }
 
 /// Limits on what clients may send; each has a default a production gateway

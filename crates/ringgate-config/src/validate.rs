@@ -590,6 +590,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
         log_format: LogFormat::Text,
         watch_interval: Duration::from_secs(2),
         access_log: AccessLog::Stdout,
+        access_log_format: AccessLogFormat::Ringgate,
         limits: Limits {
             max_request_head: 16 * 1024,
             max_headers: 100,
@@ -662,6 +663,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
         log_format: r.log_format.unwrap_or(defaults.log_format),
         watch_interval: r.watch_interval.unwrap_or(defaults.watch_interval),
         access_log,
+        access_log_format: r.access_log_format.unwrap_or(defaults.access_log_format),
         limits,
         io_uring: IoUringTuning {
             entries: r.io_uring_entries.map_or(defaults.io_uring.entries, |n| n as u32),

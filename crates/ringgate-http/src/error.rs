@@ -119,6 +119,26 @@ impl ErrorCode {
         }
     }
 
+    /// Application Gateway v2's `error_info` for this code, where it has one
+    /// (`None`: v2 names no such cause, and the log writes ringgate's code).
+    /// `detail` is the answer's full text, which tells the kinds of 400
+    /// apart as v2 does.
+    pub fn appgw_error_info(self, detail: &str) -> Option<&'static str> {
+        Some(match self {
+            ErrorCode::PoolEmpty | ErrorCode::AllUnhealthy | ErrorCode::ConnectFailed => "ERRORINFO_UPSTREAM_NO_LIVE",
+            ErrorCode::Timeout => "ERRORINFO_UPSTREAM_TIMED_OUT",
+            ErrorCode::BackendClosed => "ERRORINFO_UPSTREAM_CLOSED_CONNECTION",
+            ErrorCode::MethodNotAllowed => "ERRORINFO_INVALID_METHOD",
+            ErrorCode::VersionNotSupported => "ERRORINFO_INVALID_VERSION",
+            ErrorCode::ClientClosed => "ERRORINFO_CLIENT_CLOSED_REQUEST",
+            ErrorCode::BadRequest if detail.contains("missing Host header") => "ERRORINFO_HTTP_NO_HOST_HEADER",
+            ErrorCode::BadRequest if detail.contains("Host header") => "ERRORINFO_INVALID_HOST",
+            ErrorCode::BadRequest if detail.contains("Content-Length") => "ERRORINFO_INVALID_CONTENT_LENGTH",
+            ErrorCode::BadRequest => "ERRORINFO_INVALID_REQUEST",
+            _ => return None,
+        })
+    }
+
     pub fn parse(s: &str) -> Option<ErrorCode> {
         ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
     }
@@ -212,6 +232,18 @@ fn write_error_head(code: ErrorCode, status: u16, content_type: &str, len: usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appgw_error_info_names() {
+        assert_eq!(ErrorCode::Timeout.appgw_error_info(""), Some("ERRORINFO_UPSTREAM_TIMED_OUT"));
+        assert_eq!(ErrorCode::AllUnhealthy.appgw_error_info(""), Some("ERRORINFO_UPSTREAM_NO_LIVE"));
+        let no_host = "400 Bad Request: missing Host header";
+        assert_eq!(ErrorCode::BadRequest.appgw_error_info(no_host), Some("ERRORINFO_HTTP_NO_HOST_HEADER"));
+        let two_hosts = "400 Bad Request: more than one Host header";
+        assert_eq!(ErrorCode::BadRequest.appgw_error_info(two_hosts), Some("ERRORINFO_INVALID_HOST"));
+        assert_eq!(ErrorCode::BadRequest.appgw_error_info("400 Bad Request: x"), Some("ERRORINFO_INVALID_REQUEST"));
+        assert_eq!(ErrorCode::TlsHandshakeFailed.appgw_error_info(""), None, "no v2 name");
+    }
 
     #[test]
     fn codes_round_trip_and_map_to_statuses() {

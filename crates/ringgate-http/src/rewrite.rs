@@ -280,6 +280,7 @@ mod tests {
         traceparent: None,
         extra: b"",
         drop: None,
+        drop_forwarded_for: false,
     };
 
     fn rewrite(raw: &[u8], info: &ForwardInfo<'_>) -> String {
@@ -287,6 +288,13 @@ mod tests {
         let mut out = Vec::new();
         write_request_head(raw, &h, info, &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_untrusted_clients_forwarded_for_is_replaced() {
+        let raw = b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
+        let out = rewrite(raw, &ForwardInfo { drop_forwarded_for: true, ..INFO });
+        assert!(out.contains("\r\nX-Forwarded-For: 10.9.8.7\r\n") && !out.contains("6.6.6.6"), "{out}");
     }
 
     #[test]

@@ -157,6 +157,9 @@ pub(crate) struct LogRecord<'a> {
     pub stream: Option<u32>,
     /// The TLS protocol and cipher suite of an `https` connection.
     pub tls: Option<ringgate_tls::TlsInfo>,
+    /// The target's backend pool and settings (empty: no target).
+    pub pool: &'a str,
+    pub settings: &'a str,
 }
 
 fn json_str(out: &mut Vec<u8>, s: &[u8]) {
@@ -226,6 +229,8 @@ pub(crate) fn format_line(out: &mut Vec<u8>, r: &LogRecord<'_>) {
     if let Some(e) = r.error {
         out.extend_from_slice(e.as_str().as_bytes());
     }
+    out.extend_from_slice(b"\",\"appgw_error_info\":\"");
+    out.extend_from_slice(appgw_error_info(r).as_bytes());
     out.extend_from_slice(b"\",\"trace_id\":");
     json_str(out, r.trace_id);
     out.extend_from_slice(b",\"user_agent\":");
@@ -250,6 +255,92 @@ pub(crate) fn format_line(out: &mut Vec<u8>, r: &LogRecord<'_>) {
         None => out.extend_from_slice(b",\"tls_protocol\":null,\"tls_cipher\":null"),
     }
     out.extend_from_slice(b"}\n");
+}
+
+/// `error_info` as Application Gateway v2 writes it.
+fn appgw_error_info(r: &LogRecord<'_>) -> &'static str {
+    match r.error {
+        None => "ERRORINFO_NO_ERROR",
+        Some(code) => code.appgw_error_info(r.detail).unwrap_or(code.as_str()),
+    }
+}
+
+fn json_secs(out: &mut Vec<u8>, d: Duration) {
+    let us = d.as_micros();
+    let _ = write!(out, "{}.{:06}", us / 1_000_000, us % 1_000_000);
+}
+
+/// Appends `r` as one JSON line in Application Gateway v2's access log
+/// shape (`access_log_format = "appgw"`): the diagnostic record's envelope
+/// and its `properties`, with v2's field names and types (`serverStatus`
+/// and `serverResponseLatency` are strings there, `-` without a server).
+pub(crate) fn format_appgw_line(out: &mut Vec<u8>, r: &LogRecord<'_>) {
+    let mut num = itoa::Buffer::new();
+    let _ = write!(
+        out,
+        "{{\"timeStamp\":\"{}\",\"operationName\":\"ApplicationGatewayAccess\",\"category\":\"ApplicationGatewayAccessLog\",\"properties\":{{",
+        humantime::format_rfc3339_millis(r.time)
+    );
+    let _ = write!(out, "\"clientIP\":\"{}\",\"clientPort\":{}", r.client.ip(), r.client.port());
+    out.extend_from_slice(b",\"httpMethod\":");
+    json_str(out, r.method);
+    let (path, query) = match r.path.iter().position(|&b| b == b'?') {
+        Some(q) => (&r.path[..q], &r.path[q + 1..]),
+        None => (r.path, &b""[..]),
+    };
+    out.extend_from_slice(b",\"requestUri\":");
+    json_str(out, path);
+    out.extend_from_slice(b",\"requestQuery\":");
+    json_str(out, query);
+    out.extend_from_slice(b",\"originalRequestUriWithArgs\":");
+    json_str(out, r.path);
+    out.extend_from_slice(b",\"userAgent\":");
+    json_str(out, r.user_agent);
+    out.extend_from_slice(b",\"httpStatus\":");
+    out.extend_from_slice(num.format(r.status).as_bytes());
+    let _ = write!(out, ",\"httpVersion\":\"{}\"", r.protocol);
+    out.extend_from_slice(b",\"receivedBytes\":");
+    out.extend_from_slice(num.format(r.bytes_in).as_bytes());
+    out.extend_from_slice(b",\"sentBytes\":");
+    out.extend_from_slice(num.format(r.bytes_out).as_bytes());
+    out.extend_from_slice(b",\"timeTaken\":");
+    json_secs(out, r.total);
+    let _ = write!(out, ",\"sslEnabled\":\"{}\"", if r.tls.is_some() { "on" } else { "off" });
+    let (cipher, protocol) = r.tls.map_or(("", ""), |t| (t.cipher, t.protocol));
+    let _ = write!(out, ",\"sslCipher\":\"{cipher}\",\"sslProtocol\":\"{protocol}\"");
+    out.extend_from_slice(b",\"serverRouted\":");
+    json_str(out, if r.server.is_empty() { b"-" } else { r.server.as_bytes() });
+    out.extend_from_slice(b",\"serverStatus\":\"");
+    match r.backend_status {
+        Some(s) => out.extend_from_slice(num.format(s).as_bytes()),
+        None => out.push(b'-'),
+    }
+    out.extend_from_slice(b"\",\"serverResponseLatency\":\"");
+    match r.response_time {
+        Some(d) => json_secs(out, d),
+        None => out.push(b'-'),
+    }
+    out.extend_from_slice(b"\",\"host\":");
+    json_str(out, r.host);
+    out.extend_from_slice(b",\"originalHost\":");
+    json_str(out, r.host);
+    let _ = write!(out, ",\"error_info\":\"{}\"", appgw_error_info(r));
+    out.extend_from_slice(b",\"transactionId\":");
+    json_str(out, if r.request_id.is_empty() { r.trace_id } else { r.request_id });
+    out.extend_from_slice(b",\"ruleName\":");
+    json_str(out, r.rule.as_bytes());
+    out.extend_from_slice(b",\"listenerName\":");
+    json_str(out, r.listener.as_bytes());
+    out.extend_from_slice(b",\"backendPoolName\":");
+    json_str(out, r.pool.as_bytes());
+    out.extend_from_slice(b",\"backendSettingName\":");
+    json_str(out, r.settings.as_bytes());
+    // ringgate's own code, which v2's names do not always tell apart.
+    out.extend_from_slice(b",\"ringgateError\":\"");
+    if let Some(e) = r.error {
+        out.extend_from_slice(e.as_str().as_bytes());
+    }
+    out.extend_from_slice(b"\"}}\n");
 }
 
 #[cfg(test)]
@@ -284,13 +375,15 @@ mod tests {
                 request_id: b"",
                 protocol: "HTTP/2",
                 tls: Some(ringgate_tls::TlsInfo { protocol: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256" }),
+                pool: "pool01",
+                settings: "setting01",
                 stream: Some(7),
             },
         );
         let line = String::from_utf8(out).unwrap();
         assert_eq!(
             line,
-            "{\"time\":\"2023-11-14T22:13:20.123Z\",\"client\":\"127.0.0.1:5555\",\"listener\":\"public\",\"rule\":\"rule01\",\"host\":\"shop.example\",\"method\":\"GET\",\"path\":\"/a\\\"b\\u0001\",\"status\":502,\"backend\":\"10.0.0.1:80\",\"backend_status\":null,\"backend_connect_ms\":1.500,\"backend_response_ms\":null,\"total_ms\":2.001,\"bytes_in\":40,\"bytes_out\":200,\"error_info\":\"TIMEOUT\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"user_agent\":\"curl/8\",\"request_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"protocol\":\"HTTP/2\",\"stream\":7,\"tls_protocol\":\"TLSv1.3\",\"tls_cipher\":\"TLS_AES_128_GCM_SHA256\"}\n"
+            "{\"time\":\"2023-11-14T22:13:20.123Z\",\"client\":\"127.0.0.1:5555\",\"listener\":\"public\",\"rule\":\"rule01\",\"host\":\"shop.example\",\"method\":\"GET\",\"path\":\"/a\\\"b\\u0001\",\"status\":502,\"backend\":\"10.0.0.1:80\",\"backend_status\":null,\"backend_connect_ms\":1.500,\"backend_response_ms\":null,\"total_ms\":2.001,\"bytes_in\":40,\"bytes_out\":200,\"error_info\":\"TIMEOUT\",\"appgw_error_info\":\"ERRORINFO_UPSTREAM_TIMED_OUT\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"user_agent\":\"curl/8\",\"request_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"protocol\":\"HTTP/2\",\"stream\":7,\"tls_protocol\":\"TLSv1.3\",\"tls_cipher\":\"TLS_AES_128_GCM_SHA256\"}\n"
         );
     }
 }

@@ -27,7 +27,11 @@ pub(crate) struct ProxyHeader {
 /// `Ok(None)`: more bytes are needed. `Err`: the connection does not start
 /// with a PROXY header, said in words for the log.
 pub(crate) fn parse(buf: &[u8]) -> Result<Option<ProxyHeader>, String> {
-    let result = HeaderResult::parse(buf);
+    // By its first byte (v2's signature starts with CR, v1 with `P`), so a
+    // bad v2 header is reported as such, not as "not v1" (what ppp's
+    // combined parser would say after falling back).
+    let result: HeaderResult<'_> =
+        if buf.first() == Some(&b'\r') { v2::Header::try_from(buf).into() } else { v1::Header::try_from(buf).into() };
     if result.is_incomplete() {
         return if buf.len() >= MAX_HEADER {
             Err(format!("no complete PROXY protocol header within {MAX_HEADER} bytes"))

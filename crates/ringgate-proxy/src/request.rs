@@ -137,6 +137,16 @@ pub(crate) enum ClientProtocol {
 
 /// One client's side of the request path: an HTTP/1 connection, or one
 /// HTTP/2 stream, with its buffers.
+/// The names an access log line gives a request (empty: none).
+#[derive(Debug, Clone, Copy, Default)]
+struct LogNames<'a> {
+    listener: &'a str,
+    rule: &'a str,
+    server: &'a str,
+    pool: &'a str,
+    settings: &'a str,
+}
+
 /// What a client connection is, from its accept (and handshake): shared by
 /// the HTTP/1 connection and every HTTP/2 stream of it.
 #[derive(Debug, Clone)]
@@ -266,7 +276,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             _ => e.status(),
         };
         let text = format!("{status} {}: {}", ringgate_http::reason_phrase(status), e.reason());
-        let out = self.reply_error_as(e.code(), status, &text, close).await;
+        let mut out = self.reply_error_as(e.code(), status, &text, close).await;
+        out.detail = Some(text.into());
         self.finish(plan, None, start, out);
         false
     }
@@ -657,20 +668,29 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             Some(r) => &r.metrics[self.w.id],
             None => &plan.unrouted[self.w.id],
         };
-        let names = rule.map(|r| (&*r.listener, &*r.name, out.server.map_or("", |i| &*r.servers[i].display)));
-        self.record(m, names, start, out);
+        let names = rule.map(|r| LogNames {
+            listener: &r.listener,
+            rule: &r.name,
+            server: out.server.map_or("", |i| &*r.servers[i].display),
+            pool: &r.pool,
+            settings: &r.settings,
+        });
+        self.record(plan, m, names, start, out);
     }
 
     /// Counts and logs a request a rule answered without a target (a
     /// redirect).
     fn finish_rule(&mut self, plan: &Plan, ri: usize, start: Instant, out: Outcome) {
         match &plan.rule_series[ri] {
-            Some((series, listener, name)) => self.record(&series[self.w.id], Some((listener, name, "")), start, out),
-            None => self.record(&plan.unrouted[self.w.id], None, start, out),
+            Some((series, listener, name)) => {
+                let names = LogNames { listener, rule: name, ..LogNames::default() };
+                self.record(plan, &series[self.w.id], Some(names), start, out)
+            }
+            None => self.record(plan, &plan.unrouted[self.w.id], None, start, out),
         }
     }
 
-    fn record(&mut self, m: &RuleMetrics, names: Option<(&str, &str, &str)>, start: Instant, out: Outcome) {
+    fn record(&mut self, plan: &Plan, m: &RuleMetrics, names: Option<LogNames<'_>>, start: Instant, out: Outcome) {
         let total = start.elapsed();
         let (pi, stream) = match self.protocol {
             ClientProtocol::Http1 => (0, None),
@@ -693,7 +713,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         if self.w.shared.access_log.is_none() {
             return;
         }
-        let (listener, rule_name, server) = names.unwrap_or(("", "", ""));
+        let LogNames { listener, rule: rule_name, server, pool, settings } = names.unwrap_or_default();
         let record = LogRecord {
             time: SystemTime::now() - total,
             client: self.peer,
@@ -722,8 +742,15 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             },
             stream,
             tls: self.tls,
+            pool,
+            settings,
         };
-        format_line(&mut self.w.log_buf.borrow_mut(), &record);
+        match plan.config.gateway.access_log_format {
+            ringgate_config::AccessLogFormat::Ringgate => format_line(&mut self.w.log_buf.borrow_mut(), &record),
+            ringgate_config::AccessLogFormat::AppGw => {
+                crate::access_log::format_appgw_line(&mut self.w.log_buf.borrow_mut(), &record)
+            }
+        }
         self.w.flush_log(false);
     }
 }

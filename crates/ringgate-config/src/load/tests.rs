@@ -162,7 +162,7 @@ backend_http_settings = "setting01"
 "#;
     let errs = errors(text);
     let expect = [
-        "gw.toml:3: [gateway], field `workerz`: unknown field (known fields: workers, worker_cpus, prober_cpu, admin_listen, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, trusted_proxies, allow_trace, unknown_version_status, log_format, access_log, limits, io_uring, http2, error_pages); did you mean `workers`?",
+        "gw.toml:3: [gateway], field `workerz`: unknown field (known fields: workers, worker_cpus, prober_cpu, admin_listen, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, trusted_proxies, allow_trace, unknown_version_status, log_format, access_log, access_log_format, limits, io_uring, http2, error_pages); did you mean `workers`?",
         "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[0]`: \"10.0.0.300\" is neither an IP address nor a valid host name",
         "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[1]`: \"app.internal:99999\": port \"99999\" is not a number from 1 to 65535",
         "gw.toml:19: [[backend_http_settings]] \"setting01\", field `protocol`: \"ftp\" is not a protocol (use \"http\" or \"https\")",
