@@ -2,7 +2,10 @@
 //! test and leaves signed by it (webpki refuses a CA certificate as a server
 //! certificate).
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber, date_time_ymd,
+};
 use rustls_pki_types::CertificateDer;
 
 /// A certificate authority made for one test.
@@ -12,12 +15,14 @@ pub struct Ca {
     pub issuer: Issuer<'static, KeyPair>,
 }
 
-/// A server certificate signed by a [`Ca`], with its key.
+/// A server or client certificate signed by a [`Ca`], with its key.
 #[derive(Debug)]
 pub struct Leaf {
     pub cert_pem: String,
     pub key_pem: String,
     pub der: CertificateDer<'static>,
+    /// Its serial number (for a CRL that revokes it).
+    pub serial: Vec<u8>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -26,16 +31,73 @@ impl std::fmt::Debug for Ca {
     }
 }
 
+fn ca_params(name: &str) -> CertificateParams {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params
+}
+
+/// A serial number unique within a test run.
+fn next_serial() -> Vec<u8> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) ^ (u64::from(std::process::id()) << 32);
+    let mut v = n.to_be_bytes().to_vec();
+    v[0] &= 0x7f; // positive
+    v[0] |= 0x10; // no leading zero byte to strip
+    v
+}
+
 impl Ca {
     pub fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let params = ca_params(name);
         let key = KeyPair::generate().expect("CA key");
         let cert = params.self_signed(&key).expect("self-sign the CA");
         Ca { pem: cert.pem(), der: cert.der().clone(), issuer: Issuer::new(params, key) }
+    }
+
+    /// An intermediate CA signed by this one.
+    pub fn intermediate(&self, name: &str) -> Ca {
+        let params = ca_params(name);
+        let key = KeyPair::generate().expect("intermediate key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign the intermediate");
+        Ca { pem: cert.pem(), der: cert.der().clone(), issuer: Issuer::new(params, key) }
+    }
+
+    /// A client certificate for mutual TLS: common name `cn`, organization
+    /// `org`, extended key usage clientAuth.
+    pub fn client(&self, cn: &str, org: &str) -> Leaf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client parameters");
+        params.distinguished_name.push(DnType::OrganizationName, org);
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let serial = next_serial();
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        let key = KeyPair::generate().expect("client key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign the client certificate");
+        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone(), serial }
+    }
+
+    /// A CRL of this CA revoking `revoked`, in PEM.
+    pub fn crl(&self, revoked: &[&Leaf]) -> String {
+        let params = CertificateRevocationListParams {
+            this_update: date_time_ymd(2024, 1, 1),
+            next_update: date_time_ymd(2099, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|l| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&l.serial),
+                    revocation_time: date_time_ymd(2024, 6, 1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).expect("sign the CRL").pem().expect("CRL PEM")
     }
 
     /// A leaf for `names`: DNS names (wildcards allowed) or IP addresses,
@@ -45,7 +107,9 @@ impl Ca {
         let mut params = CertificateParams::new(sans).expect("leaf parameters");
         params.distinguished_name.push(DnType::CommonName, names[0]);
         let key = KeyPair::generate().expect("leaf key");
+        let serial = next_serial();
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
         let cert = params.signed_by(&key, &self.issuer).expect("sign the leaf");
-        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
+        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone(), serial }
     }
 }

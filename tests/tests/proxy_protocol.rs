@@ -38,7 +38,7 @@ fn gateway(backend: &Backend, gateway_extra: &str, proxy_protocol: bool) -> Gate
 /// returns the raw answer (empty when the gateway closed without one).
 fn send(addr: SocketAddr, preamble: &[u8], path: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("read time-out");
     let mut out = preamble.to_vec();
     out.extend_from_slice(
         format!("GET {path} HTTP/1.1\r\nHost: a.example\r\nX-Forwarded-For: 1.1.1.1\r\nConnection: close\r\n\r\n")

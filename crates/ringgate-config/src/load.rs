@@ -770,7 +770,111 @@ const LISTENER_FIELDS: &[&str] = &[
     "http2",
     "http2_cleartext",
     "proxy_protocol",
+    "tls_policy",
+    "trusted_client_certificates",
+    "client_certificate",
+    "verify_client_cert_issuer_dn",
+    "client_crl",
 ];
+const TLS_POLICY_FIELDS: &[&str] = &["min_protocol", "cipher_suites"];
+
+/// `tls_policy`: a predefined policy's name, or a custom table. `None`
+/// when it is wrong (said).
+fn read_tls_policy(f: &mut Fields<'_, '_>) -> Option<ringgate_tls::TlsPolicy> {
+    let Some(v) = f.get("tls_policy") else { return Some(ringgate_tls::TlsPolicy::default_policy()) };
+    let at = v.span().start;
+    match v.get_ref() {
+        DeValue::String(name) => match ringgate_tls::TlsPolicy::predefined(name) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                f.err(at, "tls_policy", e);
+                None
+            }
+        },
+        DeValue::Table(t) => {
+            let label = format!("{} tls_policy", f.label);
+            let mut c = Fields::new(f.d, t, label, at, TLS_POLICY_FIELDS);
+            let min = c.string_at("min_protocol").map_or("TLSv1_2".to_string(), |(s, _)| s);
+            let suites: Vec<String> =
+                c.strings("cipher_suites").unwrap_or_default().into_iter().map(|(s, _)| s).collect();
+            let policy = match ringgate_tls::TlsPolicy::custom(&min, &suites) {
+                Ok(p) => Some(p),
+                Err(errors) => {
+                    let at = c.get("cipher_suites").or_else(|| c.get("min_protocol")).map_or(at, |v| v.span().start);
+                    for e in errors {
+                        c.err(at, "cipher_suites", e);
+                    }
+                    None
+                }
+            };
+            c.finish();
+            policy
+        }
+        _ => {
+            f.wrong_type(
+                "tls_policy",
+                v,
+                "a predefined policy's name (\"AppGwSslPolicy20220101\") or a table { min_protocol = \"TLSv1_2\", cipher_suites = [...] }",
+            );
+            None
+        }
+    }
+}
+
+/// Mutual TLS fields. `Some(None)`: not asked for; `None`: wrong (said).
+fn read_client_auth(f: &mut Fields<'_, '_>) -> Option<Option<crate::model::ListenerClientAuth>> {
+    let bundle = f.string_at("trusted_client_certificates");
+    let mode = f.string_at("client_certificate");
+    let issuer_dn = f.bool("verify_client_cert_issuer_dn");
+    let crl = f.string_at("client_crl");
+    let Some((bundle, bundle_at)) = bundle else {
+        for (field, at) in [
+            ("client_certificate", mode.map(|m| m.1)),
+            ("client_crl", crl.map(|c| c.1)),
+            (
+                "verify_client_cert_issuer_dn",
+                issuer_dn.and(f.get("verify_client_cert_issuer_dn")).map(|v| v.span().start),
+            ),
+        ] {
+            if let Some(at) = at {
+                f.err(
+                    at,
+                    field,
+                    "needs trusted_client_certificates (the CA bundle client certificates must chain to)".into(),
+                );
+            }
+        }
+        return Some(None);
+    };
+    let required = match mode.as_ref().map(|(m, at)| (m.as_str(), *at)) {
+        None | Some(("required", _)) => true,
+        Some(("optional", _)) => false,
+        Some((other, at)) => {
+            f.err(at, "client_certificate", format!("\"{other}\" is not \"required\" or \"optional\""));
+            return None;
+        }
+    };
+    let bundle = f.d.base.join(bundle);
+    let crl = crl.map(|(c, at)| (f.d.base.join(c), at));
+    match ringgate_tls::ClientAuth::load(
+        &bundle,
+        crl.as_ref().map(|c| c.0.as_path()),
+        required,
+        issuer_dn.unwrap_or(false),
+    ) {
+        Ok(auth) => Some(Some(crate::model::ListenerClientAuth { bundle, crl: crl.map(|c| c.0), auth })),
+        Err(e) => {
+            let (field, at) = match &crl {
+                Some((p, at)) if e.starts_with(&p.display().to_string()) || e.contains(&p.display().to_string()) => {
+                    ("client_crl", *at)
+                }
+                _ => ("trusted_client_certificates", bundle_at),
+            };
+            f.err(at, field, e);
+            None
+        }
+    }
+}
 
 fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawListener {
     let mut f = Fields::new(d, t, String::new(), at, LISTENER_FIELDS);
@@ -797,8 +901,16 @@ fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawList
         Some(Protocol::Https) => match (certificate, private_key) {
             (Some((c, c_at)), Some((k, _))) => {
                 let (certificate, private_key) = (f.d.base.join(c), f.d.base.join(k));
+                let policy = read_tls_policy(&mut f);
+                let client_auth = read_client_auth(&mut f);
                 match ringgate_tls::load_certified_key(&certificate, &private_key) {
-                    Ok(key) => Some(crate::model::ListenerTls { certificate, private_key, key }),
+                    Ok(key) => policy.zip(client_auth).map(|(policy, client_auth)| crate::model::ListenerTls {
+                        certificate,
+                        private_key,
+                        key,
+                        policy,
+                        client_auth,
+                    }),
                     Err(e) => {
                         f.err(c_at, "certificate", e);
                         None
@@ -823,6 +935,17 @@ fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawList
         _ => {
             for (field, v) in [("certificate", certificate), ("private_key", private_key)] {
                 if let Some((_, at)) = v {
+                    f.err(at, field, "only used with protocol = \"https\"".into());
+                }
+            }
+            for field in [
+                "tls_policy",
+                "trusted_client_certificates",
+                "client_certificate",
+                "verify_client_cert_issuer_dn",
+                "client_crl",
+            ] {
+                if let Some(at) = f.get(field).map(|v| v.span().start) {
                     f.err(at, field, "only used with protocol = \"https\"".into());
                 }
             }

@@ -259,6 +259,27 @@ pub struct ListenerTls {
     pub certificate: PathBuf,
     pub private_key: PathBuf,
     pub key: Arc<ringgate_tls::CertifiedKey>,
+    /// Protocol versions and cipher suites (`tls_policy`).
+    pub policy: ringgate_tls::TlsPolicy,
+    /// Mutual TLS (`trusted_client_certificates` and its fields).
+    pub client_auth: Option<ListenerClientAuth>,
+}
+
+/// A listener's mutual TLS: where its CA bundle and CRL come from, and the
+/// verifier built from them.
+#[derive(Debug, Clone)]
+pub struct ListenerClientAuth {
+    pub bundle: PathBuf,
+    pub crl: Option<PathBuf>,
+    pub auth: ringgate_tls::ClientAuth,
+}
+
+impl ListenerClientAuth {
+    /// Same files and choices (listeners sharing a socket must agree).
+    pub fn same_as(&self, o: &ListenerClientAuth) -> bool {
+        (&self.bundle, &self.crl, self.auth.required, self.auth.verify_issuer_dn)
+            == (&o.bundle, &o.crl, o.auth.required, o.auth.verify_issuer_dn)
+    }
 }
 
 /// The root certificates an HTTPS backend's certificate must chain to.
@@ -665,7 +686,18 @@ impl Config {
                 format!("multi-site: {}", lst.host_names.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", "))
             };
             let rule = self.rule_for(ListenerId(i)).map_or("-".into(), |r| self.rules[r.0].name.clone());
-            let cert = lst.tls.as_ref().map_or(String::new(), |t| format!("; certificate {}", t.certificate.display()));
+            let cert = lst.tls.as_ref().map_or(String::new(), |t| {
+                let mtls = t.client_auth.as_ref().map_or(String::new(), |c| {
+                    format!(
+                        "; mutual TLS {} (CA {}{}{})",
+                        if c.auth.required { "required" } else { "optional" },
+                        c.bundle.display(),
+                        c.crl.as_ref().map_or(String::new(), |p| format!(", CRL {}", p.display())),
+                        if c.auth.verify_issuer_dn { ", issuer DN checked" } else { "" }
+                    )
+                });
+                format!("; certificate {}; TLS policy {}{mtls}", t.certificate.display(), t.policy.describe())
+            });
             let protocols = match (lst.protocol, lst.http2, lst.http2_cleartext) {
                 (Protocol::Https, true, _) => "; ALPN h2, http/1.1",
                 (Protocol::Https, false, _) => "; ALPN http/1.1",

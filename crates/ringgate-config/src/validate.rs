@@ -434,6 +434,25 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
                     Some("protocol"),
                     format!("shares {} with listener \"{}\" but uses another protocol", l.listen, listeners[g[0]].name),
                 );
+            } else if let (Some(a), Some(b)) = (&l.tls, &listeners[g[0]].tls)
+                && (a.policy != b.policy
+                    || a.client_auth.is_some() != b.client_auth.is_some()
+                    || a.client_auth.as_ref().zip(b.client_auth.as_ref()).is_some_and(|(x, y)| !x.same_as(y)))
+            {
+                // One TLS configuration per socket: the handshake comes
+                // before the Host that names the listener (SNI only picks
+                // the certificate).
+                let field = if a.policy != b.policy { "tls_policy" } else { "trusted_client_certificates" };
+                d.error(
+                    Some(rl.at),
+                    &rl.label,
+                    Some(field),
+                    format!(
+                        "shares {} with listener \"{}\" but sets {field} (or its mutual TLS fields) differently: listeners sharing an address must agree",
+                        l.listen,
+                        listeners[g[0]].name
+                    ),
+                );
             } else if l.proxy_protocol != listeners[g[0]].proxy_protocol {
                 // The header comes before the request that says which
                 // listener the connection is for.

@@ -44,10 +44,15 @@ pub enum ErrorCode {
     /// 499 (logged only, nothing is sent): the client went away before the
     /// response was complete.
     ClientClosed,
+    /// 400: mutual TLS requires a client certificate and none was sent.
+    ClientCertificateMissing,
+    /// 400: the client certificate is not trusted (unknown issuer, expired,
+    /// revoked, or its issuer's name does not match).
+    ClientCertificateUntrusted,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::PoolEmpty,
         ErrorCode::AllUnhealthy,
         ErrorCode::Timeout,
@@ -67,6 +72,8 @@ impl ErrorCode {
         ErrorCode::NotImplemented,
         ErrorCode::ShuttingDown,
         ErrorCode::ClientClosed,
+        ErrorCode::ClientCertificateMissing,
+        ErrorCode::ClientCertificateUntrusted,
     ];
 
     /// The value of the `x-ringgate-error` header.
@@ -91,6 +98,8 @@ impl ErrorCode {
             ErrorCode::NotImplemented => "NOT_IMPLEMENTED",
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",
             ErrorCode::ClientClosed => "CLIENT_CLOSED",
+            ErrorCode::ClientCertificateMissing => "CLIENT_CERTIFICATE_MISSING",
+            ErrorCode::ClientCertificateUntrusted => "CLIENT_CERTIFICATE_UNTRUSTED",
         }
     }
 
@@ -104,7 +113,7 @@ impl ErrorCode {
             | ErrorCode::BackendClosed
             | ErrorCode::InvalidResponse
             | ErrorCode::TlsHandshakeFailed => 502,
-            ErrorCode::BadRequest => 400,
+            ErrorCode::BadRequest | ErrorCode::ClientCertificateMissing | ErrorCode::ClientCertificateUntrusted => 400,
             ErrorCode::HeadTooLarge => 431,
             ErrorCode::UriTooLong => 414,
             ErrorCode::BodyTooLarge => 413,

@@ -92,7 +92,15 @@ async fn serve(w: Rc<Worker>, mut stream: TcpStream, mut peer: SocketAddr, socke
                 // A plain-HTTP client that reached this port directly is told
                 // why; anything else cannot read an answer.
                 if tls.is_none() && first.first().is_some_and(u8::is_ascii_uppercase) {
-                    let conn = ConnInfo { peer, socket, port, tls: None, forwarded_for_trusted };
+                    let conn = ConnInfo {
+                        peer,
+                        socket,
+                        port,
+                        tls: None,
+                        forwarded_for_trusted,
+                        client_cert: None,
+                        client_cert_required: false,
+                    };
                     let why = "400 Bad Request: this port expects a PROXY protocol header from the load balancer in front of it";
                     Client::new(w, stream, conn, Some(guard), first).refuse(why).await;
                 }
@@ -105,11 +113,27 @@ async fn serve(w: Rc<Worker>, mut stream: TcpStream, mut peer: SocketAddr, socke
     if let Some(tls) = tls {
         // Boxed: the handshake and a TLS stream's buffers would otherwise make
         // every connection's task, plain ones included, several KB larger.
-        let conn = ConnInfo { peer, socket, port, tls: None, forwarded_for_trusted };
+        let conn = ConnInfo {
+            peer,
+            socket,
+            port,
+            tls: None,
+            forwarded_for_trusted,
+            client_cert: None,
+            client_cert_required: false,
+        };
         Box::pin(serve_tls(w, stream, conn, guard, tls, deadline, first)).await;
         return;
     }
-    let conn = ConnInfo { peer, socket, port, tls: None, forwarded_for_trusted };
+    let conn = ConnInfo {
+        peer,
+        socket,
+        port,
+        tls: None,
+        forwarded_for_trusted,
+        client_cert: None,
+        client_cert_required: false,
+    };
     if !h2c {
         w.gauges.count_connection(false);
         Client::new(w, stream, conn, Some(guard), first).run().await;
@@ -135,6 +159,23 @@ async fn serve(w: Rc<Worker>, mut stream: TcpStream, mut peer: SocketAddr, socke
         w.gauges.count_connection(false);
         Client::new(w, stream, conn, Some(guard), first).run().await;
     }
+}
+
+/// Mutual TLS: verifies the certificate the client presented (if its
+/// socket asks for one), counts a failure, and records the verdict for the
+/// request path, which refuses requests when one is required.
+fn client_certificate(w: &Worker, conn: &mut ConnInfo, chain: Option<&[rustls_pki_types::CertificateDer<'static>]>) {
+    let lp = w.plan();
+    let Some(auth) = lp.plan.socket(&conn.socket).and_then(|s| s.client_auth.as_ref()) else { return };
+    let cert = auth.verify(chain);
+    if let Some(f) = cert.failure
+        && (auth.required || f != ringgate_tls::CertFailure::Missing)
+    {
+        w.gauges.client_cert_failures[f as usize].add(1);
+        tracing::debug!(peer = %conn.peer, "client certificate not accepted: {}", cert.verification);
+    }
+    conn.client_cert_required = auth.required;
+    conn.client_cert = Some(Rc::new(cert));
 }
 
 /// Reads a `proxy_protocol` connection's PROXY header: the client's address
@@ -194,6 +235,7 @@ async fn serve_tls(
     match monoio::time::timeout_at(deadline.into(), acceptor.accept(io)).await {
         Ok(Ok(tls_stream)) => {
             conn.tls = ringgate_tls::TlsInfo::of(tls_stream.session());
+            client_certificate(&w, &mut conn, tls_stream.session().peer_certificates());
             if tls_stream.alpn_protocol().as_deref() == Some(b"h2") {
                 w.gauges.count_connection(true);
                 crate::h2::serve(w, tls_stream, conn, guard).await;

@@ -438,7 +438,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         let (ip, port) = self.client_ip_and_port();
         let vars =
             RequestVars::new(&self.rbuf, &self.head, info.target, ip, port, &self.port_text, rule.client_proto, None)
-                .of_connection(self.tls, self.forwarded_for_trusted);
+                .of_connection(self.tls, self.forwarded_for_trusted, self.client_cert.as_deref());
         let edits = self.rule_edits(|e| set.request_edits(&vars, e));
         if edits.is_empty() {
             write_request_head(&self.rbuf, &self.head, &info, obuf);
@@ -494,7 +494,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             rule.client_proto,
             Some((rbuf, &self.resp)),
         )
-        .of_connection(self.tls, self.forwarded_for_trusted);
+        .of_connection(self.tls, self.forwarded_for_trusted, self.client_cert.as_deref());
         let edits = self.rule_edits(|e| set.response_edits(&vars, e));
         let mut extra = self.w.take_buf();
         let _ = extra_lines(&edits, &mut extra);

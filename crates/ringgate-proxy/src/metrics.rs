@@ -164,6 +164,9 @@ pub struct WorkerGauges {
     /// Connections to `proxy_protocol` listeners closed for a missing or
     /// invalid PROXY header, or one from a peer outside `trusted_proxies`.
     pub proxy_protocol_errors: Counter,
+    /// Client certificates not accepted on mutual-TLS listeners, by
+    /// [`ringgate_tls::CertFailure`].
+    pub client_cert_failures: [Counter; ringgate_tls::CertFailure::ALL.len()],
     /// Rewrite values dropped at run time because, once substituted, they
     /// would have put a control character into a head.
     pub rewrite_dropped: Counter,
@@ -218,6 +221,10 @@ impl RetryReason {
         Self::NAMES[self as usize]
     }
 }
+
+/// The `reason` labels of `ringgate_client_certificate_failures_total`.
+pub const CERT_FAILURE_NAMES: [&str; ringgate_tls::CertFailure::ALL.len()] =
+    ["missing", "untrusted", "expired", "revoked", "issuer_mismatch"];
 
 /// The protocols the by-protocol counters are kept for, in index order.
 pub const PROTOCOLS: [&str; 2] = ["HTTP/1.1", "HTTP/2"];
@@ -362,6 +369,9 @@ mod tests {
         }
         for (i, r) in RetryReason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
+        }
+        for (i, f) in ringgate_tls::CertFailure::ALL.iter().enumerate() {
+            assert_eq!((*f as usize, f.as_str()), (i, CERT_FAILURE_NAMES[i]));
         }
         assert_eq!(H2Defence::RapidReset.as_str(), "rapid_reset");
         assert_eq!(RetryReason::Unresolved.as_str(), "unresolved");

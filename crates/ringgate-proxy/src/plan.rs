@@ -80,6 +80,9 @@ impl ErrorPages {
     }
 }
 
+/// An affinity cookie's name and its `CORS` twin's.
+pub type AffinityCookies = (Box<[u8]>, Box<[u8]>);
+
 /// A rule's own counters, with its listener and name for the access log.
 pub type RuleOwnSeries = (RuleSeries, Arc<str>, Arc<str>);
 
@@ -98,6 +101,9 @@ pub struct SocketPlan {
     pub h2c: bool,
     /// Connections start with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// Mutual TLS: how a client's certificate is verified after the
+    /// handshake, and whether requests need one.
+    pub client_auth: Option<ringgate_tls::ClientAuth>,
 }
 
 /// A forwarding target: a rule (or one of its path rules) with its pool and
@@ -141,7 +147,7 @@ pub struct TargetPlan {
     pub error_pages: ErrorPages,
     /// Affinity cookie name when cookie-based affinity is on, and its
     /// `CORS` twin's (read when the first is absent: a cross-site request).
-    pub affinity_cookie: Option<(Box<[u8]>, Box<[u8]>)>,
+    pub affinity_cookie: Option<AffinityCookies>,
     /// `http` or `https`, for X-Forwarded-Proto.
     pub client_proto: &'static [u8],
     pub servers: Vec<ServerPlan>,
@@ -250,12 +256,27 @@ impl Plan {
                     Protocol::Https => Some(socket_tls(&config, &g.listeners)?),
                     Protocol::Http => None,
                 };
+                // Validation made the listeners of a socket agree on it.
+                let client_auth = g
+                    .listeners
+                    .iter()
+                    .find_map(|id| config.listeners[id.0].tls.as_ref()?.client_auth.as_ref())
+                    .map(|c| c.auth.clone());
                 let only = (g.listeners.len() == 1).then(|| g.listeners[0].0);
                 let error_pages = ErrorPages::of(&config, only);
                 let h2c = g.listeners.iter().any(|id| config.listeners[id.0].http2_cleartext);
                 // Validation made the listeners of a socket agree.
                 let proxy_protocol = g.listeners.iter().any(|id| config.listeners[id.0].proxy_protocol);
-                Ok(SocketPlan { key: g.key, protocol: g.protocol, routes, tls, error_pages, h2c, proxy_protocol })
+                Ok(SocketPlan {
+                    key: g.key,
+                    protocol: g.protocol,
+                    routes,
+                    tls,
+                    error_pages,
+                    h2c,
+                    proxy_protocol,
+                    client_auth,
+                })
             })
             .collect::<Result<Vec<_>, String>>()?;
         let l = &config.gateway.limits;
@@ -484,7 +505,11 @@ fn socket_tls(
         sites.push(site);
     }
     let http2 = listeners.iter().any(|id| config.listeners[id.0].http2);
-    ringgate_tls::server_config(sites, default, http2)
+    let first = listeners.iter().find_map(|id| config.listeners[id.0].tls.as_ref());
+    let default_policy = ringgate_tls::TlsPolicy::default_policy();
+    let policy = first.map_or(&default_policy, |t| &t.policy);
+    let client_auth = first.and_then(|t| t.client_auth.as_ref()).map(|c| &c.auth);
+    ringgate_tls::server_config(sites, default, http2, policy, client_auth)
 }
 
 /// A stable 64-bit tag of a string (FNV-1a), never 0.

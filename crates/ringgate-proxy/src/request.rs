@@ -162,6 +162,11 @@ pub(crate) struct ConnInfo {
     pub tls: Option<ringgate_tls::TlsInfo>,
     /// The client is one of `trusted_proxies`: its X-Forwarded-For is kept.
     pub forwarded_for_trusted: bool,
+    /// Mutual TLS: the client's certificate and its verdict (`None`: the
+    /// listener asks for none).
+    pub client_cert: Option<Rc<ringgate_tls::ClientCert>>,
+    /// Requests need a verified client certificate.
+    pub client_cert_required: bool,
 }
 
 pub(crate) struct Client<S> {
@@ -209,6 +214,9 @@ pub(crate) struct Client<S> {
     pub(crate) tls: Option<ringgate_tls::TlsInfo>,
     /// The client's own X-Forwarded-For is kept (see `trusted_proxies`).
     pub(crate) forwarded_for_trusted: bool,
+    /// See [`ConnInfo::client_cert`].
+    pub(crate) client_cert: Option<Rc<ringgate_tls::ClientCert>>,
+    pub(crate) client_cert_required: bool,
     /// What the client speaks, for the access log and the metrics.
     pub(crate) protocol: ClientProtocol,
     /// Bounds the reads and writes of an exchange. Apart from `head_timer`
@@ -220,7 +228,7 @@ pub(crate) struct Client<S> {
 
 impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     pub(crate) fn new(w: Rc<Worker>, stream: S, conn: ConnInfo, guard: Option<ConnGuard>, rbuf: Vec<u8>) -> Self {
-        let ConnInfo { peer, socket, port, tls, forwarded_for_trusted } = conn;
+        let ConnInfo { peer, socket, port, tls, forwarded_for_trusted, client_cert, client_cert_required } = conn;
         // Application Gateway's X-Forwarded-For element: `ip:port`.
         let ip = peer.ip().to_string();
         let peer_text = match peer {
@@ -254,6 +262,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             protocol: ClientProtocol::Http1,
             tls,
             forwarded_for_trusted,
+            client_cert,
+            client_cert_required,
         }
     }
 
@@ -261,6 +271,22 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     pub(crate) fn set_idle(&self, idle: bool) {
         if let Some(g) = &self.guard {
             g.set_idle(idle);
+        }
+    }
+
+    /// Why a listener that requires a client certificate refuses this
+    /// connection's requests (`None`: it has a verified one).
+    fn client_cert_refusal(&self) -> Option<(ErrorCode, String)> {
+        match self.client_cert.as_deref() {
+            Some(c) if c.ok() => None,
+            None => Some((ErrorCode::ClientCertificateMissing, "no required SSL certificate was sent".into())),
+            Some(c) if c.failure == Some(ringgate_tls::CertFailure::Missing) => {
+                Some((ErrorCode::ClientCertificateMissing, "no required SSL certificate was sent".into()))
+            }
+            Some(c) => Some((
+                ErrorCode::ClientCertificateUntrusted,
+                format!("the SSL certificate error: {}", c.verification.trim_start_matches("FAILED:")),
+            )),
         }
     }
 
@@ -291,6 +317,19 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         }
         self.choose_trace();
         self.page_target = None;
+        if self.client_cert_required
+            && let Some((code, why)) = self.client_cert_refusal()
+        {
+            // As Application Gateway v2: the handshake went through, the
+            // request is answered 400 with the reason.
+            let close = self.head.body != BodyKind::Empty || self.head.close;
+            self.skip_head();
+            let text = format!("400 Bad Request: {why}");
+            let mut out = self.reply_error(code, &text, close).await;
+            out.detail = Some(text.into());
+            self.finish(plan, None, start, out);
+            return !close;
+        }
         if self.head.method == ringgate_http::Method::Trace && !plan.config.gateway.allow_trace {
             let close = self.head.body != BodyKind::Empty || self.head.close;
             self.skip_head();
@@ -598,7 +637,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     }
 
     /// The server an affinity cookie names, if the request carries one.
-    fn affinity_server(&self, rule: &TargetPlan, (name, cors): &(Box<[u8]>, Box<[u8]>)) -> Option<usize> {
+    fn affinity_server(&self, rule: &TargetPlan, (name, cors): &crate::plan::AffinityCookies) -> Option<usize> {
         let cookies = || self.head.headers.iter().filter(|h| h.kind == ringgate_http::HeaderKind::Cookie);
         let find = |name: &[u8]| cookies().find_map(|h| find_cookie(h.value.of(&self.rbuf), name));
         find(name)

@@ -8,7 +8,7 @@ use std::cell::OnceCell;
 
 use ringgate_http::path::split_query;
 use ringgate_http::{HeaderKind, RequestHead, ResponseHead, Version};
-use ringgate_rewrite::{Edits, Variable, Vars};
+use ringgate_rewrite::{CertField, Edits, Variable, Vars};
 
 /// The request (and, in the response phase, the response) as a rule set
 /// sees it. `ringgate route` uses it too, over the head it builds, so that
@@ -31,6 +31,8 @@ pub struct RequestVars<'a> {
     /// The client's own X-Forwarded-For is kept in
     /// `add_x_forwarded_for_proxy` (see `trusted_proxies`).
     pub keep_forwarded_for: bool,
+    /// The connection's client certificate (mutual TLS).
+    pub client_cert: Option<&'a ringgate_tls::ClientCert>,
     status: [u8; 3],
     xff: OnceCell<Vec<u8>>,
 }
@@ -63,15 +65,22 @@ impl<'a> RequestVars<'a> {
             response,
             tls: None,
             keep_forwarded_for: true,
+            client_cert: None,
             status,
             xff: OnceCell::new(),
         }
     }
 
     /// The same variables, with what the client connection adds.
-    pub fn of_connection(mut self, tls: Option<ringgate_tls::TlsInfo>, keep_forwarded_for: bool) -> Self {
+    pub fn of_connection(
+        mut self,
+        tls: Option<ringgate_tls::TlsInfo>,
+        keep_forwarded_for: bool,
+        client_cert: Option<&'a ringgate_tls::ClientCert>,
+    ) -> Self {
         self.tls = tls;
         self.keep_forwarded_for = keep_forwarded_for;
+        self.client_cert = client_cert;
         self
     }
 
@@ -100,6 +109,20 @@ impl Vars for RequestVars<'_> {
             Variable::SslEnabled => (self.scheme == b"https").then_some(b"on"),
             Variable::SslConnectionProtocol => self.tls.map(|t| t.protocol.as_bytes()),
             Variable::CiphersUsed => self.tls.map(|t| t.cipher.as_bytes()),
+            Variable::ClientCertificate(field) => {
+                let c = self.client_cert?;
+                let v = match field {
+                    CertField::Verification => return Some(c.verification.as_bytes()),
+                    CertField::Pem => &c.escaped_pem,
+                    CertField::EndDate => &c.end_date,
+                    CertField::Fingerprint => &c.fingerprint,
+                    CertField::Issuer => &c.issuer,
+                    CertField::Serial => &c.serial,
+                    CertField::StartDate => &c.start_date,
+                    CertField::Subject => &c.subject,
+                };
+                (!v.is_empty()).then_some(v.as_bytes())
+            }
             Variable::Host => self.head.host.map(|h| crate::route::strip_port(h.of(buf))),
             Variable::HttpMethod => Some(self.head.method_span.of(buf)),
             Variable::HttpVersion => Some(match self.head.version {

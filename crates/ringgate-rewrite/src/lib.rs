@@ -103,4 +103,4 @@ pub use compile::compile;
 pub use edits::{Edits, HeaderEdit};
 pub use ruleset::RuleSet;
 pub use spec::{ActionSpec, ConditionSpec, RuleSetSpec, RuleSpec, SpecError};
-pub use variable::{Phase, Variable, Vars, cookie_value, server_variable_names};
+pub use variable::{CertField, Phase, Variable, Vars, cookie_value, server_variable_names};

@@ -25,6 +25,9 @@ pub enum Variable {
     AddXForwardedForProxy,
     /// `ciphers_used`: the TLS cipher suite of the client connection.
     CiphersUsed,
+    /// `client_certificate_*` (mutual TLS): the client certificate's field
+    /// (see [`CertField`]); absent on a connection without one.
+    ClientCertificate(CertField),
     /// `client_ip`: the address of the peer that connected to the gateway.
     ClientIp,
     /// `client_port`: the peer's port.
@@ -62,6 +65,23 @@ pub enum Variable {
     ResponseHeader(Box<str>),
 }
 
+/// The parts of a client certificate the `client_certificate_*` variables
+/// give, as Application Gateway v2 names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertField {
+    /// `client_certificate`: the certificate in PEM, URL-encoded (a header
+    /// cannot hold its line breaks; nginx's `$ssl_client_escaped_cert`).
+    Pem,
+    EndDate,
+    Fingerprint,
+    Issuer,
+    Serial,
+    StartDate,
+    Subject,
+    /// `SUCCESS`, `FAILED:<reason>` or `NONE`.
+    Verification,
+}
+
 /// Server variables by name. Aliases map to the same variant: the nginx
 /// spelling `request_method` is accepted for `http_method`, and AppGW lists
 /// `request_query` beside `query_string` for the same value.
@@ -70,6 +90,14 @@ const SERVER: &[(&str, Variable)] = &[
     ("ciphers_used", Variable::CiphersUsed),
     ("client_ip", Variable::ClientIp),
     ("client_port", Variable::ClientPort),
+    ("client_certificate", Variable::ClientCertificate(CertField::Pem)),
+    ("client_certificate_end_date", Variable::ClientCertificate(CertField::EndDate)),
+    ("client_certificate_fingerprint", Variable::ClientCertificate(CertField::Fingerprint)),
+    ("client_certificate_issuer", Variable::ClientCertificate(CertField::Issuer)),
+    ("client_certificate_serial", Variable::ClientCertificate(CertField::Serial)),
+    ("client_certificate_start_date", Variable::ClientCertificate(CertField::StartDate)),
+    ("client_certificate_subject", Variable::ClientCertificate(CertField::Subject)),
+    ("client_certificate_verification", Variable::ClientCertificate(CertField::Verification)),
     ("host", Variable::Host),
     ("http_method", Variable::HttpMethod),
     ("request_method", Variable::HttpMethod),
@@ -87,21 +115,7 @@ const SERVER: &[(&str, Variable)] = &[
 
 /// Application Gateway server variables ringgate has no value for: refusing
 /// them by name beats a silent "unknown variable".
-const NOT_PROVIDED: &[&str] = &[
-    "ciphers_supported",
-    "client_tcp_rtt",
-    "client_user",
-    "received_bytes",
-    "sent_bytes",
-    "client_certificate",
-    "client_certificate_end_date",
-    "client_certificate_fingerprint",
-    "client_certificate_issuer",
-    "client_certificate_serial",
-    "client_certificate_start_date",
-    "client_certificate_subject",
-    "client_certificate_verification",
-];
+const NOT_PROVIDED: &[&str] = &["ciphers_supported", "client_tcp_rtt", "client_user", "received_bytes", "sent_bytes"];
 
 /// The names of the server variables ringgate provides, aliases included,
 /// plus the `cookie_<name>` form.

@@ -10,12 +10,16 @@
 //! - [`explain`] turns a handshake error into the sentence an operator needs.
 
 mod client;
+mod client_auth;
 mod pem;
+mod policy;
 mod server;
 mod session;
 
 pub use client::{client_config, server_name};
+pub use client_auth::{CertFailure, ClientAuth, ClientCert};
 pub use pem::{load_certified_key, load_roots};
+pub use policy::{TlsPolicy, suite_name};
 pub use rustls::{ClientConfig, RootCertStore, ServerConfig, sign::CertifiedKey};
 pub use server::{SniSite, glob_match, server_config};
 pub use session::TlsInfo;

@@ -9,7 +9,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&bytes).collect();
     let certs = certs.map_err(|e| format!("{}: not valid PEM: {e}", path.display()))?;

@@ -85,13 +85,18 @@ pub fn server_config(
     sites: Vec<SniSite>,
     default: Option<Arc<CertifiedKey>>,
     http2: bool,
+    policy: &crate::TlsPolicy,
+    client_auth: Option<&crate::ClientAuth>,
 ) -> Result<Arc<ServerConfig>, String> {
     let default = default.or_else(|| sites.first().map(|s| s.key.clone()));
-    let mut cfg = ServerConfig::builder_with_provider(crate::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Resolver { sites, default }));
+    let builder = ServerConfig::builder_with_provider(policy.provider())
+        .with_protocol_versions(policy.versions())
+        .map_err(|e| e.to_string())?;
+    let builder = match client_auth {
+        Some(a) => builder.with_client_cert_verifier(a.handshake_verifier()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_cert_resolver(Arc::new(Resolver { sites, default }));
     cfg.alpn_protocols = if http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
     // Session tickets let clients resume without a full handshake on any
     // worker (the ticket key is shared through this configuration).

@@ -266,7 +266,7 @@ pub fn render(shared: &Shared) -> String {
     let _ = writeln!(o, "ringgate_proxy_protocol_errors_total {}", sum_u(&|w| w.proxy_protocol_errors.get()));
     // Counters kept per label value in an array, one series per value.
     type Pick = fn(&ringgate_proxy::metrics::WorkerGauges) -> &[ringgate_proxy::metrics::Counter];
-    let labelled: [(&str, &str, &str, &[&str], Pick); 5] = [
+    let labelled: [(&str, &str, &str, &[&str], Pick); 6] = [
         (
             "ringgate_client_connections_total",
             "Client connections, by protocol.",
@@ -301,6 +301,13 @@ pub fn render(shared: &Shared) -> String {
             "reason",
             &ringgate_proxy::metrics::RetryReason::NAMES,
             |w| &w.retries,
+        ),
+        (
+            "ringgate_client_certificate_failures_total",
+            "Client certificates not accepted on mutual-TLS listeners (a missing one counted only where required), by reason.",
+            "reason",
+            &ringgate_proxy::metrics::CERT_FAILURE_NAMES,
+            |w| &w.client_cert_failures,
         ),
     ];
     for (name, help, label, values, pick) in labelled {
