@@ -244,9 +244,12 @@ fn doctor_names_the_default_probe_when_nothing_listens_on_the_settings_port() {
     let f = finding_for(&report, "default_probe", &server);
     assert_eq!(f["severity"], "error", "{f:#}");
     let evidence = text(f, "evidence");
-    assert!(evidence.contains(&format!("nothing listens on {server}")), "{evidence}");
+    assert!(evidence.contains(&format!("connection refused on {server}")), "{evidence}");
     assert!(evidence.contains(&format!("GET http://{server}/ (Host: 127.0.0.1)")), "{evidence}");
+    // One failure, one finding: not also told as cause 2.
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(1), "{report:#}");
     let fix = text(f, "fix");
+    assert!(fix.contains(&format!("nothing listens on port {port} of the server")), "{fix}");
     assert!(fix.contains(&format!("the settings port is {port} (not 80)")), "{fix}");
     assert!(fix.contains("`port` in [[backend_http_settings]] \"setting01\""), "{fix}");
 
@@ -273,12 +276,75 @@ fn doctor_names_a_custom_probe_with_a_wrong_path() {
         let evidence = text(f, "evidence");
         assert!(evidence.contains(&format!("status 404 from {a}/health")), "{evidence}");
         assert!(text(f, "fix").contains("path \"/health\""), "{f:#}");
-        let u = finding_for(&report, "unhealthy_instances", a);
-        let not_deployed = format!("{} {}", text(u, "evidence"), text(u, "fix"));
-        assert!(not_deployed.contains("application is not deployed"), "{u:#}");
+        let not_deployed = format!("{evidence} {}", text(f, "fix"));
+        assert!(not_deployed.contains("application is not deployed"), "{f:#}");
     }
+    // The wrong answer is cause 4, and only that.
+    assert!(findings(&report, "unhealthy_instances").is_empty(), "{report:#}");
 
     assert_human_verdict(gw.config_path(), Some(gw.admin()), "ALL_UNHEALTHY", "4 (custom probe)");
+}
+
+/// A probe that a loaded machine does not fail, and that marks a server
+/// down at its first failure.
+const ONE_STRIKE_PROBE: &str = "path = \"/health\"\ninterval = \"1s\"\ntimeout = \"1s\"\nunhealthy_threshold = 1\n";
+
+#[test]
+fn doctor_gives_one_finding_per_failing_server_with_its_own_failure() {
+    // Three servers: one refuses connections, one answers its probe 503,
+    // one is healthy.
+    let refused = closed_addr();
+    let wrong = Backend::builder().name("wrong").health(503, "down").start().expect("start test backend");
+    let good = Backend::builder().name("good").start().expect("start test backend");
+    let (refused, wrong_a, good_a) = (refused.to_string(), wrong.addr().to_string(), good.addr().to_string());
+    let servers = [refused.clone(), wrong_a.clone(), good_a.clone()];
+    let gw = Gateway::start(&config(&servers, 80, "", Some(ONE_STRIKE_PROBE), "127.0.0.1:0"));
+    wait_state(&gw, &refused, "Unhealthy");
+    wait_state(&gw, &wrong_a, "Unhealthy");
+    wait_state(&gw, &good_a, "Healthy");
+
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    // One server still answers: no 502, exit 0.
+    assert_eq!(run.code, Some(0), "{}", run.show());
+    assert_eq!(text(only_verdict(&report), "summary"), "pool01: OK: 1 of 3 servers healthy", "{report:#}");
+    let all = report["findings"].as_array().unwrap_or_else(|| panic!("no findings: {report:#}"));
+    assert_eq!(all.len(), 2, "one finding per failing server, nothing else: {report:#}");
+    for a in &servers {
+        let n = all.iter().filter(|f| f["server"] == a.as_str()).count();
+        assert_eq!(n, usize::from(*a != good_a), "findings about {a}: {report:#}");
+    }
+    let f = finding_for(&report, "unhealthy_instances", &refused);
+    let evidence = text(f, "evidence");
+    assert!(evidence.starts_with("gateway: Unhealthy since "), "{evidence}");
+    assert!(evidence.contains(&format!("connection refused on {refused}")), "{evidence}");
+    assert!(!evidence.contains(&wrong_a) && !evidence.contains(&good_a), "another server's evidence: {evidence}");
+    assert!(
+        text(f, "fix").contains(&format!("nothing listens on port {}", &refused[refused.rfind(':').unwrap() + 1..]))
+    );
+    let f = finding_for(&report, "custom_probe", &wrong_a);
+    let evidence = text(f, "evidence");
+    assert!(evidence.contains(&format!("status 503 from {wrong_a}/health")), "{evidence}");
+    assert!(!evidence.contains(&refused) && !evidence.contains(&good_a), "another server's evidence: {evidence}");
+    assert!(text(f, "fix").contains("the server answers 503 on /health"), "{f:#}");
+    for f in all {
+        assert_eq!(f["severity"], "warning", "the pool still serves: {f:#}");
+    }
+    // The healthy server is among the probes from here, as fine.
+    let probes = report["probes"].as_array().unwrap_or_else(|| panic!("no probes: {report:#}"));
+    assert!(probes.iter().any(|p| p["server"] == good_a.as_str() && p["ok"] == true), "{report:#}");
+
+    let human = doctor(gw.config_path(), Some(gw.admin()), false);
+    println!("{}", human.stdout);
+    let finding_lines: Vec<&str> = human.stdout.lines().filter(|l| l.starts_with("- [")).collect();
+    assert_eq!(
+        finding_lines,
+        [
+            format!("- [warning] 2 (unhealthy instances): pool01 / setting01 / {refused}"),
+            format!("- [warning] 4 (custom probe): pool01 / setting01 / {wrong_a}")
+        ],
+        "{}",
+        human.show()
+    );
 }
 
 #[test]
@@ -395,8 +461,8 @@ fn doctor_json_and_human_agree() {
     let line = verdict_line(&human);
     assert!(line.contains(summary), "human verdict line {line:?} lacks the JSON summary {summary:?}");
     assert!(human.stdout.lines().next().is_some_and(|h| h.contains(text(&report, "config"))), "{}", human.show());
-    // Every finding that is not mere information is shown with its evidence.
-    for f in report["findings"].as_array().expect("findings").iter().filter(|f| f["severity"] != "info") {
+    // Every finding is shown with its evidence.
+    for f in report["findings"].as_array().expect("findings") {
         let evidence = format!("    evidence: {}", text(f, "evidence"));
         assert!(human.stdout.lines().any(|l| l == evidence), "{evidence:?} missing from:\n{}", human.stdout);
     }
