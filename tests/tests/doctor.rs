@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use ringgate_e2e::certs::Ca;
+use ringgate_e2e::tls_backend::TlsBackend;
 use ringgate_e2e::*;
 use serde_json::Value;
 
@@ -584,4 +586,91 @@ url_path_map = "site"
         .map(|r| (r["rule"].as_str().unwrap_or(""), r["pool"].as_str().unwrap_or("")))
         .collect();
     assert_eq!(rules, [("site", "web"), ("site/api", "api")], "{body}");
+}
+
+/// An https backend whose certificate is for other names than the one the
+/// settings verify: the gateway's probe and the doctor both say which names
+/// the certificate holds, and the fix names `host_name`.
+#[test]
+fn doctor_lists_the_certificate_s_names_when_the_tls_name_does_not_match() {
+    let ca = Ca::new("doctor test CA");
+    let backend = TlsBackend::start(&ca.leaf(&["other.example", "10.0.0.1"]));
+    let a = backend.addr().to_string();
+    let settings = "protocol = \"https\"\ntrusted_root_certificates = \"ca.pem\"\nhost_name = \"backend.example\"\n";
+    let probe = format!("protocol = \"https\"\n{ONE_STRIKE_PROBE}");
+    let cfg = config(&addrs(&[backend.addr()]), 443, settings, Some(&probe), "127.0.0.1:0");
+    let gw = Gateway::start_with_files(&cfg, &[("ca.pem", ca.pem.as_bytes())]);
+    wait_state(&gw, &a, "Unhealthy");
+    let names = r#"is for "other.example", "10.0.0.1", not "backend.example""#;
+    // The gateway's own probe already knows.
+    let live = live_server(&gw, &a);
+    assert!(live["reason"].as_str().is_some_and(|r| r.contains(names)), "{live:#}");
+
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    assert_verdict(&report, &run, "ALL_UNHEALTHY", "custom_probe");
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(1), "{report:#}");
+    let f = finding_for(&report, "custom_probe", &a);
+    let evidence = text(f, "evidence");
+    assert!(evidence.contains(&format!("the certificate of {a} {names}")), "{evidence}");
+    let fix = text(f, "fix");
+    assert!(fix.contains(r#"the `host_name` of [[backend_http_settings]] "setting01""#), "{fix}");
+    assert!(fix.contains(r#"set host_name to a name the certificate holds (such as "other.example")"#), "{fix}");
+    assert!(fix.contains(r#"or give the server a certificate for "backend.example""#), "{fix}");
+    println!("{}", doctor(gw.config_path(), Some(gw.admin()), false).stdout);
+}
+
+/// Settings that speak plain HTTP to a TLS server: the probe gets a TLS
+/// alert back, a ClientHello from the doctor is answered, and the fix is
+/// `protocol = "https"`.
+#[test]
+fn doctor_hints_https_when_plain_http_meets_a_tls_server() {
+    let ca = Ca::new("doctor test CA");
+    let backend = TlsBackend::start(&ca.leaf(&["127.0.0.1"]));
+    let a = backend.addr().to_string();
+    let gw = Gateway::start(&config(&addrs(&[backend.addr()]), 80, "", Some(ONE_STRIKE_PROBE), "127.0.0.1:0"));
+    wait_state(&gw, &a, "Unhealthy");
+    let live = live_server(&gw, &a);
+    assert!(live["reason"].as_str().is_some_and(|r| r.contains("with a TLS record")), "{live:#}");
+
+    let hellos = backend.client_hellos();
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    assert_verdict(&report, &run, "ALL_UNHEALTHY", "custom_probe");
+    let f = finding_for(&report, "custom_probe", &a);
+    let evidence = text(f, "evidence");
+    assert!(evidence.contains(&format!("{a} answered the plain HTTP request with a TLS record")), "{evidence}");
+    assert!(evidence.contains(&format!("{a} looks like a TLS server")), "{evidence}");
+    assert!(evidence.contains("answers a TLS ClientHello in TLS"), "{evidence}");
+    assert!(backend.client_hellos() > hellos, "no ClientHello from the doctor reached the server");
+    let fix = text(f, "fix");
+    assert!(
+        fix.starts_with(r#"set protocol = "https" in [[backend_http_settings]] "setting01" and in [[probe]] "p1""#),
+        "{fix}"
+    );
+    println!("{}", doctor(gw.config_path(), Some(gw.admin()), false).stdout);
+}
+
+/// Settings that speak TLS to a plain HTTP server: the ClientHello is
+/// answered with an HTTP 400, a plain GET from the doctor with a 200, and the
+/// fix is `protocol = "http"`.
+#[test]
+fn doctor_hints_http_when_https_meets_a_plain_server() {
+    let b = Backend::builder().name("plain").start().expect("start test backend");
+    let a = b.addr().to_string();
+    let dir = TempDir::new("doctor-https-to-plain");
+    let path = write(&dir, "ringgate.toml", &config(&addrs(&[b.addr()]), 443, "protocol = \"https\"", None, "off"));
+
+    let (report, run) = doctor_json(&path, None);
+    assert_verdict(&report, &run, "ALL_UNHEALTHY", "default_probe");
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(1), "{report:#}");
+    let f = finding_for(&report, "default_probe", &a);
+    let evidence = text(f, "evidence");
+    assert!(evidence.contains(&format!("GET https://{a}/ (Host: 127.0.0.1)")), "{evidence}");
+    assert!(evidence.contains("answered the TLS handshake with something that is not TLS"), "{evidence}");
+    assert!(evidence.contains(&format!("{a} looks like a plain HTTP server")), "{evidence}");
+    assert!(evidence.contains("answers GET / in plain HTTP"), "{evidence}");
+    assert!(b.requests_to("/") > 0, "the doctor's plain GET never reached the server");
+    let fix = text(f, "fix");
+    assert!(fix.starts_with(r#"set protocol = "http" in [[backend_http_settings]] "setting01","#), "{fix}");
+    assert!(fix.contains(&format!("the server speaks plain HTTP on port {}", b.port())), "{fix}");
+    println!("{}", doctor(&path, None, false).stdout);
 }

@@ -219,8 +219,67 @@ fn fail_text(f: &ProbeFailure, addr: &str, probe: &Probe) -> String {
         ProbeFailure::BodyMismatch(c) => {
             format!("the body from {addr}{} (status {c}) lacks {:?}", probe.path, probe.body.as_deref().unwrap_or(""))
         }
+        ProbeFailure::CertificateName { expected, presented } if presented.is_empty() => {
+            format!("the certificate of {addr} holds no name, not {expected:?}")
+        }
+        ProbeFailure::CertificateName { expected, presented } => {
+            format!("the certificate of {addr} is for {}, not {expected:?}", quoted(presented))
+        }
+        ProbeFailure::TlsAnswer => format!("{addr} answered the plain HTTP request with a TLS record: it speaks TLS"),
+        ProbeFailure::NotTls => {
+            format!("{addr} answered the TLS handshake with something that is not TLS: it does not speak TLS there")
+        }
         other => format!("{other} on {addr}"),
     }
+}
+
+/// `"a", "b"`.
+fn quoted(names: &[String]) -> String {
+    names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+}
+
+/// When the server speaks the other protocol than the probe: what shows it
+/// (appended to the evidence) and the fix (replacing the usual one).
+fn protocol_hint(pair: &Pair<'_>, c: &ServerCheck, f: &ProbeFailure) -> Option<(String, String)> {
+    let spoke_wrong = matches!(f, ProbeFailure::TlsAnswer | ProbeFailure::NotTls);
+    if !(c.speaks_other == Some(true) || spoke_wrong && c.speaks_other != Some(false)) {
+        return None;
+    }
+    let port = c.addr.map_or(pair.settings.port, |a| a.port());
+    // What the probe's own failure does not already say.
+    let (is, other, shown) = match (pair.probe.protocol, spoke_wrong, c.speaks_other == Some(true)) {
+        (Protocol::Http, true, true) => ("a TLS server", Protocol::Https, "it answers a TLS ClientHello in TLS"),
+        (Protocol::Http, true, false) => ("a TLS server", Protocol::Https, ""),
+        (Protocol::Http, false, _) => (
+            "a TLS server",
+            Protocol::Https,
+            "it does not answer the plain HTTP request, but answers a TLS ClientHello in TLS",
+        ),
+        (Protocol::Https, true, true) => ("a plain HTTP server", Protocol::Http, "it answers GET / in plain HTTP"),
+        (Protocol::Https, true, false) => ("a plain HTTP server", Protocol::Http, ""),
+        (Protocol::Https, false, _) => {
+            ("a plain HTTP server", Protocol::Http, "the TLS handshake fails, but it answers GET / in plain HTTP")
+        }
+    };
+    let evidence = if shown.is_empty() {
+        format!("; {} looks like {is}", c.server)
+    } else {
+        format!("; {} looks like {is}: {shown}", c.server)
+    };
+    let mut fix = format!("set protocol = \"{other}\" in [[backend_http_settings]] \"{}\"", pair.settings.name);
+    if pair.custom {
+        let _ = write!(fix, " and in [[probe]] \"{}\"", pair.probe.name);
+    }
+    let _ = match other {
+        Protocol::Https => write!(
+            fix,
+            " (with `trusted_root_certificates` for the CA of the server's certificate), since the server speaks TLS on port {port}; or serve plain HTTP there"
+        ),
+        Protocol::Http => {
+            write!(fix, ", since the server speaks plain HTTP on port {port}; or enable TLS on the server")
+        }
+    };
+    Some((evidence, fix))
 }
 
 /// Does the server answer, only not as the probe wants (rather than not
@@ -234,6 +293,18 @@ fn answers_wrongly(f: &ProbeFailure) -> bool {
             | ProbeFailure::CertificateName { .. }
             | ProbeFailure::TlsAnswer
             | ProbeFailure::NotTls
+            | ProbeFailure::ProbeTimeout
+            | ProbeFailure::InvalidResponse(_)
+    )
+}
+
+/// Is this a failure the probe's own request settings (path, host, status
+/// codes, body, time-out) may explain?
+fn about_the_request(f: &ProbeFailure) -> bool {
+    matches!(
+        f,
+        ProbeFailure::StatusMismatch(_)
+            | ProbeFailure::BodyMismatch(_)
             | ProbeFailure::ProbeTimeout
             | ProbeFailure::InvalidResponse(_)
     )
@@ -288,9 +359,14 @@ fn server_failure(pair: &Pair<'_>, c: &ServerCheck, live: Option<&ServerView>) -
         _ => return None,
     };
     let probe = &pair.probe;
+    let hint = match &failure {
+        Failure::Probe(f) => protocol_hint(pair, c, f),
+        _ => None,
+    };
     let (why, wrongly) = match &failure {
         Failure::Unresolved(e) => (format!("{} does not resolve: {e}", c.server), false),
-        Failure::Probe(f) => (fail_text(f, &c.server, probe), answers_wrongly(f)),
+        // A server speaking the other protocol does answer, only wrongly.
+        Failure::Probe(f) => (fail_text(f, &c.server, probe), answers_wrongly(f) || hint.is_some()),
         Failure::Gateway(s) => (
             s.reason.clone().unwrap_or_else(|| "unhealthy".into()),
             s.reason_kind.as_deref().is_some_and(kind_answers_wrongly),
@@ -343,7 +419,10 @@ fn server_failure(pair: &Pair<'_>, c: &ServerCheck, live: Option<&ServerView>) -
         ),
         Failure::Probe(f) => probe_fix(pair, c, f),
     };
-    if pair.custom && wrongly && !matches!(failure, Failure::Unresolved(_)) {
+    if let Some((shows, protocol_fix)) = hint {
+        evidence.push_str(&shows);
+        fix = protocol_fix;
+    } else if pair.custom && matches!(failure, Failure::Probe(f) if about_the_request(f)) {
         let _ = write!(
             fix,
             "; check [[probe]] \"{}\": path {:?}, host {:?}, accepted status {}, body {:?}; the server must answer that URL within {}",
@@ -401,6 +480,20 @@ fn probe_fix(pair: &Pair<'_>, c: &ServerCheck, f: &ProbeFailure) -> String {
         ProbeFailure::TlsHandshake(detail) => format!(
             "{detail}: set `trusted_root_certificates` in [[backend_http_settings]] \"{settings}\" to the CA that issued the server's certificate, or fix the certificate"
         ),
+        ProbeFailure::CertificateName { expected, presented } => {
+            let holds = match presented.first() {
+                Some(n) => format!("set host_name to a name the certificate holds (such as {n:?})"),
+                None => "set host_name to the name the server's certificate should hold".into(),
+            };
+            match &pair.settings.host_name {
+                Some(h) => format!(
+                    "the gateway verifies the certificate for {h:?}, the `host_name` of [[backend_http_settings]] \"{settings}\": {holds}, or give the server a certificate for {h:?} (signed by a CA in `trusted_root_certificates`)"
+                ),
+                None => format!(
+                    "the gateway verifies the certificate for the server's address {expected:?}, as [[backend_http_settings]] \"{settings}\" has no `host_name`: {holds} there, or give the server a certificate for {expected:?} (signed by a CA in `trusted_root_certificates`)"
+                ),
+            }
+        }
         ProbeFailure::DnsFailure(_) => "fix the host name or its DNS record".into(),
         _ => "make the server answer its probe (see the evidence)".into(),
     }
@@ -801,6 +894,7 @@ port = 80
             dns_error: dns_error.map(str::to_string),
             url: format!("http://{server}/health"),
             result,
+            speaks_other: None,
         }
     }
 
@@ -883,6 +977,53 @@ port = 80
         assert_eq!((f[0].cause, f[0].severity), (Cause::DefaultProbe, Severity::Error));
         assert!(f[0].fix.contains("nothing listens on port 8080"), "{f:#?}");
         assert_eq!(r.verdicts[0].cause, Some(Cause::DefaultProbe));
+    }
+
+    #[test]
+    fn a_tls_server_probed_in_plain_http_gets_the_protocol_fix() {
+        let cfg = config(&["10.0.0.1:80", "10.0.0.2:80"], true);
+        let mut tls = check("10.0.0.1:80", Some(Err((ProbeFailure::TlsAnswer, None))), None);
+        tls.speaks_other = Some(true);
+        // Closed, and not found to speak TLS either: no hint.
+        let mut closed = check("10.0.0.2:80", Some(Err((ProbeFailure::Closed, None))), None);
+        closed.speaks_other = Some(false);
+        let r = assess(&cfg, "off".into(), None, &checks(vec![tls, closed]));
+        let f = about(&r, "10.0.0.1:80");
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].cause, Cause::CustomProbe);
+        assert!(f[0].evidence.contains("10.0.0.1:80 looks like a TLS server"), "{f:#?}");
+        assert!(
+            f[0].fix.starts_with(
+                r#"set protocol = "https" in [[backend_http_settings]] "setting01" and in [[probe]] "p1""#
+            ),
+            "{f:#?}"
+        );
+        let f = about(&r, "10.0.0.2:80");
+        assert!(!f[0].evidence.contains("looks like") && !f[0].fix.contains("protocol ="), "{f:#?}");
+        assert_eq!(f[0].cause, Cause::UnhealthyInstances);
+    }
+
+    #[test]
+    fn a_certificate_for_other_names_gets_the_host_name_fix() {
+        let cfg = config(&["10.0.0.1:443"], false);
+        let failure = ProbeFailure::CertificateName {
+            expected: "10.0.0.1".into(),
+            presented: vec!["other.example".into(), "10.0.0.9".into()],
+        };
+        let r =
+            assess(&cfg, "off".into(), None, &checks(vec![check("10.0.0.1:443", Some(Err((failure, None))), None)]));
+        let f = about(&r, "10.0.0.1:443");
+        assert!(
+            f[0].evidence
+                .contains(r#"the certificate of 10.0.0.1:443 is for "other.example", "10.0.0.9", not "10.0.0.1""#),
+            "{f:#?}"
+        );
+        assert!(
+            f[0].fix.contains(
+                r#"has no `host_name`: set host_name to a name the certificate holds (such as "other.example")"#
+            ),
+            "{f:#?}"
+        );
     }
 
     #[test]
