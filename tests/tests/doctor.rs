@@ -674,3 +674,68 @@ fn doctor_hints_http_when_https_meets_a_plain_server() {
     assert!(fix.contains(&format!("the server speaks plain HTTP on port {}", b.port())), "{fix}");
     println!("{}", doctor(&path, None, false).stdout);
 }
+
+/// `GET /recent` of rule01: its entry.
+fn recent_of_rule01(gw: &Gateway) -> Value {
+    let (status, body) = gw.admin_get("/recent");
+    assert_eq!(status, 200, "GET /recent: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("/recent is not JSON ({e}): {body}"));
+    v["rules"]
+        .as_array()
+        .and_then(|rules| rules.iter().find(|r| r["rule"] == "rule01" && r["pool"] == "pool01"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no rule01 in /recent: {v:#}"))
+}
+
+/// The gateway's time-outs count while they are recent, not forever: within
+/// `recent_window` the doctor names them (cause 5, "in the last N s"); once
+/// the window has passed over them it no longer does.
+#[test]
+fn doctor_counts_time_outs_over_the_recent_window_only() {
+    let b = Backend::builder().name("slow").start().expect("start test backend");
+    b.set_mode(Mode::Slow(Duration::from_millis(700)));
+    let a = b.addr().to_string();
+    let window = 8.0;
+    let cfg = config(&addrs(&[b.addr()]), 80, "request_timeout = \"300ms\"", Some(STEADY_PROBE), "127.0.0.1:0")
+        .replace("drain_timeout = 5\n", "drain_timeout = 5\nrecent_window = \"8s\"\n");
+    let gw = Gateway::start(&cfg);
+    wait_state(&gw, &a, "Healthy");
+    for i in 0..2 {
+        let r = get(gw.addr("public"), &format!("/app/{i}"));
+        assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("TIMEOUT")), "{:?} {}", r.headers, r.text());
+    }
+    let recent = recent_of_rule01(&gw);
+    assert_eq!(recent["timeouts"], 2, "{recent:#}");
+    assert!(recent["covered_seconds"].as_f64().is_some_and(|s| s <= window + 1.0), "{recent:#}");
+
+    // Within the window: cause 5, from the gateway's recent figures.
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    assert_verdict(&report, &run, "TIMEOUT", "request_timeout");
+    let seen = findings(&report, "request_timeout")
+        .into_iter()
+        .find(|f| f["server"].is_null())
+        .unwrap_or_else(|| panic!("no request_timeout finding from the gateway: {report:#}"));
+    let evidence = text(seen, "evidence");
+    assert!(evidence.starts_with("in the last "), "{evidence}");
+    assert!(evidence.contains("the gateway has seen 2 requests answered 502 TIMEOUT"), "{evidence}");
+    println!("{}", doctor(gw.config_path(), Some(gw.admin()), false).stdout);
+
+    // Once the window has passed over them, they are history.
+    let mut last = Value::Null;
+    let passed = wait_until(Duration::from_secs(30), || {
+        last = recent_of_rule01(&gw);
+        last["timeouts"] == 0
+    });
+    assert!(passed, "the time-outs never left the window: {last:#}");
+    assert!(last["covered_seconds"].as_f64().is_some_and(|s| s >= window), "{last:#}");
+    // The metrics since the start still have them.
+    let (_, metrics) = gw.admin_get("/metrics");
+    assert!(
+        metrics.lines().any(|l| l.contains("rule=\"rule01\"") && l.contains("TIMEOUT") && l.ends_with(" 2")),
+        "{metrics}"
+    );
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    assert_eq!(run.code, Some(0), "old time-outs are not a cause now: {}", run.show());
+    assert!(findings(&report, "request_timeout").is_empty(), "{report:#}");
+    println!("{}", doctor(gw.config_path(), Some(gw.admin()), false).stdout);
+}

@@ -735,25 +735,26 @@ fn assess(cfg: &Config, gateway: String, live: Option<&Live>, checks: &Checks) -
                 ));
             }
         }
-        if let Some(m) = live.and_then(|l| l.metrics.as_deref()) {
-            let timeouts = gateway::count_code(m, &rule.name, "TIMEOUT");
-            if let Some((n, total)) = gateway::slow_share(m, &rule.name, limit.mul_f64(0.8))
-                && (n > 0 || timeouts > 0)
-            {
-                findings.push(finding(
-                    Cause::RequestTimeout,
-                    if timeouts > 0 { Severity::Error } else { Severity::Warning },
-                    None,
-                    format!(
-                        "the gateway has seen {timeouts} request{} answered 502 TIMEOUT, and {n} of {total} backend responses slower than 80% of {}",
-                        plural(timeouts),
-                        ms(limit)
-                    ),
-                    format!("raise {setting_line}, or make the servers faster"),
-                ));
-                if timeouts > 0 && verdict.is_none() && slow.is_empty() {
-                    slow.push(format!("{timeouts} requests timed out at the gateway"));
-                }
+        if let Some(t) = live.and_then(|l| gateway::timeouts(l, &listener.name, &rule.name, &pool.name, limit))
+            && (t.slow > 0 || t.timeouts > 0)
+        {
+            findings.push(finding(
+                Cause::RequestTimeout,
+                if t.timeouts > 0 { Severity::Error } else { Severity::Warning },
+                None,
+                format!(
+                    "{}, the gateway has seen {} request{} answered 502 TIMEOUT, and {} of {} backend responses slower than 80% of {}",
+                    t.span,
+                    t.timeouts,
+                    plural(t.timeouts),
+                    t.slow,
+                    t.responses,
+                    ms(limit)
+                ),
+                format!("raise {setting_line}, or make the servers faster"),
+            ));
+            if t.timeouts > 0 && verdict.is_none() && slow.is_empty() {
+                slow.push(format!("{} request{} timed out at the gateway {}", t.timeouts, plural(t.timeouts), t.span));
             }
         }
         if verdict.is_none() && !slow.is_empty() {
