@@ -42,7 +42,8 @@ pub fn explain(e: &std::io::Error) -> String {
     };
     if let Some(m) = name_mismatch(e) {
         return format!(
-            "the backend's {m} (set host_name in the settings to a name it holds, or change the certificate)"
+            "the backend's certificate {} (set host_name in the settings to a name it holds, or change the certificate)",
+            m.holds()
         );
     }
     use rustls::{CertificateError, Error};
