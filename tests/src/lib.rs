@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 pub use ringgate_testbackend::{Backend, Blackhole, Mode, wait_until};
 
 pub mod certs;
+pub mod tls_backend;
 pub mod tools;
 
 /// Locks, ignoring poisoning: a panicking reader thread leaves the collected

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use ringgate_e2e::certs::Ca;
+use ringgate_e2e::tls_backend::TlsBackend;
 use ringgate_e2e::*;
 use serde_json::Value;
 
@@ -244,9 +246,12 @@ fn doctor_names_the_default_probe_when_nothing_listens_on_the_settings_port() {
     let f = finding_for(&report, "default_probe", &server);
     assert_eq!(f["severity"], "error", "{f:#}");
     let evidence = text(f, "evidence");
-    assert!(evidence.contains(&format!("nothing listens on {server}")), "{evidence}");
+    assert!(evidence.contains(&format!("connection refused on {server}")), "{evidence}");
     assert!(evidence.contains(&format!("GET http://{server}/ (Host: 127.0.0.1)")), "{evidence}");
+    // One failure, one finding: not also told as cause 2.
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(1), "{report:#}");
     let fix = text(f, "fix");
+    assert!(fix.contains(&format!("nothing listens on port {port} of the server")), "{fix}");
     assert!(fix.contains(&format!("the settings port is {port} (not 80)")), "{fix}");
     assert!(fix.contains("`port` in [[backend_http_settings]] \"setting01\""), "{fix}");
 
@@ -273,12 +278,75 @@ fn doctor_names_a_custom_probe_with_a_wrong_path() {
         let evidence = text(f, "evidence");
         assert!(evidence.contains(&format!("status 404 from {a}/health")), "{evidence}");
         assert!(text(f, "fix").contains("path \"/health\""), "{f:#}");
-        let u = finding_for(&report, "unhealthy_instances", a);
-        let not_deployed = format!("{} {}", text(u, "evidence"), text(u, "fix"));
-        assert!(not_deployed.contains("application is not deployed"), "{u:#}");
+        let not_deployed = format!("{evidence} {}", text(f, "fix"));
+        assert!(not_deployed.contains("application is not deployed"), "{f:#}");
     }
+    // The wrong answer is cause 4, and only that.
+    assert!(findings(&report, "unhealthy_instances").is_empty(), "{report:#}");
 
     assert_human_verdict(gw.config_path(), Some(gw.admin()), "ALL_UNHEALTHY", "4 (custom probe)");
+}
+
+/// A probe that a loaded machine does not fail, and that marks a server
+/// down at its first failure.
+const ONE_STRIKE_PROBE: &str = "path = \"/health\"\ninterval = \"1s\"\ntimeout = \"1s\"\nunhealthy_threshold = 1\n";
+
+#[test]
+fn doctor_gives_one_finding_per_failing_server_with_its_own_failure() {
+    // Three servers: one refuses connections, one answers its probe 503,
+    // one is healthy.
+    let refused = closed_addr();
+    let wrong = Backend::builder().name("wrong").health(503, "down").start().expect("start test backend");
+    let good = Backend::builder().name("good").start().expect("start test backend");
+    let (refused, wrong_a, good_a) = (refused.to_string(), wrong.addr().to_string(), good.addr().to_string());
+    let servers = [refused.clone(), wrong_a.clone(), good_a.clone()];
+    let gw = Gateway::start(&config(&servers, 80, "", Some(ONE_STRIKE_PROBE), "127.0.0.1:0"));
+    wait_state(&gw, &refused, "Unhealthy");
+    wait_state(&gw, &wrong_a, "Unhealthy");
+    wait_state(&gw, &good_a, "Healthy");
+
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    // One server still answers: no 502, exit 0.
+    assert_eq!(run.code, Some(0), "{}", run.show());
+    assert_eq!(text(only_verdict(&report), "summary"), "pool01: OK: 1 of 3 servers healthy", "{report:#}");
+    let all = report["findings"].as_array().unwrap_or_else(|| panic!("no findings: {report:#}"));
+    assert_eq!(all.len(), 2, "one finding per failing server, nothing else: {report:#}");
+    for a in &servers {
+        let n = all.iter().filter(|f| f["server"] == a.as_str()).count();
+        assert_eq!(n, usize::from(*a != good_a), "findings about {a}: {report:#}");
+    }
+    let f = finding_for(&report, "unhealthy_instances", &refused);
+    let evidence = text(f, "evidence");
+    assert!(evidence.starts_with("gateway: Unhealthy since "), "{evidence}");
+    assert!(evidence.contains(&format!("connection refused on {refused}")), "{evidence}");
+    assert!(!evidence.contains(&wrong_a) && !evidence.contains(&good_a), "another server's evidence: {evidence}");
+    assert!(
+        text(f, "fix").contains(&format!("nothing listens on port {}", &refused[refused.rfind(':').unwrap() + 1..]))
+    );
+    let f = finding_for(&report, "custom_probe", &wrong_a);
+    let evidence = text(f, "evidence");
+    assert!(evidence.contains(&format!("status 503 from {wrong_a}/health")), "{evidence}");
+    assert!(!evidence.contains(&refused) && !evidence.contains(&good_a), "another server's evidence: {evidence}");
+    assert!(text(f, "fix").contains("the server answers 503 on /health"), "{f:#}");
+    for f in all {
+        assert_eq!(f["severity"], "warning", "the pool still serves: {f:#}");
+    }
+    // The healthy server is among the probes from here, as fine.
+    let probes = report["probes"].as_array().unwrap_or_else(|| panic!("no probes: {report:#}"));
+    assert!(probes.iter().any(|p| p["server"] == good_a.as_str() && p["ok"] == true), "{report:#}");
+
+    let human = doctor(gw.config_path(), Some(gw.admin()), false);
+    println!("{}", human.stdout);
+    let finding_lines: Vec<&str> = human.stdout.lines().filter(|l| l.starts_with("- [")).collect();
+    assert_eq!(
+        finding_lines,
+        [
+            format!("- [warning] 2 (unhealthy instances): pool01 / setting01 / {refused}"),
+            format!("- [warning] 4 (custom probe): pool01 / setting01 / {wrong_a}")
+        ],
+        "{}",
+        human.show()
+    );
 }
 
 #[test]
@@ -395,8 +463,8 @@ fn doctor_json_and_human_agree() {
     let line = verdict_line(&human);
     assert!(line.contains(summary), "human verdict line {line:?} lacks the JSON summary {summary:?}");
     assert!(human.stdout.lines().next().is_some_and(|h| h.contains(text(&report, "config"))), "{}", human.show());
-    // Every finding that is not mere information is shown with its evidence.
-    for f in report["findings"].as_array().expect("findings").iter().filter(|f| f["severity"] != "info") {
+    // Every finding is shown with its evidence.
+    for f in report["findings"].as_array().expect("findings") {
         let evidence = format!("    evidence: {}", text(f, "evidence"));
         assert!(human.stdout.lines().any(|l| l == evidence), "{evidence:?} missing from:\n{}", human.stdout);
     }
@@ -518,4 +586,156 @@ url_path_map = "site"
         .map(|r| (r["rule"].as_str().unwrap_or(""), r["pool"].as_str().unwrap_or("")))
         .collect();
     assert_eq!(rules, [("site", "web"), ("site/api", "api")], "{body}");
+}
+
+/// An https backend whose certificate is for other names than the one the
+/// settings verify: the gateway's probe and the doctor both say which names
+/// the certificate holds, and the fix names `host_name`.
+#[test]
+fn doctor_lists_the_certificate_s_names_when_the_tls_name_does_not_match() {
+    let ca = Ca::new("doctor test CA");
+    let backend = TlsBackend::start(&ca.leaf(&["other.example", "10.0.0.1"]));
+    let a = backend.addr().to_string();
+    let settings = "protocol = \"https\"\ntrusted_root_certificates = \"ca.pem\"\nhost_name = \"backend.example\"\n";
+    let probe = format!("protocol = \"https\"\n{ONE_STRIKE_PROBE}");
+    let cfg = config(&addrs(&[backend.addr()]), 443, settings, Some(&probe), "127.0.0.1:0");
+    let gw = Gateway::start_with_files(&cfg, &[("ca.pem", ca.pem.as_bytes())]);
+    wait_state(&gw, &a, "Unhealthy");
+    let names = r#"is for "other.example", "10.0.0.1", not "backend.example""#;
+    // The gateway's own probe already knows.
+    let live = live_server(&gw, &a);
+    assert!(live["reason"].as_str().is_some_and(|r| r.contains(names)), "{live:#}");
+
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    assert_verdict(&report, &run, "ALL_UNHEALTHY", "custom_probe");
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(1), "{report:#}");
+    let f = finding_for(&report, "custom_probe", &a);
+    let evidence = text(f, "evidence");
+    assert!(evidence.contains(&format!("the certificate of {a} {names}")), "{evidence}");
+    let fix = text(f, "fix");
+    assert!(fix.contains(r#"the `host_name` of [[backend_http_settings]] "setting01""#), "{fix}");
+    assert!(fix.contains(r#"set host_name to a name the certificate holds (such as "other.example")"#), "{fix}");
+    assert!(fix.contains(r#"or give the server a certificate for "backend.example""#), "{fix}");
+    println!("{}", doctor(gw.config_path(), Some(gw.admin()), false).stdout);
+}
+
+/// Settings that speak plain HTTP to a TLS server: the probe gets a TLS
+/// alert back, a ClientHello from the doctor is answered, and the fix is
+/// `protocol = "https"`.
+#[test]
+fn doctor_hints_https_when_plain_http_meets_a_tls_server() {
+    let ca = Ca::new("doctor test CA");
+    let backend = TlsBackend::start(&ca.leaf(&["127.0.0.1"]));
+    let a = backend.addr().to_string();
+    let gw = Gateway::start(&config(&addrs(&[backend.addr()]), 80, "", Some(ONE_STRIKE_PROBE), "127.0.0.1:0"));
+    wait_state(&gw, &a, "Unhealthy");
+    let live = live_server(&gw, &a);
+    assert!(live["reason"].as_str().is_some_and(|r| r.contains("with a TLS record")), "{live:#}");
+
+    let hellos = backend.client_hellos();
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    assert_verdict(&report, &run, "ALL_UNHEALTHY", "custom_probe");
+    let f = finding_for(&report, "custom_probe", &a);
+    let evidence = text(f, "evidence");
+    assert!(evidence.contains(&format!("{a} answered the plain HTTP request with a TLS record")), "{evidence}");
+    assert!(evidence.contains(&format!("{a} looks like a TLS server")), "{evidence}");
+    assert!(evidence.contains("answers a TLS ClientHello in TLS"), "{evidence}");
+    assert!(backend.client_hellos() > hellos, "no ClientHello from the doctor reached the server");
+    let fix = text(f, "fix");
+    assert!(
+        fix.starts_with(r#"set protocol = "https" in [[backend_http_settings]] "setting01" and in [[probe]] "p1""#),
+        "{fix}"
+    );
+    println!("{}", doctor(gw.config_path(), Some(gw.admin()), false).stdout);
+}
+
+/// Settings that speak TLS to a plain HTTP server: the ClientHello is
+/// answered with an HTTP 400, a plain GET from the doctor with a 200, and the
+/// fix is `protocol = "http"`.
+#[test]
+fn doctor_hints_http_when_https_meets_a_plain_server() {
+    let b = Backend::builder().name("plain").start().expect("start test backend");
+    let a = b.addr().to_string();
+    let dir = TempDir::new("doctor-https-to-plain");
+    let path = write(&dir, "ringgate.toml", &config(&addrs(&[b.addr()]), 443, "protocol = \"https\"", None, "off"));
+
+    let (report, run) = doctor_json(&path, None);
+    assert_verdict(&report, &run, "ALL_UNHEALTHY", "default_probe");
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(1), "{report:#}");
+    let f = finding_for(&report, "default_probe", &a);
+    let evidence = text(f, "evidence");
+    assert!(evidence.contains(&format!("GET https://{a}/ (Host: 127.0.0.1)")), "{evidence}");
+    assert!(evidence.contains("answered the TLS handshake with something that is not TLS"), "{evidence}");
+    assert!(evidence.contains(&format!("{a} looks like a plain HTTP server")), "{evidence}");
+    assert!(evidence.contains("answers GET / in plain HTTP"), "{evidence}");
+    assert!(b.requests_to("/") > 0, "the doctor's plain GET never reached the server");
+    let fix = text(f, "fix");
+    assert!(fix.starts_with(r#"set protocol = "http" in [[backend_http_settings]] "setting01","#), "{fix}");
+    assert!(fix.contains(&format!("the server speaks plain HTTP on port {}", b.port())), "{fix}");
+    println!("{}", doctor(&path, None, false).stdout);
+}
+
+/// `GET /recent` of rule01: its entry.
+fn recent_of_rule01(gw: &Gateway) -> Value {
+    let (status, body) = gw.admin_get("/recent");
+    assert_eq!(status, 200, "GET /recent: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("/recent is not JSON ({e}): {body}"));
+    v["rules"]
+        .as_array()
+        .and_then(|rules| rules.iter().find(|r| r["rule"] == "rule01" && r["pool"] == "pool01"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no rule01 in /recent: {v:#}"))
+}
+
+/// The gateway's time-outs count while they are recent, not forever: within
+/// `recent_window` the doctor names them (cause 5, "in the last N s"); once
+/// the window has passed over them it no longer does.
+#[test]
+fn doctor_counts_time_outs_over_the_recent_window_only() {
+    let b = Backend::builder().name("slow").start().expect("start test backend");
+    b.set_mode(Mode::Slow(Duration::from_millis(700)));
+    let a = b.addr().to_string();
+    let window = 8.0;
+    let cfg = config(&addrs(&[b.addr()]), 80, "request_timeout = \"300ms\"", Some(STEADY_PROBE), "127.0.0.1:0")
+        .replace("drain_timeout = 5\n", "drain_timeout = 5\nrecent_window = \"8s\"\n");
+    let gw = Gateway::start(&cfg);
+    wait_state(&gw, &a, "Healthy");
+    for i in 0..2 {
+        let r = get(gw.addr("public"), &format!("/app/{i}"));
+        assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("TIMEOUT")), "{:?} {}", r.headers, r.text());
+    }
+    let recent = recent_of_rule01(&gw);
+    assert_eq!(recent["timeouts"], 2, "{recent:#}");
+    assert!(recent["covered_seconds"].as_f64().is_some_and(|s| s <= window + 1.0), "{recent:#}");
+
+    // Within the window: cause 5, from the gateway's recent figures.
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    assert_verdict(&report, &run, "TIMEOUT", "request_timeout");
+    let seen = findings(&report, "request_timeout")
+        .into_iter()
+        .find(|f| f["server"].is_null())
+        .unwrap_or_else(|| panic!("no request_timeout finding from the gateway: {report:#}"));
+    let evidence = text(seen, "evidence");
+    assert!(evidence.starts_with("in the last "), "{evidence}");
+    assert!(evidence.contains("the gateway has seen 2 requests answered 502 TIMEOUT"), "{evidence}");
+    println!("{}", doctor(gw.config_path(), Some(gw.admin()), false).stdout);
+
+    // Once the window has passed over them, they are history.
+    let mut last = Value::Null;
+    let passed = wait_until(Duration::from_secs(30), || {
+        last = recent_of_rule01(&gw);
+        last["timeouts"] == 0
+    });
+    assert!(passed, "the time-outs never left the window: {last:#}");
+    assert!(last["covered_seconds"].as_f64().is_some_and(|s| s >= window), "{last:#}");
+    // The metrics since the start still have them.
+    let (_, metrics) = gw.admin_get("/metrics");
+    assert!(
+        metrics.lines().any(|l| l.contains("rule=\"rule01\"") && l.contains("TIMEOUT") && l.ends_with(" 2")),
+        "{metrics}"
+    );
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    assert_eq!(run.code, Some(0), "old time-outs are not a cause now: {}", run.show());
+    assert!(findings(&report, "request_timeout").is_empty(), "{report:#}");
+    println!("{}", doctor(gw.config_path(), Some(gw.admin()), false).stdout);
 }

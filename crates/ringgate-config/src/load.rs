@@ -138,6 +138,7 @@ pub(crate) struct RawGateway {
     /// `Some(None)`: explicitly disabled.
     pub admin_listen: Option<Option<SocketAddr>>,
     pub admin_at: usize,
+    pub recent_window: Option<Duration>,
     pub drain_timeout: Option<Duration>,
     pub shutdown_delay: Option<Duration>,
     pub dns_refresh: Option<Duration>,
@@ -519,6 +520,7 @@ const GATEWAY_FIELDS: &[&str] = &[
     "worker_cpus",
     "prober_cpu",
     "admin_listen",
+    "recent_window",
     "drain_timeout",
     "shutdown_delay",
     "dns_refresh",
@@ -605,6 +607,9 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
             }
         }
     });
+    // At least a second, so the window holds several samples; at most an
+    // hour, as a ring of samples it is kept in memory.
+    let recent_window = f.duration("recent_window", Duration::from_secs(1), Duration::from_secs(3600));
     let drain_timeout = f.duration("drain_timeout", Duration::ZERO, TIME_MAX);
     let shutdown_delay = f.duration("shutdown_delay", Duration::ZERO, TIME_MAX);
     let dns_refresh = f.duration("dns_refresh", Duration::from_secs(1), TIME_MAX);
@@ -671,6 +676,7 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
         prober_cpu,
         admin_listen,
         admin_at,
+        recent_window,
         drain_timeout,
         shutdown_delay,
         dns_refresh,

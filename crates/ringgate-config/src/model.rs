@@ -64,6 +64,10 @@ pub struct Gateway {
     pub prober_cpu: Option<usize>,
     /// Admin API address (`None`: disabled).
     pub admin_listen: Option<SocketAddr>,
+    /// How far back the admin API's `GET /recent` (time-outs and slow
+    /// backend responses per rule, read by `ringgate doctor`) looks;
+    /// `recent_window`, default 5 minutes, 1 s to 1 h.
+    pub recent_window: Duration,
     /// How long in-flight requests may take to finish on shutdown.
     pub drain_timeout: Duration,
     /// On shutdown, how long to keep serving with `/healthz` failing before
@@ -633,7 +637,7 @@ impl Config {
         let workers = if g.workers == 0 { "0 (one per core)".to_string() } else { g.workers.to_string() };
         let _ = writeln!(o, "  workers = {workers}");
         let admin = g.admin_listen.map_or("off".to_string(), |a| a.to_string());
-        let _ = writeln!(o, "  admin_listen = {admin}");
+        let _ = writeln!(o, "  admin_listen = {admin}, recent_window = {}", fd(g.recent_window));
         let log = match &g.access_log {
             AccessLog::Off => "off".to_string(),
             AccessLog::Stdout => "stdout".to_string(),

@@ -381,7 +381,7 @@ pub async fn probe_addr(addr: SocketAddr, probe: &Probe, host_header: &str, tls:
     };
     if probe.protocol == ringgate_config::Protocol::Http {
         let mut stream = stream;
-        return http_probe(&mut stream, probe, host_header, start, deadline).await;
+        return http_probe(&mut stream, probe, host_header, start, deadline, true).await;
     }
     let Some(tls) = tls else {
         return Err((ProbeFailure::TlsHandshake("no TLS configuration for this https probe".into()), None));
@@ -390,13 +390,46 @@ pub async fn probe_addr(addr: SocketAddr, probe: &Probe, host_header: &str, tls:
     let mut stream = match monoio::time::timeout_at(deadline.into(), connector.connect(tls.name.clone(), stream)).await
     {
         Err(_) => return Err((ProbeFailure::ProbeTimeout, None)),
-        Ok(Err(e)) => {
-            let e: std::io::Error = e.into();
-            return Err((ProbeFailure::TlsHandshake(ringgate_tls::explain(&e)), None));
-        }
+        Ok(Err(e)) => return Err((handshake_failure(&e.into()), None)),
         Ok(Ok(s)) => s,
     };
-    http_probe(&mut stream, probe, host_header, start, deadline).await
+    http_probe(&mut stream, probe, host_header, start, deadline, false).await
+}
+
+/// A failed TLS handshake of a probe, as precisely as rustls tells it.
+fn handshake_failure(e: &std::io::Error) -> ProbeFailure {
+    if let Some(m) = ringgate_tls::name_mismatch(e) {
+        ProbeFailure::CertificateName { expected: m.expected.clone(), presented: m.presented.clone() }
+    } else if ringgate_tls::peer_is_not_tls(e) {
+        ProbeFailure::NotTls
+    } else {
+        ProbeFailure::TlsHandshake(ringgate_tls::explain(e))
+    }
+}
+
+/// Does the server at `addr` speak TLS? It completes a handshake with
+/// `tls`, or fails it in a way only a TLS server can (a refused certificate,
+/// an alert). For `ringgate doctor`, when an http probe fails as a TLS
+/// server would make it fail; `None` when nothing answered within `timeout`.
+pub async fn speaks_tls(addr: SocketAddr, tls: &ProbeTls, timeout: Duration) -> Option<bool> {
+    let deadline = Instant::now() + timeout;
+    let stream = monoio::time::timeout_at(deadline.into(), TcpStream::connect_addr(addr)).await.ok()?.ok()?;
+    let connector = monoio_rustls::TlsConnector::from(tls.config.clone());
+    match monoio::time::timeout_at(deadline.into(), connector.connect(tls.name.clone(), stream)).await.ok()? {
+        Ok(_) => Some(true),
+        Err(e) => Some(ringgate_tls::peer_spoke_tls(&e.into())),
+    }
+}
+
+/// Does the server at `addr` answer plain HTTP? `GET /` gets a response
+/// head, whatever its status. For `ringgate doctor`, when an https probe
+/// fails as a plain-HTTP server would make it fail.
+pub async fn speaks_http(addr: SocketAddr, host_header: &str, timeout: Duration) -> bool {
+    let probe = Probe { protocol: ringgate_config::Protocol::Http, timeout, ..Probe::default_probe() };
+    matches!(
+        probe_addr(addr, &probe, host_header, None).await,
+        Ok(_) | Err((ProbeFailure::StatusMismatch(_) | ProbeFailure::BodyMismatch(_), _))
+    )
 }
 
 /// TLS for an https probe: the settings' trust roots and the server name
@@ -416,13 +449,14 @@ impl ProbeTls {
     }
 }
 
-/// The HTTP part of a probe, over plain TCP or TLS.
+/// The HTTP part of a probe, over plain TCP (`plain`) or TLS.
 async fn http_probe<S: AsyncReadRent + AsyncWriteRent>(
     stream: &mut S,
     probe: &Probe,
     host_header: &str,
     start: Instant,
     deadline: Instant,
+    plain: bool,
 ) -> ProbeResult {
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: ringgate-probe/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
@@ -438,6 +472,9 @@ async fn http_probe<S: AsyncReadRent + AsyncWriteRent>(
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut head = ResponseHead::default();
     let head_len = loop {
+        if plain && is_tls_record(&buf) {
+            return Err((ProbeFailure::TlsAnswer, None));
+        }
         if !buf.is_empty() {
             match parse_response(&buf, 16 * 1024, 100, false, &mut head) {
                 Ok(Parsed::Complete(n)) => break n,
@@ -465,6 +502,14 @@ async fn http_probe<S: AsyncReadRent + AsyncWriteRent>(
         }
     }
     Ok((head.status, latency))
+}
+
+/// Do these first bytes of an answer start a TLS record: an alert (0x15) or
+/// a handshake (0x16), TLS version 3.x? A TLS server answers a plain HTTP
+/// request so (rustls, OpenSSL: a `decode_error` or `unexpected_message`
+/// alert); HTTP starts with `HTTP/`.
+fn is_tls_record(buf: &[u8]) -> bool {
+    matches!(buf, [0x15 | 0x16, 0x03, ..])
 }
 
 async fn read<S: AsyncReadRent>(stream: &mut S, buf: &mut Vec<u8>, deadline: Instant) -> Result<usize, ProbeFailure> {
@@ -522,4 +567,19 @@ async fn read_body<S: AsyncReadRent>(
         }
         _ => raw,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_tls_record;
+
+    #[test]
+    fn tls_records_are_told_from_http() {
+        // A rustls decode_error alert, as a TLS server answers "GET / ...".
+        assert!(is_tls_record(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32]));
+        assert!(is_tls_record(&[0x16, 0x03, 0x01]));
+        assert!(!is_tls_record(b"HTTP/1.1 200 OK\r\n"));
+        assert!(!is_tls_record(&[0x15]));
+        assert!(!is_tls_record(&[]));
+    }
 }

@@ -70,9 +70,18 @@ pub enum ProbeFailure {
     InvalidResponse(String),
     /// Another connect error (unreachable network, ...).
     ConnectError(String),
-    /// An https probe's TLS handshake failed (untrusted certificate, wrong
-    /// name, peer not speaking TLS, ...).
+    /// An https probe's TLS handshake failed (untrusted certificate, expired,
+    /// ...).
     TlsHandshake(String),
+    /// An https probe's server certificate does not hold the name verified
+    /// (`expected`); `presented` is what it holds.
+    CertificateName { expected: String, presented: Vec<String> },
+    /// An http probe was answered with a TLS record (an alert, typically):
+    /// the server speaks TLS on that port.
+    TlsAnswer,
+    /// An https probe's ClientHello was answered with something that is not
+    /// TLS (plain HTTP, typically a 400).
+    NotTls,
 }
 
 impl ProbeFailure {
@@ -88,7 +97,12 @@ impl ProbeFailure {
             ProbeFailure::Closed => "closed",
             ProbeFailure::InvalidResponse(_) => "invalid_response",
             ProbeFailure::ConnectError(_) => "connect_error",
-            ProbeFailure::TlsHandshake(_) => "tls_handshake_failed",
+            // The new, more precise failures keep the labels they had
+            // before they were told apart, so dashboards do not change.
+            ProbeFailure::TlsHandshake(_) | ProbeFailure::CertificateName { .. } | ProbeFailure::NotTls => {
+                "tls_handshake_failed"
+            }
+            ProbeFailure::TlsAnswer => "invalid_response",
         }
     }
 }
@@ -106,6 +120,16 @@ impl fmt::Display for ProbeFailure {
             ProbeFailure::InvalidResponse(e) => write!(f, "invalid response: {e}"),
             ProbeFailure::ConnectError(e) => write!(f, "connect error: {e}"),
             ProbeFailure::TlsHandshake(e) => write!(f, "TLS handshake failed: {e}"),
+            ProbeFailure::CertificateName { expected, presented } => {
+                let m = ringgate_tls::NameMismatch { expected: expected.clone(), presented: presented.clone() };
+                write!(f, "TLS handshake failed: {m}")
+            }
+            ProbeFailure::TlsAnswer => {
+                f.write_str("invalid response: the server answered plain HTTP with a TLS record (it speaks TLS)")
+            }
+            ProbeFailure::NotTls => {
+                f.write_str("TLS handshake failed: the server answered the TLS handshake with something else than TLS (plain HTTP?)")
+            }
         }
     }
 }

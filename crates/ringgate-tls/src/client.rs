@@ -2,20 +2,29 @@
 
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::ServerName;
+
+use crate::names::NamingVerifier;
 
 /// Trusts `roots` (the settings' `trusted_root_certificates`), or the Mozilla
 /// roots of webpki-roots when none are configured.
 pub fn client_config(roots: Option<Arc<RootCertStore>>) -> Result<Arc<ClientConfig>, String> {
     let roots = match roots {
-        Some(r) => (*r).clone(),
-        None => RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
+        Some(r) => r,
+        None => Arc::new(RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }),
     };
+    let webpki = WebPkiServerVerifier::builder_with_provider(roots, crate::provider())
+        .build()
+        .map_err(|e| format!("the backend certificate verifier cannot be built: {e}"))?;
+    // `dangerous` only because the verifier is a custom type: it is webpki's,
+    // as strict, and only words a name mismatch better (see `names`).
     let mut cfg = ClientConfig::builder_with_provider(crate::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NamingVerifier { inner: webpki }))
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))

@@ -7,10 +7,15 @@
 //!   picks the certificate of the listener that answers that host.
 //! - [`client_config`] builds the configuration for HTTPS backends and probes.
 //! - [`TlsInfo`] is what a handshake negotiated, for the access log.
-//! - [`explain`] turns a handshake error into the sentence an operator needs.
+//! - [`explain`] turns a handshake error into the sentence an operator needs;
+//!   a certificate refused for its name says which names it holds
+//!   ([`name_mismatch`]).
+//! - [`TlsPolicy`] and [`ClientAuth`]: a listener's versions and suites, and
+//!   its mutual TLS.
 
 mod client;
 mod client_auth;
+mod names;
 mod pem;
 mod policy;
 mod server;
@@ -18,6 +23,7 @@ mod session;
 
 pub use client::{client_config, server_name};
 pub use client_auth::{CertFailure, ClientAuth, ClientCert};
+pub use names::{NameMismatch, certificate_names, name_mismatch};
 pub use pem::{load_certified_key, load_roots};
 pub use policy::{TlsPolicy, suite_name};
 pub use rustls::{ClientConfig, RootCertStore, ServerConfig, sign::CertifiedKey};
@@ -43,6 +49,12 @@ pub fn explain(e: &std::io::Error) -> String {
     let Some(inner) = e.get_ref().and_then(|x| x.downcast_ref::<rustls::Error>()) else {
         return e.to_string();
     };
+    if let Some(m) = name_mismatch(e) {
+        return format!(
+            "the backend's certificate {} (set host_name in the settings to a name it holds, or change the certificate)",
+            m.holds()
+        );
+    }
     use rustls::{CertificateError, Error};
     match inner {
         Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
@@ -64,6 +76,38 @@ pub fn explain(e: &std::io::Error) -> String {
         Error::InvalidMessage(m) => format!("the peer does not speak TLS ({m:?})"),
         other => format!("TLS handshake failed: {other}"),
     }
+}
+
+/// Did the peer answer the ClientHello with something that is not TLS (its
+/// first bytes are no TLS record: plain HTTP, typically an HTTP 400)?
+pub fn peer_is_not_tls(e: &std::io::Error) -> bool {
+    use rustls::InvalidMessage;
+    matches!(
+        e.get_ref().and_then(|x| x.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidMessage(
+            InvalidMessage::InvalidContentType | InvalidMessage::UnknownProtocolVersion
+        ))
+    )
+}
+
+/// Did the peer speak TLS, although the handshake failed? It sent TLS
+/// records: a certificate that was refused, an alert, a version or cipher
+/// suite we do not take. (An EOF or a reset tells nothing.)
+pub fn peer_spoke_tls(e: &std::io::Error) -> bool {
+    use rustls::Error;
+    matches!(
+        e.get_ref().and_then(|x| x.downcast_ref::<Error>()),
+        Some(
+            Error::InvalidCertificate(_)
+                | Error::AlertReceived(_)
+                | Error::PeerIncompatible(_)
+                | Error::PeerMisbehaved(_)
+                | Error::NoCertificatesPresented
+                | Error::InappropriateHandshakeMessage { .. }
+                | Error::InappropriateMessage { .. }
+                | Error::DecryptError
+        )
+    )
 }
 
 /// Is this error a certificate problem (as opposed to the peer going away)?

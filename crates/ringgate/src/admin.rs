@@ -1,6 +1,7 @@
 //! The admin API, on its own thread and loopback by default: liveness,
-//! backend health, Prometheus metrics, listeners and reload. It is never on
-//! the request path, so it uses plain blocking sockets.
+//! backend health, Prometheus metrics, recent time-outs, listeners and
+//! reload. It is never on the request path, so it uses plain blocking
+//! sockets.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,13 +15,19 @@ use ringgate_proxy::Shared;
 use serde::Serialize;
 use tracing::warn;
 
+use crate::recent::Recent;
 use crate::serve::Control;
 
 /// Admin connections served at once; more are closed.
 const MAX_CONCURRENT: usize = 16;
 
 /// Binds `addr` and serves the admin API on a thread; returns the bound address.
-pub fn start(addr: SocketAddr, shared: Arc<Shared>, control: Sender<Control>) -> std::io::Result<SocketAddr> {
+pub fn start(
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    recent: Arc<Recent>,
+    control: Sender<Control>,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     let active = Arc::new(AtomicUsize::new(0));
@@ -31,9 +38,9 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>, control: Sender<Control>) ->
                 continue;
             }
             active.fetch_add(1, Ordering::AcqRel);
-            let (shared, control, active) = (shared.clone(), control.clone(), active.clone());
+            let (shared, recent, control, active) = (shared.clone(), recent.clone(), control.clone(), active.clone());
             let spawned = std::thread::Builder::new().name("ringgate-admin-conn".into()).spawn(move || {
-                handle(stream, &shared, &control);
+                handle(stream, &shared, &recent, &control);
                 active.fetch_sub(1, Ordering::AcqRel);
             });
             if let Err(e) = spawned {
@@ -62,7 +69,7 @@ impl Reply {
     }
 }
 
-fn handle(mut stream: TcpStream, shared: &Shared, control: &Sender<Control>) {
+fn handle(mut stream: TcpStream, shared: &Shared, recent: &Recent, control: &Sender<Control>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let mut buf = vec![0u8; 16 * 1024];
@@ -75,7 +82,7 @@ fn handle(mut stream: TcpStream, shared: &Shared, control: &Sender<Control>) {
             Ok(n) => len += n,
         }
         match parse_request(&buf[..len], &limits, &mut request) {
-            Ok(Parsed::Complete(_)) => break route(&request, &buf[..len], shared, control),
+            Ok(Parsed::Complete(_)) => break route(&request, &buf[..len], shared, recent, control),
             Ok(Parsed::Partial) if len < buf.len() => continue,
             Ok(Parsed::Partial) => break Reply::text(431, "request head too large\n"),
             Err(e) => break Reply::text(e.status(), format!("{}\n", e.reason())),
@@ -94,7 +101,7 @@ fn handle(mut stream: TcpStream, shared: &Shared, control: &Sender<Control>) {
     }
 }
 
-fn route(head: &RequestHead, buf: &[u8], shared: &Shared, control: &Sender<Control>) -> Reply {
+fn route(head: &RequestHead, buf: &[u8], shared: &Shared, recent: &Recent, control: &Sender<Control>) -> Reply {
     let target = head.path.of(buf);
     let path = target.split(|&b| b == b'?').next().unwrap_or_default();
     let get = matches!(head.method, Method::Get | Method::Head);
@@ -112,6 +119,7 @@ fn route(head: &RequestHead, buf: &[u8], shared: &Shared, control: &Sender<Contr
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             body: crate::metrics_text::render(shared).into_bytes(),
         },
+        (b"/recent", true, _) => Reply::json(200, &recent.view_now(shared)),
         (b"/listeners", true, _) => Reply::json(200, &listeners(shared)),
         (b"/reload", _, Method::Post) => {
             let (tx, rx) = crossbeam_channel::bounded(1);
@@ -127,11 +135,13 @@ fn route(head: &RequestHead, buf: &[u8], shared: &Shared, control: &Sender<Contr
             }
         }
         (p, _, method) if p.starts_with(b"/servers/") => server_admin(p, method, shared),
-        (b"/healthz" | b"/backend-health" | b"/metrics" | b"/listeners", false, _) => Reply::text(405, "use GET\n"),
+        (b"/healthz" | b"/backend-health" | b"/metrics" | b"/recent" | b"/listeners", false, _) => {
+            Reply::text(405, "use GET\n")
+        }
         (b"/reload", _, _) => Reply::text(405, "use POST\n"),
         _ => Reply::text(
             404,
-            "not found: try /healthz, /backend-health, /metrics, /listeners, POST /reload or POST /servers/<pool>/<server>/drain|enable\n",
+            "not found: try /healthz, /backend-health, /metrics, /recent, /listeners, POST /reload or POST /servers/<pool>/<server>/drain|enable\n",
         ),
     }
 }

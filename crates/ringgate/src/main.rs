@@ -17,6 +17,7 @@ mod doctor;
 mod health_cmd;
 mod health_view;
 mod metrics_text;
+mod recent;
 mod route_cmd;
 mod routing_table;
 mod serve;

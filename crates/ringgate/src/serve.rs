@@ -72,10 +72,12 @@ pub fn serve(cfg: Arc<Config>, on_ready: impl FnOnce(&Shared)) -> ExitCode {
 
     let (tx, rx) = crossbeam_channel::unbounded::<Control>();
     if let Some(addr) = cfg.gateway.admin_listen {
-        match crate::admin::start(addr, shared.clone(), tx.clone()) {
-            Ok(bound) => {
-                info!("admin API listening on http://{bound} (GET /healthz, /backend-health, /metrics; POST /reload)")
-            }
+        let started = crate::recent::start(shared.clone(), cfg.gateway.recent_window)
+            .and_then(|recent| crate::admin::start(addr, shared.clone(), recent, tx.clone()));
+        match started {
+            Ok(bound) => info!(
+                "admin API listening on http://{bound} (GET /healthz, /backend-health, /metrics, /recent; POST /reload)"
+            ),
             Err(e) => {
                 error!("cannot start the admin API on {addr}: {e}");
                 eprintln!("ringgate: cannot start the admin API on {addr}: {e}");
@@ -249,6 +251,9 @@ fn reload(gateway: &mut Gateway, prober: &Prober, cfg: &mut Arc<Config>) -> Resu
     }
     if new.gateway.admin_listen != cfg.gateway.admin_listen {
         warn!("[gateway] admin_listen changed: takes effect at the next restart");
+    }
+    if new.gateway.recent_window != cfg.gateway.recent_window {
+        warn!("[gateway] recent_window changed: takes effect at the next restart");
     }
     for w in &new.warnings {
         warn!("{w}");

@@ -162,7 +162,7 @@ backend_http_settings = "setting01"
 "#;
     let errs = errors(text);
     let expect = [
-        "gw.toml:3: [gateway], field `workerz`: unknown field (known fields: workers, worker_cpus, prober_cpu, admin_listen, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, trusted_proxies, allow_trace, unknown_version_status, log_format, access_log, access_log_format, limits, io_uring, http2, error_pages); did you mean `workers`?",
+        "gw.toml:3: [gateway], field `workerz`: unknown field (known fields: workers, worker_cpus, prober_cpu, admin_listen, recent_window, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, trusted_proxies, allow_trace, unknown_version_status, log_format, access_log, access_log_format, limits, io_uring, http2, error_pages); did you mean `workers`?",
         "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[0]`: \"10.0.0.300\" is neither an IP address nor a valid host name",
         "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[1]`: \"app.internal:99999\": port \"99999\" is not a number from 1 to 65535",
         "gw.toml:19: [[backend_http_settings]] \"setting01\", field `protocol`: \"ftp\" is not a protocol (use \"http\" or \"https\")",
@@ -229,6 +229,24 @@ fn durations_accept_strings_down_to_10ms() {
     let low = MINIMAL.replace("name = \"setting01\"", "name = \"setting01\"\nrequest_timeout = \"5ms\"");
     let errs = errors(&low);
     assert!(errs[0].contains("\"5ms\" is out of range (allowed: 10ms to 86400 s)"), "{errs:?}");
+}
+
+#[test]
+fn recent_window_is_five_minutes_unless_set_between_a_second_and_an_hour() {
+    assert_eq!(load(MINIMAL).unwrap().gateway.recent_window, Duration::from_secs(300));
+    let set = |v: &str| format!("[gateway]\nrecent_window = {v}\n{MINIMAL}");
+    assert_eq!(load(&set("\"10s\"")).unwrap().gateway.recent_window, Duration::from_secs(10));
+    assert_eq!(load(&set("\"1h\"")).unwrap().gateway.recent_window, Duration::from_secs(3600));
+    assert_eq!(
+        errors(&set("\"500ms\"")),
+        ["gw.toml:2: [gateway], field `recent_window`: \"500ms\" is out of range (allowed: 1000ms to 3600 s)"]
+    );
+    assert_eq!(
+        errors(&set("7200")),
+        [
+            "gw.toml:2: [gateway], field `recent_window`: 7200 s is out of range (allowed: 1 to 3600 seconds, or a string down to \"1000ms\")"
+        ]
+    );
 }
 
 #[test]
