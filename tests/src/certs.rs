@@ -100,6 +100,22 @@ impl Ca {
         params.signed_by(&self.issuer).expect("sign the CRL").pem().expect("CRL PEM")
     }
 
+    /// A leaf for `names` that expires `days` days from today (midnight UTC).
+    pub fn leaf_expiring(&self, names: &[&str], days: u64) -> Leaf {
+        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(sans).expect("leaf parameters");
+        params.distinguished_name.push(DnType::CommonName, names[0]);
+        let today =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() / 86_400;
+        let (y, m, d) = civil_from_days(today + days);
+        params.not_after = date_time_ymd(y, m, d);
+        let serial = next_serial();
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign the leaf");
+        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone(), serial }
+    }
+
     /// A leaf for `names`: DNS names (wildcards allowed) or IP addresses,
     /// the first also as the common name.
     pub fn leaf(&self, names: &[&str]) -> Leaf {
@@ -112,4 +128,19 @@ impl Ca {
         let cert = params.signed_by(&key, &self.issuer).expect("sign the leaf");
         Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone(), serial }
     }
+}
+
+/// The proleptic Gregorian date of a day number since 1970-01-01
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (i32, u8, u8) {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let y = (yoe + era * 400 + i64::from(m <= 2)) as i32;
+    (y, m, d)
 }

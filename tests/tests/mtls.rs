@@ -299,3 +299,27 @@ fn tls_policy_and_mutual_tls_errors_name_the_field() {
         assert!(text.contains(needle), "no {needle:?} in:\n{text}");
     }
 }
+
+/// A listener certificate's expiry is exported, and `doctor` flags one
+/// expiring within 30 days.
+#[test]
+fn certificate_expiry_is_a_metric_and_a_doctor_warning() {
+    let server_ca = Ca::new("server CA");
+    let soon = server_ca.leaf_expiring(&["localhost"], 10);
+    let p = Pki { server_ca, server: soon, clients: Ca::new("clients CA") };
+    let b = Backend::start_ok("b").unwrap();
+    let gw = gateway(&p, &b, "", &[]);
+    let series = r#"ringgate_certificate_expiry_seconds{listener="tls",certificate=""#;
+    let page = gw.admin_get("/metrics").1;
+    let line = page.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in:\n{page}"));
+    let secs: i64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number");
+    assert!((9 * 86_400..=10 * 86_400).contains(&secs), "{line}");
+
+    let out = std::process::Command::new(binary())
+        .args(["doctor", "--config", gw.config_path().to_str().unwrap(), "--admin", &gw.admin().to_string()])
+        .output()
+        .expect("run doctor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("expires in 9 days") || text.contains("expires in 10 days"), "{text}");
+    assert!(text.contains("renew it"), "{text}");
+}

@@ -913,6 +913,7 @@ fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawList
                     Ok(key) => policy.zip(client_auth).map(|(policy, client_auth)| crate::model::ListenerTls {
                         certificate,
                         private_key,
+                        not_after: key.cert.first().and_then(|c| ringgate_tls::not_after(c)),
                         key,
                         policy,
                         client_auth,

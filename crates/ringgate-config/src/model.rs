@@ -263,6 +263,8 @@ pub struct ListenerTls {
     pub certificate: PathBuf,
     pub private_key: PathBuf,
     pub key: Arc<ringgate_tls::CertifiedKey>,
+    /// When the leaf certificate expires (for the expiry metric and doctor).
+    pub not_after: Option<std::time::SystemTime>,
     /// Protocol versions and cipher suites (`tls_policy`).
     pub policy: ringgate_tls::TlsPolicy,
     /// Mutual TLS (`trusted_client_certificates` and its fields).

@@ -198,6 +198,43 @@ fn diagnose(cfg: &Config, admin: Option<String>) -> Report {
     assess(cfg, gateway, live.as_ref(), &checks)
 }
 
+/// Listener certificates that expire within 30 days (a warning) or have
+/// expired (an error: clients refuse the handshake).
+fn certificate_findings(cfg: &Config, now: std::time::SystemTime) -> Vec<Finding> {
+    const SOON: Duration = Duration::from_secs(30 * 86_400);
+    let mut out = Vec::new();
+    for l in &cfg.listeners {
+        let Some((tls, at)) = l.tls.as_ref().and_then(|t| Some((t, t.not_after?))) else { continue };
+        let when = humantime::format_rfc3339_seconds(at);
+        let (severity, evidence) = match at.duration_since(now) {
+            Err(_) => (Severity::Error, format!("the certificate {} expired on {when}", tls.certificate.display())),
+            Ok(left) if left < SOON => (
+                Severity::Warning,
+                format!(
+                    "the certificate {} expires in {} days ({when})",
+                    tls.certificate.display(),
+                    left.as_secs() / 86_400
+                ),
+            ),
+            Ok(_) => continue,
+        };
+        out.push(Finding {
+            cause: Cause::Configuration,
+            severity,
+            rule: None,
+            pool: None,
+            settings: None,
+            server: Some(format!("listener \"{}\"", l.name)),
+            evidence,
+            fix: format!(
+                "renew it and replace `certificate`/`private_key` of [[listener]] \"{}\", then reload (SIGHUP or POST /reload): connections keep going",
+                l.name
+            ),
+        });
+    }
+    out
+}
+
 fn ms(d: Duration) -> String {
     if d >= Duration::from_secs(1) { format!("{:.2} s", d.as_secs_f64()) } else { format!("{} ms", d.as_millis()) }
 }
@@ -788,6 +825,7 @@ fn assess(cfg: &Config, gateway: String, live: Option<&Live>, checks: &Checks) -
         });
     }
 
+    findings.extend(certificate_findings(cfg, std::time::SystemTime::now()));
     let exit_code = u8::from(verdicts.iter().any(|v| v.code.is_some()));
     Report {
         config: cfg.source.display().to_string(),

@@ -324,6 +324,29 @@ pub fn render(shared: &Shared) -> String {
         "Generation of the configuration being served (1 at start, +1 per reload).",
     );
     let _ = writeln!(o, "ringgate_config_generation {}", shared.plan().generation);
+    header(
+        &mut o,
+        "ringgate_certificate_expiry_seconds",
+        "gauge",
+        "Seconds until each https listener's certificate expires (negative: expired).",
+    );
+    {
+        let plan = shared.plan();
+        let now = std::time::SystemTime::now();
+        for l in &plan.config.listeners {
+            let Some((tls, at)) = l.tls.as_ref().and_then(|t| Some((t, t.not_after?))) else { continue };
+            let secs = match at.duration_since(now) {
+                Ok(d) => d.as_secs() as i64,
+                Err(e) => -(e.duration().as_secs() as i64),
+            };
+            let _ = writeln!(
+                o,
+                "ringgate_certificate_expiry_seconds{{listener=\"{}\",certificate=\"{}\"}} {secs}",
+                esc(&l.name),
+                esc(&tls.certificate.display().to_string())
+            );
+        }
+    }
     header(&mut o, "ringgate_config_reloads_total", "counter", "Configuration reloads, applied or rejected.");
     for (i, result) in ["applied", "rejected"].iter().enumerate() {
         let n = shared.reloads[i].load(std::sync::atomic::Ordering::Relaxed);
