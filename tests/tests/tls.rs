@@ -612,3 +612,49 @@ fn proxy_protocol_header_before_the_tls_handshake() {
     let seen = proxied(&backend);
     assert_eq!(seen[0].header("x-forwarded-for"), Some("192.0.2.7:51000"), "{seen:?}");
 }
+
+/// An https server given by IP with no `host_name`: the client's Host is
+/// the name sent as SNI and verified (Application Gateway v2's choice), and
+/// a probe verifies its own `host` first.
+#[test]
+fn backend_tls_names_follow_application_gateway_v2() {
+    let ca = Ca::new("backend CA");
+    let leaf = ca.leaf(&["app.example"]);
+    let backend = ringgate_e2e::tls_backend::TlsBackend::start(&leaf);
+    let probe = "[[probe]]\nname = \"p\"\nprotocol = \"https\"\nhost = \"app.example\"\npath = \"/\"\ninterval = 1\ntimeout = 1\nunhealthy_threshold = 1\n";
+    let settings = "protocol = \"https\"\ntrusted_root_certificates = \"backend-ca.pem\"\nprobe = \"p\"\n";
+    let config =
+        format!("{GATEWAY}{}{probe}", site("plain", "listen = \"127.0.0.1:0\"\n", &[backend.addr()], settings));
+    let gw = Gateway::start_with_files(&config, &[("backend-ca.pem", ca.pem.as_bytes())]);
+    // The probe verifies "app.example", which the certificate holds.
+    let h = wait_state(&gw, "rule-plain", "Healthy");
+    assert_eq!(h["state"], "Healthy", "{h:#}");
+
+    let addr = gw.addr("plain");
+    let r = request(addr, "GET", "/", &[("Host", "app.example")], b"").expect("GET with Host app.example");
+    assert_eq!(
+        r.status,
+        200,
+        "the client's Host is the name verified: {:?} {}",
+        r.header("x-ringgate-error"),
+        r.text()
+    );
+    let r = request(addr, "GET", "/", &[("Host", "other.example:8080")], b"").expect("GET with Host other.example");
+    assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("TLS_HANDSHAKE_FAILED")), "{}", r.text());
+}
+
+/// `use_well_known_ca_certificate = false` needs trusted roots of its own.
+#[test]
+fn use_well_known_ca_certificate_false_needs_trusted_roots() {
+    let dir = TempDir::new("well-known");
+    let settings = "protocol = \"https\"\nuse_well_known_ca_certificate = false\n";
+    let config = format!(
+        "{GATEWAY}{}",
+        site("plain", "listen = \"127.0.0.1:0\"\n", &["127.0.0.1:9".parse().unwrap()], settings)
+    );
+    let path = write(dir.path(), "gw.toml", &config);
+    let out = check(&path);
+    let text = text(&out.stderr) + &text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("field `use_well_known_ca_certificate`: false needs trusted_root_certificates"), "{text}");
+}

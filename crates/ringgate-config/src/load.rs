@@ -1049,6 +1049,7 @@ const SETTINGS_FIELDS: &[&str] = &[
     "probe",
     "host_name",
     "trusted_root_certificates",
+    "use_well_known_ca_certificate",
     "max_idle_connections",
     "max_attempts",
     "load_distribution",
@@ -1081,6 +1082,29 @@ fn read_settings(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawSett
             }
         }
     });
+    // Application Gateway v2's switch: the well-known CAs are trusted unless
+    // trusted_root_certificates is given (then those alone), or both when
+    // it is set to true beside them.
+    let well_known = f.bool("use_well_known_ca_certificate");
+    let well_known_at = f.get("use_well_known_ca_certificate").map(|v| v.span().start);
+    let trusted_roots = match (trusted_roots, well_known, well_known_at) {
+        (Some(r), Some(true), _) => {
+            Some(crate::model::TrustedRoots { store: ringgate_tls::with_well_known_roots(&r.store), ..r })
+        }
+        (None, Some(false), Some(at)) => {
+            f.err(
+                at,
+                "use_well_known_ca_certificate",
+                "false needs trusted_root_certificates: the backend's certificate must chain to some root".into(),
+            );
+            None
+        }
+        (r, _, Some(at)) if protocol != Some(Protocol::Https) => {
+            f.err(at, "use_well_known_ca_certificate", "only used with protocol = \"https\"".into());
+            r
+        }
+        (r, _, _) => r,
+    };
     let cookie_based_affinity = f.bool("cookie_based_affinity");
     let affinity_cookie_name = f.string_at("affinity_cookie_name").and_then(|(s, at)| {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {

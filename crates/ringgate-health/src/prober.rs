@@ -77,7 +77,7 @@ pub fn targets(config: &Config, table: &HealthTable) -> Vec<ProbeTarget> {
             let port = addr.port_or(settings.port);
             let entry = table.ensure(&key, &addr.host, port);
             let tls = (probe.protocol == ringgate_config::Protocol::Https)
-                .then(|| ProbeTls::for_settings(settings, &addr.host))
+                .then(|| ProbeTls::for_settings(settings, &addr.host, &probe))
                 .flatten();
             out.push(ProbeTarget {
                 entry,
@@ -441,9 +441,17 @@ pub struct ProbeTls {
 }
 
 impl ProbeTls {
-    /// For servers reached through `settings` at `host` (a name or an IP).
-    pub fn for_settings(settings: &ringgate_config::BackendHttpSettings, host: &ServerHost) -> Option<ProbeTls> {
-        let name = settings.host_name.clone().unwrap_or_else(|| host.to_string());
+    /// For servers reached through `settings` at `host` (a name or an IP),
+    /// probed by `probe`. The name verified (and sent as SNI) is, as
+    /// Application Gateway v2 picks it: the probe's own `host`, else the
+    /// settings' `host_name`, else the server's address.
+    pub fn for_settings(
+        settings: &ringgate_config::BackendHttpSettings,
+        host: &ServerHost,
+        probe: &ringgate_config::Probe,
+    ) -> Option<ProbeTls> {
+        let probe_host = probe.host.clone().filter(|_| !probe.pick_host_name_from_backend_http_settings);
+        let name = probe_host.or_else(|| settings.host_name.clone()).unwrap_or_else(|| host.to_string());
         let config = ringgate_tls::client_config(settings.trusted_roots.as_ref().map(|r| r.store.clone())).ok()?;
         Some(ProbeTls { config, name: ringgate_tls::server_name(&name)? })
     }

@@ -214,12 +214,26 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
 
         // A connection first, before anything of the request is consumed:
         // when none can be opened, the request is intact for another server.
-        let key = PoolKey { addr, tls: server.pool_tag };
+        // The client's Host as SNI (see `ServerPlan::sni_from_client`): a
+        // connection made for one host name is pooled for that name only.
+        let client_name = server
+            .sni_from_client
+            .then(|| self.head.host.map(|h| crate::route::strip_port(h.of(&self.rbuf))))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .filter(|h| h.parse::<std::net::IpAddr>().is_err())
+            .and_then(|h| rustls_pki_types::ServerName::try_from(h.to_ascii_lowercase()).ok());
+        let tls_tag = match &client_name {
+            Some(n) => crate::plan::tag_for_name(server, &n.to_str()),
+            None => server.pool_tag,
+        };
+        let key = PoolKey { addr, tls: tls_tag };
         let mut first = Some(match self.pooled(key) {
             Some(c) => (c, true),
             None => {
                 let t0 = Instant::now();
-                let c = connect(key, rule, server, &self.w.gauges).await.map_err(Fail::Unreached)?;
+                let c =
+                    connect(key, rule, server, client_name.as_ref(), &self.w.gauges).await.map_err(Fail::Unreached)?;
                 out.connect_time = Some(t0.elapsed());
                 (c, false)
             }
@@ -283,7 +297,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 Some(c) => c,
                 None => {
                     let t0 = Instant::now();
-                    let c = connect(key, rule, server, &self.w.gauges).await.map_err(Fail::Proxy)?;
+                    let c =
+                        connect(key, rule, server, client_name.as_ref(), &self.w.gauges).await.map_err(Fail::Proxy)?;
                     out.connect_time = Some(t0.elapsed());
                     (c, false)
                 }
@@ -752,6 +767,7 @@ async fn connect(
     key: PoolKey,
     rule: &TargetPlan,
     server: &ServerPlan,
+    name_override: Option<&rustls_pki_types::ServerName<'static>>,
     gauges: &std::sync::Arc<crossbeam_utils::CachePadded<crate::metrics::WorkerGauges>>,
 ) -> Result<BackendConn, ProxyError> {
     let timeout = rule.connect_timeout;
@@ -766,7 +782,7 @@ async fn connect(
         Err(_) => return Err(ProxyError::ConnectTimeout { server: display(), after: timeout }),
     };
     let _ = stream.set_nodelay(true);
-    let stream = match (&rule.backend_tls, &server.tls_name) {
+    let stream = match (&rule.backend_tls, name_override.or(server.tls_name.as_ref())) {
         (Some(cfg), Some(name)) => {
             let connector = monoio_rustls::TlsConnector::from(cfg.clone());
             match monoio::time::timeout_at(deadline.into(), connector.connect(name.clone(), stream)).await {

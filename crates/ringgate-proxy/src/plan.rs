@@ -170,6 +170,11 @@ pub struct ServerPlan {
     /// For `https` settings: the name the server's certificate must carry
     /// (sent as SNI).
     pub tls_name: Option<rustls_pki_types::ServerName<'static>>,
+    /// The client's Host is sent as SNI and verified instead, when it is a
+    /// host name: an `https` server given by IP address, with no `host_name`
+    /// in its settings (Application Gateway v2's choice; `tls_name`, the
+    /// address, stands for a request without a usable Host).
+    pub sni_from_client: bool,
     /// Which pooled connections fit this server (see `PoolKey`).
     pub pool_tag: u64,
     pub health: Arc<HealthEntry>,
@@ -378,6 +383,16 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
                 display: key.server.as_str().into(),
                 tls_name,
                 pool_tag,
+                sni_from_client: settings.protocol == Protocol::Https
+                    && settings.host_name.is_none()
+                    && !settings.pick_host_name_from_backend_address
+                    && addr
+                        .host
+                        .to_string()
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok(),
                 health: entry,
                 affinity_token: token.into_bytes().into(),
                 set_cookie: set_cookie.into_bytes().into(),
@@ -513,6 +528,12 @@ fn socket_tls(
 }
 
 /// A stable 64-bit tag of a string (FNV-1a), never 0.
+/// The pool tag of a connection to `server` verified for `name`, the
+/// client's Host (see [`ServerPlan::sni_from_client`]).
+pub(crate) fn tag_for_name(server: &ServerPlan, name: &str) -> u64 {
+    server.pool_tag ^ (crate::balance::fnv1a(name.bytes()) | 1)
+}
+
 fn tag(s: &str) -> u64 {
     crate::balance::fnv1a(s.bytes()) | 1
 }

@@ -30,6 +30,14 @@ pub fn client_config(roots: Option<Arc<RootCertStore>>) -> Result<Arc<ClientConf
     Ok(Arc::new(cfg))
 }
 
+/// `roots` plus the well-known (Mozilla) roots, for settings that trust both
+/// (`use_well_known_ca_certificate = true` with `trusted_root_certificates`).
+pub fn with_well_known_roots(roots: &RootCertStore) -> Arc<RootCertStore> {
+    let mut all = roots.clone();
+    all.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    Arc::new(all)
+}
+
 /// The name to verify a backend's certificate against (and send as SNI): a
 /// host name, or an IP address.
 pub fn server_name(host: &str) -> Option<ServerName<'static>> {

@@ -21,7 +21,7 @@ mod policy;
 mod server;
 mod session;
 
-pub use client::{client_config, server_name};
+pub use client::{client_config, server_name, with_well_known_roots};
 pub use client_auth::{CertFailure, ClientAuth, ClientCert};
 pub use names::{NameMismatch, certificate_names, name_mismatch};
 pub use pem::{load_certified_key, load_roots, not_after};

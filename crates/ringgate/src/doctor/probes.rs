@@ -73,7 +73,7 @@ pub(super) fn probe_all(cfg: &Config) -> Checks {
                 Err(e) => (None, Some(e)),
             };
             let url = format!("{}://{}{}", probe.protocol, server, probe.path);
-            let tls = ProbeTls::for_settings(settings, &s.host);
+            let tls = ProbeTls::for_settings(settings, &s.host, &probe);
             let (tls, other_tls) = match probe.protocol {
                 Protocol::Https => (tls, None),
                 Protocol::Http => (None, tls),
