@@ -162,6 +162,7 @@ pub(crate) struct RawGateway {
     pub http2_initial_connection_window: Option<u64>,
     pub http2_max_frame_size: Option<u64>,
     pub error_pages: Vec<crate::routing::ErrorPage>,
+    pub allow_subsecond_timers: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -221,6 +222,7 @@ pub(crate) struct RawProbe {
     pub pick_host: Option<bool>,
     pub path: Option<String>,
     pub interval: Option<Duration>,
+    pub interval_at: usize,
     pub timeout: Option<Duration>,
     pub timeout_at: usize,
     pub unhealthy_threshold: Option<u32>,
@@ -247,6 +249,13 @@ pub(crate) struct RawRule {
 /// Probe and request time-outs: 1 s to 1 day as integers, down to 10 ms as strings.
 const TIME_MIN: Duration = Duration::from_millis(10);
 const TIME_MAX: Duration = Duration::from_secs(86_400);
+/// Application Gateway v2's probe interval and time-out: 1 to 86400 whole
+/// seconds. Sub-second and fractional values (down to [`TIME_MIN`]) are
+/// accepted only with `[gateway] allow_subsecond_timers = true`, decided in
+/// `validate` once the whole file (and so `[gateway]`) has been read.
+const PROBE_TIME_MIN: Duration = Duration::from_secs(1);
+/// Longest `match.body` Application Gateway v2 accepts, in characters.
+pub(crate) const MAX_MATCH_BODY_CHARS: usize = 4090;
 
 /// Reads the fields of one table entry, recording problems against it.
 struct Fields<'a, 'i> {
@@ -389,6 +398,56 @@ impl<'a, 'i> Fields<'a, 'i> {
         Some(d)
     }
 
+    /// A probe interval or time-out: whole seconds as an integer (1 to
+    /// 86400, Application Gateway v2's range), or a string such as `"30s"`
+    /// or `"100ms"` (10 ms to 86400 s). Whether a value that is not whole
+    /// seconds is allowed depends on `[gateway] allow_subsecond_timers`,
+    /// checked in `validate`.
+    fn probe_duration(&mut self, key: &str) -> Option<Duration> {
+        let v = self.get(key)?;
+        let at = v.span().start;
+        match v.get_ref() {
+            DeValue::Integer(_) => {
+                let n = self.int_of(key, v)?;
+                let (lo, hi) = (PROBE_TIME_MIN.as_secs() as i64, TIME_MAX.as_secs() as i64);
+                if n < lo || n > hi {
+                    self.err(
+                        at,
+                        key,
+                        format!(
+                            "{n} s is out of range (allowed: {lo} to {hi} whole seconds, as Application Gateway v2)"
+                        ),
+                    );
+                    return None;
+                }
+                Some(Duration::from_secs(n as u64))
+            }
+            DeValue::String(s) => match parse_duration(s) {
+                Ok(d) if d < TIME_MIN || d > TIME_MAX => {
+                    self.err(
+                        at,
+                        key,
+                        format!(
+                            "\"{s}\" is out of range (allowed: 1 to {} s; with [gateway] allow_subsecond_timers = true, down to \"{}ms\")",
+                            TIME_MAX.as_secs(),
+                            TIME_MIN.as_millis()
+                        ),
+                    );
+                    None
+                }
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.err(at, key, e);
+                    None
+                }
+            },
+            _ => {
+                self.wrong_type(key, v, "seconds as an integer or a string such as \"30s\"");
+                None
+            }
+        }
+    }
+
     /// Bytes as an integer, or a string such as "16KiB", within `min..=max`.
     fn size(&mut self, key: &str, min: u64, max: u64) -> Option<u64> {
         let v = self.get(key)?;
@@ -523,6 +582,7 @@ const GATEWAY_FIELDS: &[&str] = &[
     "io_uring",
     "http2",
     "error_pages",
+    "allow_subsecond_timers",
 ];
 const LIMIT_FIELDS: &[&str] = &[
     "max_request_head",
@@ -607,7 +667,9 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
             Some(s)
         }
     });
+    let allow_subsecond_timers = f.bool("allow_subsecond_timers");
     let mut g = RawGateway {
+        allow_subsecond_timers,
         workers,
         worker_cpus,
         prober_cpu,
@@ -1030,9 +1092,10 @@ fn read_probe(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawProbe {
             Some(s)
         }
     });
-    let interval = f.duration("interval", TIME_MIN, TIME_MAX);
+    let interval_at = f.get("interval").map_or(at, |v| v.span().start);
+    let interval = f.probe_duration("interval");
     let timeout_at = f.get("timeout").map_or(at, |v| v.span().start);
-    let timeout = f.duration("timeout", TIME_MIN, TIME_MAX);
+    let timeout = f.probe_duration("timeout");
     let unhealthy_threshold = f.int("unhealthy_threshold", 1, 20).map(|n| n as u32);
     let healthy_threshold = f.int("healthy_threshold", 1, 20).map(|n| n as u32);
     let mut status_codes = None;
@@ -1057,7 +1120,21 @@ fn read_probe(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawProbe {
                         status_codes = Some(ranges);
                     }
                 }
-                body = m.string("body");
+                body = m.string_at("body").and_then(|(b, at)| {
+                    let chars = b.chars().count();
+                    if chars > MAX_MATCH_BODY_CHARS {
+                        m.err(
+                            at,
+                            "body",
+                            format!(
+                                "{chars} characters is too long (at most {MAX_MATCH_BODY_CHARS}, as Application Gateway v2)"
+                            ),
+                        );
+                        None
+                    } else {
+                        Some(b)
+                    }
+                });
                 m.finish();
             }
             _ => f.wrong_type("match", v, "a table: write `match = { status_codes = [\"200-399\"] }`"),
@@ -1074,6 +1151,7 @@ fn read_probe(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawProbe {
         pick_host,
         path,
         interval,
+        interval_at,
         timeout,
         timeout_at,
         unhealthy_threshold,

@@ -85,6 +85,10 @@ pub struct Gateway {
     pub http2: Http2Settings,
     /// Custom error pages for every listener that has none of its own.
     pub error_pages: Vec<ErrorPage>,
+    /// Probe intervals and time-outs may be sub-second or fractional
+    /// (`"100ms"`, `"1500ms"`), which Application Gateway v2 refuses; for
+    /// tests and labs. Off by default; each such value is warned about.
+    pub allow_subsecond_timers: bool,
 }
 
 impl Gateway {
@@ -424,7 +428,7 @@ pub struct Probe {
     pub healthy_threshold: u32,
     /// Status codes that count as healthy.
     pub status_codes: Vec<RangeInclusive<u16>>,
-    /// Substring the response body must contain.
+    /// Substring the response body must contain (at most 4,090 characters).
     pub body: Option<String>,
 }
 
@@ -588,6 +592,9 @@ impl Config {
             }
         );
         let _ = writeln!(o, "  drain_timeout = {}, dns_refresh = {}", fd(g.drain_timeout), fd(g.dns_refresh));
+        if g.allow_subsecond_timers {
+            let _ = writeln!(o, "  allow_subsecond_timers = true (probe timers below 1 s or fractional are accepted)");
+        }
         let l = &g.limits;
         let _ = writeln!(
             o,
