@@ -582,3 +582,43 @@ fn health_command_lists_an_empty_pool_and_exits_1() {
     assert!(text.lines().any(|l| l.starts_with("Empty") && l.contains("pool01")), "the empty pool has a row:\n{text}");
     assert!(text.contains("rule rule01 answers 502 POOL_EMPTY: backend pool pool01 has no servers"), "{text}");
 }
+
+/// A probe `port` (Application Gateway v2's custom probe port): the prober
+/// asks the server's address on that port, traffic still goes to the
+/// server's own port, and the server is shown by its traffic address.
+#[test]
+fn a_probe_port_is_probed_instead_of_the_traffic_port() {
+    // The traffic port's health path fails; the health port's answers.
+    let app = backend("app", 503, "not here");
+    let health = backend("health-port", 200, "ok");
+    let probe =
+        format!("path = \"/health\"\ninterval = \"100ms\"\nunhealthy_threshold = 1\nport = {}\n", health.port());
+    let gw = Gateway::start(&gateway_config(&addrs(&[app.addr()]), 80, Some(&probe)));
+    let a = app.addr().to_string();
+    let s = wait_server(&gw, &a, "Healthy after two probes", |s| state(s) == "Healthy" && num(s, "probes") >= 2);
+    assert_eq!((s["address"].as_str(), s["last_status"].as_u64()), (Some(a.as_str()), Some(200)), "{s:#}");
+    let v = view(&gw);
+    assert_eq!(v["rules"][0]["probe"]["port"], u64::from(health.port()), "{v:#}");
+
+    let r = get_public(&gw, "/through");
+    assert_eq!((r.status, r.header("x-backend")), (200, Some("app")), "{}", r.text());
+    assert!(health.requests_to(PROBE_PATH) >= 2, "the health port was not probed");
+    assert_eq!(app.requests_to(PROBE_PATH), 0, "the traffic port was probed");
+    assert_eq!((app.requests_to("/through"), health.requests_to("/through")), (1, 0));
+
+    // `ringgate health`: the server's address, and the URL the probe asks.
+    let out = ringgate(&["health", "--admin", &gw.admin().to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text.lines().find(|l| l.starts_with("Healthy")).unwrap_or_else(|| panic!("no Healthy row:\n{text}"));
+    assert!(row.contains(&a), "{text}");
+    assert!(row.contains(&format!("http://127.0.0.1:{}/health", health.port())), "{text}");
+
+    // The health port going down takes the server out, though its traffic
+    // port still answers.
+    health.stop_listening();
+    let s = wait_state(&gw, &a, "Unhealthy");
+    assert_eq!(s["reason_kind"], "connection_refused", "{s:#}");
+    let r = get_public(&gw, "/after");
+    assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("ALL_UNHEALTHY")), "{}", r.text());
+    assert_eq!(app.requests_to("/after"), 0);
+}

@@ -229,6 +229,7 @@ pub(crate) struct RawProbe {
     pub healthy_threshold: Option<u32>,
     pub status_codes: Option<Vec<std::ops::RangeInclusive<u16>>>,
     pub body: Option<String>,
+    pub port: Option<u16>,
 }
 
 #[derive(Debug)]
@@ -1062,6 +1063,7 @@ const PROBE_FIELDS: &[&str] = &[
     "unhealthy_threshold",
     "healthy_threshold",
     "match",
+    "port",
 ];
 const MATCH_FIELDS: &[&str] = &["status_codes", "body"];
 
@@ -1098,6 +1100,7 @@ fn read_probe(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawProbe {
     let timeout = f.probe_duration("timeout");
     let unhealthy_threshold = f.int("unhealthy_threshold", 1, 20).map(|n| n as u32);
     let healthy_threshold = f.int("healthy_threshold", 1, 20).map(|n| n as u32);
+    let port = f.int("port", 1, 65535).map(|n| n as u16);
     let mut status_codes = None;
     let mut body = None;
     if let Some(v) = f.get("match") {
@@ -1158,6 +1161,7 @@ fn read_probe(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawProbe {
         healthy_threshold,
         status_codes,
         body,
+        port,
     }
 }
 

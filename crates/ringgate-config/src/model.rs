@@ -430,6 +430,11 @@ pub struct Probe {
     pub status_codes: Vec<RangeInclusive<u16>>,
     /// Substring the response body must contain (at most 4,090 characters).
     pub body: Option<String>,
+    /// The port probes are sent to instead of the server's (v2's custom
+    /// probe port, 1 to 65535): the server's address with this port. Traffic
+    /// still goes to the server's own port, and the server is still shown
+    /// (and keyed) by it.
+    pub port: Option<u16>,
 }
 
 /// Host header the default probe sends (the reference's `http://127.0.0.1/`).
@@ -451,6 +456,7 @@ impl Probe {
             healthy_threshold: 1,
             status_codes: vec![200..=399],
             body: None,
+            port: None,
         }
     }
 
@@ -677,7 +683,7 @@ impl Config {
                 .join(",");
             let _ = writeln!(
                 o,
-                "[[probe]] {}: {}://{}{} every {}, time-out {}, unhealthy after {}, healthy after {}, status {codes}{}",
+                "[[probe]] {}: {}://{}{}{} every {}, time-out {}, unhealthy after {}, healthy after {}, status {codes}{}",
                 p.name,
                 p.protocol,
                 if p.pick_host_name_from_backend_http_settings {
@@ -685,6 +691,7 @@ impl Config {
                 } else {
                     p.host.as_deref().unwrap_or(DEFAULT_PROBE_HOST)
                 },
+                p.port.map_or(String::new(), |port| format!(" (sent to port {port} of each server)")),
                 p.path,
                 fd(p.interval),
                 fd(p.timeout),

@@ -311,6 +311,7 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
             healthy_threshold: p.healthy_threshold.unwrap_or(def.healthy_threshold),
             status_codes: p.status_codes.clone().unwrap_or(def.status_codes),
             body: p.body.clone(),
+            port: p.port,
         });
     }
 

@@ -13,6 +13,6 @@ mod state;
 mod table;
 
 pub use dns::resolve;
-pub use prober::{ProbeResult, ProbeTarget, ProbeTls, Prober, probe_addr, targets};
+pub use prober::{ProbeResult, ProbeTarget, ProbeTls, Prober, probe_addr, probe_url, targets};
 pub use state::{Counters, HealthState, ProbeFailure, observe};
 pub use table::{HealthEntry, HealthTable, ProbeDetail, ServerKey};

@@ -53,9 +53,20 @@ impl ProbeTarget {
             && self.port == other.port
     }
 
-    /// `http://host:port/path`, as the reference writes a probe URL.
+    /// `http://host:port/path`, as the reference writes a probe URL (the
+    /// probe's own port, when it has one).
     pub fn url(&self) -> String {
-        format!("{}://{}{}", self.probe.protocol, self.entry.key().server, self.probe.path)
+        probe_url(self.probe.protocol, &self.entry.key().server, self.probe.port, &self.probe.path)
+    }
+}
+
+/// `protocol://host:port/path`: where a probe of `server` (`host:port`, as
+/// the health table names it) is sent; a probe `port` replaces the server's.
+pub fn probe_url(protocol: impl std::fmt::Display, server: &str, port: Option<u16>, path: &str) -> String {
+    match port {
+        // rsplit: "[::1]:80" keeps its brackets.
+        Some(port) => format!("{protocol}://{}:{port}{path}", server.rsplit_once(':').map_or(server, |(host, _)| host)),
+        None => format!("{protocol}://{server}{path}"),
     }
 }
 
@@ -367,8 +378,10 @@ pub(crate) async fn probe_once(t: &ProbeTarget) -> ProbeResult {
     probe_addr(addr, &t.probe, &t.host_header, t.tls.as_ref()).await
 }
 
-/// Probes `addr` directly (also used by `ringgate doctor`).
+/// Probes the server at `addr` (also used by `ringgate doctor`): on the
+/// probe's own `port` when it has one, on `addr`'s (the traffic port) else.
 pub async fn probe_addr(addr: SocketAddr, probe: &Probe, host_header: &str, tls: Option<&ProbeTls>) -> ProbeResult {
+    let addr = probe.port.map_or(addr, |port| SocketAddr::new(addr.ip(), port));
     let start = Instant::now();
     let deadline = start + probe.timeout;
     let stream = match monoio::time::timeout_at(deadline.into(), TcpStream::connect_addr(addr)).await {
@@ -522,4 +535,63 @@ async fn read_body<S: AsyncReadRent>(
         }
         _ => raw,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn a_probe_port_replaces_the_servers_in_the_url() {
+        let p = ringgate_config::Protocol::Http;
+        assert_eq!(probe_url(p, "10.0.0.1:80", None, "/health"), "http://10.0.0.1:80/health");
+        assert_eq!(probe_url(p, "10.0.0.1:80", Some(8081), "/health"), "http://10.0.0.1:8081/health");
+        assert_eq!(probe_url(p, "[::1]:80", Some(9), "/"), "http://[::1]:9/");
+        assert_eq!(probe_url(p, "app.internal:80", Some(9), "/h"), "http://app.internal:9/h");
+    }
+
+    /// A server answering one probe on a loopback port of its own.
+    fn one_answer(response: &'static [u8]) -> (u16, std::thread::JoinHandle<String>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let t = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().expect("accept");
+            c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            let mut head = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = c.write_all(response);
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        (port, t)
+    }
+
+    #[test]
+    fn probe_addr_probes_the_probes_own_port_when_it_has_one() {
+        // The traffic port refuses; the probe port answers 200.
+        let refused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let traffic: SocketAddr = refused.local_addr().expect("addr");
+        drop(refused);
+        let (health_port, server) = one_answer(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        let probe = Probe {
+            path: "/health".into(),
+            timeout: Duration::from_secs(5),
+            port: Some(health_port),
+            ..Probe::default_probe()
+        };
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().expect("runtime");
+        let got = rt.block_on(probe_addr(traffic, &probe, "127.0.0.1", None));
+        assert!(matches!(got, Ok((200, _))), "{got:?}");
+        assert!(server.join().expect("server").starts_with("GET /health HTTP/1.1\r\n"));
+        // Without the port, the same probe goes to the traffic port.
+        let plain = Probe { port: None, ..probe };
+        let got = rt.block_on(probe_addr(traffic, &plain, "127.0.0.1", None));
+        assert!(matches!(got, Err((ProbeFailure::ConnectionRefused, None))), "{got:?}");
+    }
 }

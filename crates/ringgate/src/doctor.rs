@@ -200,7 +200,7 @@ fn probe_all(cfg: &Config) -> BTreeMap<(usize, SettingsId), Vec<ServerCheck>> {
                 Ok(a) => (a.first().copied(), None),
                 Err(e) => (None, Some(e)),
             };
-            let url = format!("{}://{}{}", probe.protocol, server, probe.path);
+            let url = ringgate_health::probe_url(probe.protocol, &server, probe.port, &probe.path);
             let tls = (probe.protocol == Protocol::Https).then(|| ProbeTls::for_settings(settings, &s.host)).flatten();
             jobs.push((
                 (pool, sid),
@@ -435,7 +435,7 @@ fn diagnose(cfg: &Config, admin: Option<String>) -> Report {
                 }
                 let _ = write!(evidence, "probe from here: GET {} (Host: {probe_host}): {why}", c.url);
                 let not_deployed = matches!(probe_failure, Some(ProbeFailure::StatusMismatch(404)));
-                let port = c.addr.map_or(settings.port, |a| a.port());
+                let port = probe.port.unwrap_or_else(|| c.addr.map_or(settings.port, |a| a.port()));
                 let fix = match &probe_failure {
                     Some(ProbeFailure::StatusMismatch(404)) => format!(
                         "the server accepts connections but does not serve {}: the application is not deployed there (or the probe path is wrong)",

@@ -72,7 +72,8 @@ fn rows(view: &HealthView) -> Vec<(ServerView, String)> {
             if rows.iter().any(|(x, _)| x.pool == s.pool && x.settings == s.settings && x.address == s.address) {
                 continue;
             }
-            let probe = format!("{} {}://{}{} Host: {}", p.name, p.protocol, s.address, p.path, p.host);
+            let url = ringgate_health::probe_url(&p.protocol, &s.address, p.port, &p.path);
+            let probe = format!("{} {url} Host: {}", p.name, p.host);
             rows.push((s.clone(), probe));
         }
     }

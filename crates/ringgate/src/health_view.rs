@@ -46,6 +46,10 @@ pub struct ProbeView {
     pub timeout_ms: u64,
     pub unhealthy_threshold: u32,
     pub healthy_threshold: u32,
+    /// The probe's own port (v2's custom probe port): probes go to each
+    /// server's address on it; `None`, the server's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,6 +155,7 @@ pub fn probe_view(cfg: &Config, settings: SettingsId) -> ProbeView {
         timeout_ms: p.timeout.as_millis() as u64,
         unhealthy_threshold: p.unhealthy_threshold,
         healthy_threshold: p.healthy_threshold,
+        port: p.port,
     }
 }
 

@@ -442,6 +442,18 @@ fn a_match_body_is_at_most_4090_characters() {
 }
 
 #[test]
+fn a_probe_port_overrides_the_servers_for_probes_only() {
+    let cfg = load(&with_probe("", "port = 8080", "port = 8081")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((cfg.probes[0].port, cfg.settings[0].port), (Some(8081), 8080));
+    assert!(cfg.describe().contains("(sent to port 8081 of each server)"), "{}", cfg.describe());
+    assert_eq!(load(MINIMAL).unwrap().probe_for(SettingsId(0)).port, None, "the default probe has none");
+    let errs = errors(&with_probe("", "", "port = 0"));
+    assert_eq!(errs, ["gw.toml:25: [[probe]] \"p\", field `port`: 0 is out of range (allowed: 1 to 65535)"]);
+    let errs = errors(&with_probe("", "", "port = \"8081\""));
+    assert_eq!(errs, ["gw.toml:25: [[probe]] \"p\", field `port`: expected an integer, found a string"]);
+}
+
+#[test]
 fn unreadable_file_is_one_clear_error() {
     let e = load_file(Path::new("/nonexistent/ringgate.toml")).unwrap_err();
     assert_eq!(e.errors.len(), 1);
