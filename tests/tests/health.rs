@@ -622,3 +622,71 @@ fn a_probe_port_is_probed_instead_of_the_traffic_port() {
     assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("ALL_UNHEALTHY")), "{}", r.text());
     assert_eq!(app.requests_to("/after"), 0);
 }
+
+/// `min_servers` (v2's probe field): with both servers failing their probes
+/// and `min_servers = 1`, the first in configured order stays in rotation
+/// (shown with its real state), so requests reach it instead of a 502
+/// ALL_UNHEALTHY; an operator's drain passes the role to the next one, and
+/// once a server passes its probes again nobody needs keeping.
+#[test]
+fn min_servers_keeps_the_first_failing_server_in_rotation() {
+    // Both answer traffic; both fail their probes.
+    let first = backend("first", 503, "probe says no");
+    let second = backend("second", 503, "probe says no");
+    let probe = "path = \"/health\"\ninterval = \"100ms\"\nunhealthy_threshold = 1\nmin_servers = 1\n";
+    let gw = Gateway::start(&gateway_config(&addrs(&[first.addr(), second.addr()]), 80, Some(probe)));
+    let (a1, a2) = (first.addr().to_string(), second.addr().to_string());
+    // (Until both have failed, the other one takes the requests itself.)
+    wait_state(&gw, &a1, "Unhealthy");
+    let s2 = wait_state(&gw, &a2, "Unhealthy");
+    let s1 = server(&gw, &a1);
+    assert_eq!(state(&s1), "Unhealthy", "{s1:#}");
+    assert_eq!((&s1["in_rotation"], &s1["kept_by_min_servers"]), (&Value::Bool(true), &Value::Bool(true)), "{s1:#}");
+    assert_eq!((&s2["in_rotation"], &s2["kept_by_min_servers"]), (&Value::Bool(false), &Value::Bool(false)), "{s2:#}");
+    assert_eq!(view(&gw)["rules"][0]["probe"]["min_servers"], 1);
+
+    for i in 0..6 {
+        let r = get_public(&gw, &format!("/kept/{i}"));
+        assert_eq!(
+            (r.status, r.header("x-backend")),
+            (200, Some("first")),
+            "{:?}: {}",
+            r.header("x-ringgate-error"),
+            r.text()
+        );
+    }
+    assert_eq!(non_probe_requests(&second), 0, "the server min_servers does not keep got traffic");
+
+    // `ringgate health`: a rule still served, the row says why.
+    let admin = gw.admin().to_string();
+    let out = ringgate(&["health", "--admin", &admin]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "the kept server serves the rule\n{text}");
+    assert!(text.contains("2 servers, 1 not taking requests"), "{text}");
+    let row = text.lines().find(|l| l.contains(&a1)).unwrap_or_else(|| panic!("no row for {a1}:\n{text}"));
+    assert!(row.starts_with("Unhealthy") && row.contains("kept in rotation by min_servers"), "{text}");
+
+    // The kept one drained by an operator: the next one takes its place.
+    let drain = request(gw.admin(), "POST", &format!("/servers/pool01/{a1}/drain"), &[], b"").expect("drain");
+    assert_eq!(drain.status, 200, "{}", drain.text());
+    let s2 = server(&gw, &a2);
+    assert_eq!(s2["kept_by_min_servers"], true, "{s2:#}");
+    let r = get_public(&gw, "/after-drain");
+    assert_eq!((r.status, r.header("x-backend")), (200, Some("second")), "{}", r.text());
+    let enable = request(gw.admin(), "POST", &format!("/servers/pool01/{a1}/enable"), &[], b"").expect("enable");
+    assert_eq!(enable.status, 200, "{}", enable.text());
+    assert_eq!(server(&gw, &a1)["kept_by_min_servers"], true, "back to configured order");
+
+    // The second passes its probes again: nobody needs keeping, and it
+    // alone takes the traffic.
+    second.set_health(200, "ok");
+    wait_state(&gw, &a2, "Healthy");
+    let s1 = server(&gw, &a1);
+    assert_eq!((&s1["in_rotation"], &s1["kept_by_min_servers"]), (&Value::Bool(false), &Value::Bool(false)), "{s1:#}");
+    let before = non_probe_requests(&first);
+    for i in 0..4 {
+        let r = get_public(&gw, &format!("/recovered/{i}"));
+        assert_eq!((r.status, r.header("x-backend")), (200, Some("second")), "{}", r.text());
+    }
+    assert_eq!(non_probe_requests(&first), before);
+}

@@ -230,6 +230,8 @@ pub(crate) struct RawProbe {
     pub status_codes: Option<Vec<std::ops::RangeInclusive<u16>>>,
     pub body: Option<String>,
     pub port: Option<u16>,
+    pub min_servers: Option<u32>,
+    pub min_servers_at: usize,
 }
 
 #[derive(Debug)]
@@ -255,6 +257,9 @@ const TIME_MAX: Duration = Duration::from_secs(86_400);
 /// accepted only with `[gateway] allow_subsecond_timers = true`, decided in
 /// `validate` once the whole file (and so `[gateway]`) has been read.
 const PROBE_TIME_MIN: Duration = Duration::from_secs(1);
+/// Largest `min_servers`: more than any pool would hold (it only ever keeps
+/// the servers a pool has).
+const MAX_MIN_SERVERS: i64 = 10_000;
 /// Longest `match.body` Application Gateway v2 accepts, in characters.
 pub(crate) const MAX_MATCH_BODY_CHARS: usize = 4090;
 
@@ -1064,6 +1069,7 @@ const PROBE_FIELDS: &[&str] = &[
     "healthy_threshold",
     "match",
     "port",
+    "min_servers",
 ];
 const MATCH_FIELDS: &[&str] = &["status_codes", "body"];
 
@@ -1101,6 +1107,8 @@ fn read_probe(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawProbe {
     let unhealthy_threshold = f.int("unhealthy_threshold", 1, 20).map(|n| n as u32);
     let healthy_threshold = f.int("healthy_threshold", 1, 20).map(|n| n as u32);
     let port = f.int("port", 1, 65535).map(|n| n as u16);
+    let min_servers_at = f.get("min_servers").map_or(at, |v| v.span().start);
+    let min_servers = f.int("min_servers", 0, MAX_MIN_SERVERS).map(|n| n as u32);
     let mut status_codes = None;
     let mut body = None;
     if let Some(v) = f.get("match") {
@@ -1162,6 +1170,8 @@ fn read_probe(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawProbe {
         status_codes,
         body,
         port,
+        min_servers,
+        min_servers_at,
     }
 }
 

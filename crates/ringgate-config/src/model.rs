@@ -435,6 +435,11 @@ pub struct Probe {
     /// still goes to the server's own port, and the server is still shown
     /// (and keyed) by it.
     pub port: Option<u16>,
+    /// Servers of each pool kept in rotation whatever their probes say
+    /// (v2's `minServers`, default 0): when fewer than this many pass their
+    /// probes, the first servers of the pool in configured order that fail
+    /// (and that an operator has not drained) make up the number.
+    pub min_servers: u32,
 }
 
 /// Host header the default probe sends (the reference's `http://127.0.0.1/`).
@@ -457,6 +462,7 @@ impl Probe {
             status_codes: vec![200..=399],
             body: None,
             port: None,
+            min_servers: 0,
         }
     }
 
@@ -683,7 +689,7 @@ impl Config {
                 .join(",");
             let _ = writeln!(
                 o,
-                "[[probe]] {}: {}://{}{}{} every {}, time-out {}, unhealthy after {}, healthy after {}, status {codes}{}",
+                "[[probe]] {}: {}://{}{}{} every {}, time-out {}, unhealthy after {}, healthy after {}, status {codes}{}{}",
                 p.name,
                 p.protocol,
                 if p.pick_host_name_from_backend_http_settings {
@@ -691,13 +697,18 @@ impl Config {
                 } else {
                     p.host.as_deref().unwrap_or(DEFAULT_PROBE_HOST)
                 },
-                p.port.map_or(String::new(), |port| format!(" (sent to port {port} of each server)")),
                 p.path,
+                p.port.map_or(String::new(), |port| format!(" (sent to port {port} of each server)")),
                 fd(p.interval),
                 fd(p.timeout),
                 p.unhealthy_threshold,
                 p.healthy_threshold,
-                p.body.as_ref().map_or(String::new(), |b| format!(", body contains {b:?}"))
+                p.body.as_ref().map_or(String::new(), |b| format!(", body contains {b:?}")),
+                if p.min_servers > 0 {
+                    format!(", min_servers {} (kept in rotation whatever their probes say)", p.min_servers)
+                } else {
+                    String::new()
+                }
             );
         }
         for r in &self.rules {

@@ -312,6 +312,7 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
             status_codes: p.status_codes.clone().unwrap_or(def.status_codes),
             body: p.body.clone(),
             port: p.port,
+            min_servers: p.min_servers.unwrap_or(def.min_servers),
         });
     }
 
@@ -511,6 +512,29 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
                 );
             }
         }
+    }
+    // min_servers as large as a pool keeps every server of it in rotation:
+    // its probes could never take one out.
+    let mut warned: Vec<(PoolId, ProbeId)> = Vec::new();
+    for t in &targets {
+        let Some(pid) = settings[t.settings.0].probe else { continue };
+        let (probe, pool, raw_probe) = (&probes[pid.0], &pools[t.pool.0], &raw.probes[pid.0]);
+        let n = pool.servers.len();
+        if n == 0 || (probe.min_servers as usize) < n || warned.contains(&(t.pool, pid)) {
+            continue;
+        }
+        warned.push((t.pool, pid));
+        d.warn(
+            Some(raw_probe.min_servers_at),
+            &raw_probe.label,
+            Some("min_servers"),
+            format!(
+                "{} is at least the {n} server{} of backend pool \"{}\": all of them stay in rotation whatever their probes say",
+                probe.min_servers,
+                if n == 1 { "" } else { "s" },
+                pool.name
+            ),
+        );
     }
     for (i, p) in raw.probes.iter().enumerate() {
         if p.name.is_some() && !settings.iter().any(|s| s.probe == Some(ProbeId(i))) {

@@ -72,9 +72,14 @@ pub fn probe_url(protocol: impl std::fmt::Display, server: &str, port: Option<u1
 
 /// Every server a configuration's rules use, once per (settings, pool) pair,
 /// with its probe. Entries come from `table` (created if new).
+///
+/// Also gives `table` the configuration's `min_servers` groups, one per
+/// (pool, settings) pair: call it before the first plan is served, and
+/// again after each reload.
 pub fn targets(config: &Config, table: &HealthTable) -> Vec<ProbeTarget> {
     let mut seen: Vec<(usize, SettingsId)> = Vec::new();
     let mut out = Vec::new();
+    let mut groups = Vec::new();
     for r in &config.targets {
         if seen.contains(&(r.pool.0, r.settings)) {
             continue;
@@ -83,6 +88,7 @@ pub fn targets(config: &Config, table: &HealthTable) -> Vec<ProbeTarget> {
         let settings = &config.settings[r.settings.0];
         let probe = config.probe_for(r.settings);
         let host_header = config.probe_host(r.settings);
+        let mut members = Vec::new();
         for (i, addr) in config.pools[r.pool.0].servers.iter().enumerate() {
             let key = ServerKey::of(config, r.pool.0, r.settings, i);
             let port = addr.port_or(settings.port);
@@ -90,6 +96,7 @@ pub fn targets(config: &Config, table: &HealthTable) -> Vec<ProbeTarget> {
             let tls = (probe.protocol == ringgate_config::Protocol::Https)
                 .then(|| ProbeTls::for_settings(settings, &addr.host))
                 .flatten();
+            members.push(entry.clone());
             out.push(ProbeTarget {
                 entry,
                 probe: probe.clone(),
@@ -99,7 +106,9 @@ pub fn targets(config: &Config, table: &HealthTable) -> Vec<ProbeTarget> {
                 tls,
             });
         }
+        groups.push(Arc::new(crate::group::ServerGroup::new(members, probe.min_servers)));
     }
+    table.set_groups(groups);
     out
 }
 

@@ -25,7 +25,9 @@ impl HealthState {
         }
     }
 
-    /// May new requests be sent to a server in this state?
+    /// May new requests be sent to a server in this state, by its probes
+    /// alone? (The request path asks [`crate::HealthEntry::accepts_requests`],
+    /// which also counts an operator's drain and `min_servers`.)
     #[inline]
     pub fn accepts_requests(self) -> bool {
         matches!(self, HealthState::Unknown | HealthState::Healthy)

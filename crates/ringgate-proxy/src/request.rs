@@ -433,7 +433,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 }),
             }
         };
-        let usable = |i: usize| rule.servers[i].health.state().accepts_requests();
+        let usable = |i: usize| rule.servers[i].health.accepts_requests();
         let load = |i: usize| lp.inflight[ri][i].get();
         let mut picked = match affinity {
             Some(i) if draining(i) => Pick::Server { index: i, from_cookie: true },
@@ -508,7 +508,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 (tried.len() < rule.max_attempts as usize && started.elapsed() < rule.request_timeout).then(|| {
                     let mut c = cursor.get();
                     let p = pick_from(rule.servers.len(), rule.schedule.as_deref(), &mut c, None, |i| {
-                        !tried.contains(&i) && rule.servers[i].health.state().accepts_requests()
+                        !tried.contains(&i) && rule.servers[i].health.accepts_requests()
                     });
                     cursor.set(c);
                     p

@@ -48,18 +48,13 @@ fn failing_rules(view: &HealthView) -> Vec<(String, String)> {
         .filter_map(|r| {
             if r.servers.is_empty() {
                 Some((r.rule.clone(), format!("POOL_EMPTY: backend pool {} has no servers", r.pool)))
-            } else if !r.servers.iter().any(|s| takes_requests(&s.state)) {
+            } else if !r.servers.iter().any(|s| s.in_rotation) {
                 Some((r.rule.clone(), format!("ALL_UNHEALTHY: no server of backend pool {} takes requests", r.pool)))
             } else {
                 None
             }
         })
         .collect()
-}
-
-/// Whether a row's state takes requests (an empty pool's row does not).
-fn takes_requests(state: &str) -> bool {
-    state == "Healthy" || state == "Unknown"
 }
 
 /// Each server once (several rules may share a pool and settings), with the
@@ -102,7 +97,7 @@ fn rows(view: &HealthView) -> Vec<(ServerView, String)> {
 fn render(view: &HealthView, rows: &[(ServerView, String)]) -> String {
     use std::fmt::Write;
     let mut o = String::new();
-    let down = rows.iter().filter(|(s, _)| !takes_requests(&s.state)).count();
+    let down = rows.iter().filter(|(s, _)| !s.in_rotation).count();
     let _ = writeln!(
         o,
         "{} server{}, {down} not taking requests (configuration generation {}{})",
@@ -126,7 +121,11 @@ fn render(view: &HealthView, rows: &[(ServerView, String)]) -> String {
             _ => String::new(),
         };
         let since = s.since.as_deref().map_or(String::new(), |t| format!(" since {t}"));
-        let detail = if why.is_empty() { probe.clone() } else { format!("{why}{since}; probe {probe}") };
+        // Its real state stays in the STATE column; why it still gets
+        // requests comes first here.
+        let kept = if s.kept_by_min_servers { "kept in rotation by min_servers; " } else { "" };
+        let detail =
+            if why.is_empty() { format!("{kept}{probe}") } else { format!("{kept}{why}{since}; probe {probe}") };
         let _ = writeln!(
             o,
             "{:<10} {:<24} {:<28} {:>6} {:>9} {:>5}  {detail}",

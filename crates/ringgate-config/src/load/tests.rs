@@ -547,3 +547,33 @@ fn load_distribution_choices() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn min_servers_defaults_to_0_and_warns_when_it_covers_a_whole_pool() {
+    assert_eq!(load(MINIMAL).unwrap().probe_for(SettingsId(0)).min_servers, 0);
+    let two =
+        MINIMAL.replace("addresses = [\"127.0.0.1:9000\"]", "addresses = [\"127.0.0.1:9000\", \"127.0.0.1:9001\"]");
+    let probed = |n: &str| {
+        format!(
+            "{}\n[[probe]]\nname = \"p\"\nmin_servers = {n}\n",
+            two.replace("name = \"setting01\"", "name = \"setting01\"\nprobe = \"p\"")
+        )
+    };
+    let cfg = load(&probed("1")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.probes[0].min_servers, 1);
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    assert!(
+        cfg.describe().contains(", min_servers 1 (kept in rotation whatever their probes say)"),
+        "{}",
+        cfg.describe()
+    );
+    let cfg = load(&probed("2")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        warnings(&cfg),
+        [
+            "gw.toml:22: [[probe]] \"p\", field `min_servers`: 2 is at least the 2 servers of backend pool \"pool01\": all of them stay in rotation whatever their probes say"
+        ]
+    );
+    let errs = errors(&probed("-1"));
+    assert_eq!(errs, ["gw.toml:22: [[probe]] \"p\", field `min_servers`: -1 is out of range (allowed: 0 to 10000)"]);
+}
