@@ -690,3 +690,121 @@ fn min_servers_keeps_the_first_failing_server_in_rotation() {
     }
     assert_eq!(non_probe_requests(&first), before);
 }
+
+/// [`gateway_config`] under `[gateway] unprobed_servers = "wait"`.
+fn waiting_config(addresses: &[String], probe: &str) -> String {
+    gateway_config(addresses, 80, Some(probe)).replacen("[gateway]\n", "[gateway]\nunprobed_servers = \"wait\"\n", 1)
+}
+
+/// Every server's first probe is sent at once, at start and when a reload
+/// adds it: with a 60 s interval, each of three servers (and a fourth a
+/// reload adds) is probed within seconds, not spread over the minute.
+#[test]
+fn the_first_probe_of_every_server_is_sent_at_once_at_start_and_on_reload() {
+    let backends: Vec<Backend> = (0..3).map(|i| backend(&format!("b{i}"), 200, "ok")).collect();
+    let probe = "path = \"/health\"\ninterval = 60\ntimeout = 5\n";
+    let list = |bs: &[&Backend]| bs.iter().map(|b| b.addr().to_string()).collect::<Vec<_>>();
+    let all: Vec<&Backend> = backends.iter().collect();
+    let gw = Gateway::start(&gateway_config(&list(&all), 80, Some(probe)));
+    for b in &backends {
+        assert!(wait_until(SOON, || b.requests_to(PROBE_PATH) == 1), "{} was not probed at start", b.name());
+        wait_state(&gw, &b.addr().to_string(), "Healthy");
+    }
+    let added = backend("added", 200, "ok");
+    let mut more = all.clone();
+    more.push(&added);
+    let (status, text) = gw.reload_with(&gateway_config(&list(&more), 80, Some(probe)));
+    assert_eq!(status, 200, "reload: {text}");
+    assert!(wait_until(SOON, || added.requests_to(PROBE_PATH) == 1), "the added server was not probed at once");
+    wait_state(&gw, &added.addr().to_string(), "Healthy");
+    // The others keep their schedule: no second probe a minute early.
+    assert!(backends.iter().all(|b| b.requests_to(PROBE_PATH) == 1));
+}
+
+/// `unprobed_servers = "wait"` (v2): until its first probe succeeds a server
+/// takes no requests, and a pool with none in rotation answers 502
+/// NOT_YET_PROBED (not ALL_UNHEALTHY, and without touching the server).
+#[test]
+fn under_wait_requests_get_not_yet_probed_until_the_first_probe_succeeds() {
+    // Its health path answers only when the test says so.
+    let late = Backend::builder().name("late").hold_health().start().expect("start test backend");
+    let probe = "path = \"/health\"\ninterval = \"100ms\"\ntimeout = \"10s\"\nunhealthy_threshold = 3\n";
+    let gw = Gateway::start(&waiting_config(&addrs(&[late.addr()]), probe));
+    let a = late.addr().to_string();
+    assert!(wait_until(SOON, || late.requests_to(PROBE_PATH) == 1), "the first probe was not sent at once");
+
+    let r = get_public(&gw, "/early");
+    assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("NOT_YET_PROBED")), "{}", r.text());
+    assert!(r.text().contains("have not been health-checked yet"), "{}", r.text());
+    assert_eq!(late.requests_to("/early"), 0, "a request reached a server not yet probed");
+    let s = server(&gw, &a);
+    assert_eq!((state(&s), &s["in_rotation"]), ("Unknown", &Value::Bool(false)), "{s:#}");
+    let out = ringgate(&["health", "--admin", &gw.admin().to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("rule rule01 answers 502 NOT_YET_PROBED"), "{text}");
+    assert!(text.contains("not probed yet: no requests until a probe succeeds"), "{text}");
+
+    late.release_health();
+    wait_state(&gw, &a, "Healthy");
+    let r = get_public(&gw, "/later");
+    assert_eq!((r.status, r.header("x-backend")), (200, Some("late")), "{}", r.text());
+    assert_eq!(late.requests_to("/later"), 1);
+}
+
+/// Under "wait" the wait lasts at most the first probe's time-out: a server
+/// whose first probe gets no answer is Unhealthy after that one failure (not
+/// after unhealthy_threshold), and never took a request meanwhile.
+#[test]
+fn under_wait_an_unanswered_first_probe_makes_the_server_unhealthy_at_once() {
+    let mute = Backend::builder().name("mute").hold_health().start().expect("start test backend");
+    let probe = "path = \"/health\"\ninterval = \"100ms\"\ntimeout = \"300ms\"\nunhealthy_threshold = 3\n";
+    let gw = Gateway::start(&waiting_config(&addrs(&[mute.addr()]), probe));
+    let a = mute.addr().to_string();
+    // Before or after that time-out, depending on how fast this runs.
+    let r = get_public(&gw, "/early");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        ["NOT_YET_PROBED", "ALL_UNHEALTHY"].contains(&r.header("x-ringgate-error").unwrap_or("")),
+        "{:?}",
+        r.headers
+    );
+
+    let s = wait_state(&gw, &a, "Unhealthy");
+    assert_eq!(s["reason_kind"], "probe_timeout", "{s:#}");
+    // The flip is logged with the failure count it happened at.
+    assert!(
+        gw.wait_log(&format!("server {a} is Unhealthy after 1 consecutive failed probes"), SOON),
+        "not Unhealthy at the first failure:\n{}",
+        gw.stderr()
+    );
+    let r = get_public(&gw, "/after-timeout");
+    assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("ALL_UNHEALTHY")), "{}", r.text());
+    assert_eq!(non_probe_requests(&mute), 0);
+
+    mute.release_health();
+    wait_state(&gw, &a, "Healthy");
+    assert_eq!(get_public(&gw, "/recovered").status, 200);
+}
+
+/// `unprobed_servers = "serve"` (the default): a server takes requests
+/// before its first probe has answered.
+#[test]
+fn under_serve_a_server_takes_requests_before_its_first_probe_answers() {
+    let late = Backend::builder().name("late").hold_health().start().expect("start test backend");
+    let probe = "path = \"/health\"\ninterval = \"100ms\"\ntimeout = \"10s\"\n";
+    let gw = Gateway::start(&gateway_config(&addrs(&[late.addr()]), 80, Some(probe)));
+    assert!(wait_until(SOON, || late.requests_to(PROBE_PATH) == 1), "the first probe was not sent at once");
+    let r = get_public(&gw, "/at-once");
+    assert_eq!(
+        (r.status, r.header("x-backend")),
+        (200, Some("late")),
+        "{:?}: {}",
+        r.header("x-ringgate-error"),
+        r.text()
+    );
+    let s = server(&gw, &late.addr().to_string());
+    assert_eq!((state(&s), &s["in_rotation"]), ("Unknown", &Value::Bool(true)), "{s:#}");
+    late.release_health();
+    wait_state(&gw, &late.addr().to_string(), "Healthy");
+}

@@ -163,6 +163,7 @@ pub(crate) struct RawGateway {
     pub http2_max_frame_size: Option<u64>,
     pub error_pages: Vec<crate::routing::ErrorPage>,
     pub allow_subsecond_timers: Option<bool>,
+    pub unprobed_servers: Option<crate::model::UnprobedServers>,
 }
 
 #[derive(Debug)]
@@ -589,6 +590,7 @@ const GATEWAY_FIELDS: &[&str] = &[
     "http2",
     "error_pages",
     "allow_subsecond_timers",
+    "unprobed_servers",
 ];
 const LIMIT_FIELDS: &[&str] = &[
     "max_request_head",
@@ -674,8 +676,23 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
         }
     });
     let allow_subsecond_timers = f.bool("allow_subsecond_timers");
+    let unprobed_servers = f.string_at("unprobed_servers").and_then(|(s, at)| match s.as_str() {
+        "serve" => Some(crate::model::UnprobedServers::Serve),
+        "wait" => Some(crate::model::UnprobedServers::Wait),
+        _ => {
+            f.err(
+                at,
+                "unprobed_servers",
+                format!(
+                    "\"{s}\" is not \"serve\" (a server takes requests before its first probe) or \"wait\" (not until a probe succeeds)"
+                ),
+            );
+            None
+        }
+    });
     let mut g = RawGateway {
         allow_subsecond_timers,
+        unprobed_servers,
         workers,
         worker_cpus,
         prober_cpu,

@@ -89,6 +89,32 @@ pub struct Gateway {
     /// (`"100ms"`, `"1500ms"`), which Application Gateway v2 refuses; for
     /// tests and labs. Off by default; each such value is warned about.
     pub allow_subsecond_timers: bool,
+    /// Whether a server that has not had its first probe takes requests.
+    pub unprobed_servers: UnprobedServers,
+}
+
+/// `[gateway] unprobed_servers`: what a server is before its first probe
+/// result (the first probe is sent as soon as the server is configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnprobedServers {
+    /// It takes requests until its probes say otherwise (the default, and
+    /// ringgate's behaviour before v2's rule): after a failed first probe it
+    /// still takes them until `unhealthy_threshold` failures.
+    Serve,
+    /// As Application Gateway v2: unhealthy until a probe succeeds. A pool
+    /// with no server taking requests while one still awaits its first probe
+    /// answers 502 `NOT_YET_PROBED`; a failed (or timed-out) first probe
+    /// makes the server Unhealthy at once.
+    Wait,
+}
+
+impl UnprobedServers {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnprobedServers::Serve => "serve",
+            UnprobedServers::Wait => "wait",
+        }
+    }
 }
 
 impl Gateway {
@@ -604,6 +630,14 @@ impl Config {
             }
         );
         let _ = writeln!(o, "  drain_timeout = {}, dns_refresh = {}", fd(g.drain_timeout), fd(g.dns_refresh));
+        let _ = writeln!(
+            o,
+            "  unprobed_servers = {}",
+            match g.unprobed_servers {
+                UnprobedServers::Serve => "serve (a server takes requests until its probes say otherwise)",
+                UnprobedServers::Wait => "wait (a server takes requests once a probe has succeeded)",
+            }
+        );
         if g.allow_subsecond_timers {
             let _ = writeln!(o, "  allow_subsecond_timers = true (probe timers below 1 s or fractional are accepted)");
         }

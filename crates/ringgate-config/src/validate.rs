@@ -675,6 +675,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
         },
         error_pages: Vec::new(),
         allow_subsecond_timers: false,
+        unprobed_servers: UnprobedServers::Serve,
     };
     let Some(r) = raw else { return Some(defaults) };
     let l = &defaults.limits;
@@ -748,6 +749,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
         },
         error_pages: r.error_pages,
         allow_subsecond_timers: r.allow_subsecond_timers.unwrap_or(defaults.allow_subsecond_timers),
+        unprobed_servers: r.unprobed_servers.unwrap_or(defaults.unprobed_servers),
     })
 }
 

@@ -1,10 +1,13 @@
 //! The prober: a dedicated thread with its own monoio runtime that probes
 //! every server on its probe's interval and writes the results into the
 //! health table. Each server has its own task, so a server that hangs only
-//! delays its own probes; first probes are spread over the interval so a
-//! large pool is not probed all at once. A worker that sees a connect failure
-//! or a reset on live traffic raises a flag on the server's entry, and the
-//! prober probes that server at once (passive health).
+//! delays its own probes. A server's first probe is sent at once, at start
+//! and when a reload adds the server, as Application Gateway v2 does (under
+//! `unprobed_servers = "wait"` it takes no requests until then); the second
+//! comes after half to all of the interval, spread over the servers, so a
+//! large pool is probed all at once only that first time. A worker that sees
+//! a connect failure or a reset on live traffic raises a flag on the server's
+//! entry, and the prober probes that server at once (passive health).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -73,10 +76,11 @@ pub fn probe_url(protocol: impl std::fmt::Display, server: &str, port: Option<u1
 /// Every server a configuration's rules use, once per (settings, pool) pair,
 /// with its probe. Entries come from `table` (created if new).
 ///
-/// Also gives `table` the configuration's `min_servers` groups, one per
-/// (pool, settings) pair: call it before the first plan is served, and
-/// again after each reload.
+/// Also gives `table` the configuration's `unprobed_servers` and its
+/// `min_servers` groups, one per (pool, settings) pair: call it before the
+/// first plan is served, and again after each reload.
 pub fn targets(config: &Config, table: &HealthTable) -> Vec<ProbeTarget> {
+    table.set_unprobed(config.gateway.unprobed_servers);
     let mut seen: Vec<(usize, SettingsId)> = Vec::new();
     let mut out = Vec::new();
     let mut groups = Vec::new();
@@ -283,11 +287,12 @@ fn apply(running: &mut HashMap<ServerKey, Running>, targets: Vec<ProbeTarget>) {
             old.stopped.set(true);
             old.trigger.fire();
         }
-        // Spread first probes over the interval: no thundering herd.
-        let offset = t.probe.interval.mul_f64(i as f64 / n as f64);
+        // The first probe at once; the second after half to all of the
+        // interval, spread over the servers, so they do not stay in step.
+        let second = t.probe.interval.mul_f64(1.0 - 0.5 * i as f64 / n as f64);
         let trigger = Rc::new(Trigger::default());
         let stopped = Rc::new(Cell::new(false));
-        monoio::spawn(probe_loop(t.clone(), offset, trigger.clone(), stopped.clone()));
+        monoio::spawn(probe_loop(t.clone(), second, trigger.clone(), stopped.clone()));
         running.insert(key, Running { target: t, trigger, stopped });
     }
     running.retain(|k, r| {
@@ -300,8 +305,11 @@ fn apply(running: &mut HashMap<ServerKey, Running>, targets: Vec<ProbeTarget>) {
     });
 }
 
-async fn probe_loop(t: ProbeTarget, first: Duration, trigger: Rc<Trigger>, stopped: Rc<Cell<bool>>) {
-    let mut next = Instant::now() + first;
+/// Probes `t` at once, then `second` after that first probe started, then
+/// every interval (or at once when a worker reports a failure).
+async fn probe_loop(t: ProbeTarget, second: Duration, trigger: Rc<Trigger>, stopped: Rc<Cell<bool>>) {
+    let mut next = Instant::now();
+    let mut gap = second;
     loop {
         let _ = monoio::time::timeout_at(next.into(), trigger.wait()).await;
         if stopped.get() {
@@ -313,7 +321,8 @@ async fn probe_loop(t: ProbeTarget, first: Duration, trigger: Rc<Trigger>, stopp
             return;
         }
         record(&t, result);
-        next = started + t.probe.interval;
+        next = started + gap;
+        gap = t.probe.interval;
     }
 }
 
@@ -342,7 +351,8 @@ fn record(t: &ProbeTarget, result: Result<(u16, Duration), (ProbeFailure, Option
         }
     }
     let state = e.probe_state();
-    let flip = observe(state, &mut d.counters, ok, t.probe.unhealthy_threshold, t.probe.healthy_threshold);
+    let flip =
+        observe(state, &mut d.counters, ok, t.probe.unhealthy_threshold, t.probe.healthy_threshold, e.unprobed());
     let counters = d.counters;
     let reason = d.last_failure.as_ref().map(ToString::to_string);
     // The state changes under the same lock as the counters, so the

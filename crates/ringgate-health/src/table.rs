@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
-use ringgate_config::ServerHost;
+use ringgate_config::{ServerHost, UnprobedServers};
 
 use crate::group::ServerGroup;
 use crate::state::{Counters, HealthState, ProbeFailure};
@@ -89,6 +89,10 @@ pub(crate) mod bits {
     /// Takes new requests: derived from the other bits by [`settle`] on
     /// every write, so the request path tests one bit.
     pub const ROUTABLE: u8 = 0x10;
+    /// `unprobed_servers = "wait"`: a server not yet probed (state
+    /// Unknown) takes no requests. A copy of the gateway's setting, so that
+    /// [`routable`] needs nothing but the byte.
+    pub const WAIT: u8 = 0x20;
     /// Kept in rotation by its probe's `min_servers`.
     pub const KEEP: u8 = 0x40;
     /// Drained by an operator (admin API), whatever its probes say.
@@ -108,10 +112,17 @@ pub(crate) mod bits {
             return false;
         }
         match state(b) {
-            HealthState::Unknown | HealthState::Healthy => true,
+            HealthState::Healthy => true,
+            HealthState::Unknown => b & WAIT == 0 || b & KEEP != 0,
             HealthState::Unhealthy => b & KEEP != 0,
             HealthState::Draining => false,
         }
+    }
+
+    /// Not probed yet under `unprobed_servers = "wait"`: a pool with no
+    /// server in rotation and one such server answers `NOT_YET_PROBED`.
+    pub fn awaiting_first_probe(b: u8) -> bool {
+        b & WAIT != 0 && b & DRAIN == 0 && state(b) == HealthState::Unknown
     }
 
     /// Whether `min_servers` may keep it: not drained, not removed.
@@ -161,10 +172,18 @@ pub struct HealthEntry {
 }
 
 impl HealthEntry {
+    /// A never-probed server that takes requests meanwhile
+    /// (`unprobed_servers = "serve"`).
     pub fn new(key: ServerKey, addrs: Vec<SocketAddr>) -> HealthEntry {
+        Self::with_unprobed(key, addrs, UnprobedServers::Serve)
+    }
+
+    /// A never-probed server under the gateway's `unprobed_servers`.
+    pub fn with_unprobed(key: ServerKey, addrs: Vec<SocketAddr>, unprobed: UnprobedServers) -> HealthEntry {
+        let wait = if unprobed == UnprobedServers::Wait { bits::WAIT } else { 0 };
         HealthEntry {
             hot: CachePadded::new(Hot {
-                state: AtomicU8::new(bits::settle(HealthState::Unknown as u8)),
+                state: AtomicU8::new(bits::settle(HealthState::Unknown as u8 | wait)),
                 addrs_generation: AtomicU64::new(0),
                 addrs: ArcSwap::from_pointee(addrs),
                 probe_requested: AtomicBool::new(false),
@@ -230,6 +249,32 @@ impl HealthEntry {
     #[inline]
     pub fn accepts_requests(&self) -> bool {
         self.hot.state.load(Ordering::Relaxed) & bits::ROUTABLE != 0
+    }
+
+    /// Whether it has had no probe result yet and, under
+    /// `unprobed_servers = "wait"`, takes no requests until it has.
+    pub fn awaiting_first_probe(&self) -> bool {
+        bits::awaiting_first_probe(self.raw())
+    }
+
+    /// The `unprobed_servers` this server is under.
+    pub fn unprobed(&self) -> UnprobedServers {
+        if self.raw() & bits::WAIT != 0 { UnprobedServers::Wait } else { UnprobedServers::Serve }
+    }
+
+    /// Puts the server under `unprobed_servers = unprobed` (a reload that
+    /// changes it). Switching to "wait", a server that has been probed
+    /// without ever succeeding is Unhealthy, as if it had been under "wait"
+    /// from the start.
+    pub fn set_unprobed(&self, unprobed: UnprobedServers) {
+        if self.unprobed() == unprobed {
+            return;
+        }
+        let wait = unprobed == UnprobedServers::Wait;
+        self.write(|b| if wait { b | bits::WAIT } else { b & !bits::WAIT });
+        if wait && self.probe_state() == HealthState::Unknown && self.detail().probes > 0 {
+            self.set_state(HealthState::Unhealthy);
+        }
     }
 
     /// Whether it takes requests only because its probe's `min_servers`
@@ -344,6 +389,8 @@ pub struct HealthTable {
     /// The `min_servers` groups of the configuration being served (their
     /// members link to them weakly).
     groups: Mutex<Vec<Arc<ServerGroup>>>,
+    /// `unprobed_servers = "wait"` for servers created from now on.
+    wait_unprobed: AtomicBool,
 }
 
 impl HealthTable {
@@ -359,13 +406,30 @@ impl HealthTable {
         self.draining.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The `unprobed_servers` of servers created from now on.
+    pub fn unprobed(&self) -> UnprobedServers {
+        if self.wait_unprobed.load(Ordering::Relaxed) { UnprobedServers::Wait } else { UnprobedServers::Serve }
+    }
+
+    /// Applies a configuration's `unprobed_servers` to every server, and to
+    /// those created from now on. Call it before the configuration's plan
+    /// builds its entries (at start), or right after (a reload; a server
+    /// that reload adds is then under the old setting for that moment).
+    pub fn set_unprobed(&self, unprobed: UnprobedServers) {
+        self.wait_unprobed.store(unprobed == UnprobedServers::Wait, Ordering::Relaxed);
+        let entries: Vec<Arc<HealthEntry>> = self.lock_entries().values().cloned().collect();
+        for e in entries {
+            e.set_unprobed(unprobed);
+        }
+    }
+
     /// The entry for `key`, created (state Unknown) if new.
     pub fn entry(&self, key: &ServerKey, addrs: impl FnOnce() -> Vec<SocketAddr>) -> Arc<HealthEntry> {
         let mut map = self.lock_entries();
         if let Some(e) = map.get(key) {
             return e.clone();
         }
-        let e = Arc::new(HealthEntry::new(key.clone(), addrs()));
+        let e = Arc::new(HealthEntry::with_unprobed(key.clone(), addrs(), self.unprobed()));
         map.insert(key.clone(), e.clone());
         e
     }
@@ -500,6 +564,35 @@ mod tests {
         e.set_addrs(vec!["10.0.0.1:80".parse().unwrap()]);
         assert_eq!(e.addrs_generation(), g + 1, "same addresses: no change");
         assert_eq!(*e.addrs(), vec!["10.0.0.1:80".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn under_wait_a_never_probed_server_takes_no_requests() {
+        let serve = HealthEntry::new(key("s:1"), Vec::new());
+        assert!(serve.accepts_requests() && !serve.awaiting_first_probe());
+        let wait = HealthEntry::with_unprobed(key("w:1"), Vec::new(), UnprobedServers::Wait);
+        assert_eq!(wait.state(), HealthState::Unknown);
+        assert!(!wait.accepts_requests() && wait.awaiting_first_probe());
+        wait.set_state(HealthState::Healthy);
+        assert!(wait.accepts_requests() && !wait.awaiting_first_probe());
+
+        // The table hands out entries under its setting, and a change of
+        // setting reaches every entry: one probed without success is
+        // Unhealthy under "wait", a never-probed one waits.
+        let t = HealthTable::new();
+        let probed = t.entry(&key("p:1"), Vec::new);
+        let fresh = t.entry(&key("f:1"), Vec::new);
+        probed.detail().probes = 1;
+        assert!(probed.accepts_requests() && fresh.accepts_requests());
+        t.set_unprobed(UnprobedServers::Wait);
+        assert_eq!(probed.state(), HealthState::Unhealthy);
+        assert!(fresh.awaiting_first_probe() && !fresh.accepts_requests());
+        assert!(t.entry(&key("n:1"), Vec::new).awaiting_first_probe());
+        t.set_unprobed(UnprobedServers::Serve);
+        assert!(fresh.accepts_requests() && !fresh.awaiting_first_probe());
+        // An operator's drain wins over both.
+        fresh.set_admin_drain(true);
+        assert!(!fresh.accepts_requests());
     }
 
     #[test]

@@ -9,6 +9,10 @@ pub enum ErrorCode {
     PoolEmpty,
     /// 502: every server of the pool is unhealthy.
     AllUnhealthy,
+    /// 502: no server of the pool takes requests and one has not had its
+    /// first probe yet (`unprobed_servers = "wait"`): the answer may change
+    /// within that probe's time-out.
+    NotYetProbed,
     /// 502: the server did not answer within the request time-out.
     Timeout,
     /// 502: no connection could be opened to the server.
@@ -47,9 +51,10 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::PoolEmpty,
         ErrorCode::AllUnhealthy,
+        ErrorCode::NotYetProbed,
         ErrorCode::Timeout,
         ErrorCode::ConnectFailed,
         ErrorCode::BackendClosed,
@@ -74,6 +79,7 @@ impl ErrorCode {
         match self {
             ErrorCode::PoolEmpty => "POOL_EMPTY",
             ErrorCode::AllUnhealthy => "ALL_UNHEALTHY",
+            ErrorCode::NotYetProbed => "NOT_YET_PROBED",
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::ConnectFailed => "CONNECT_FAILED",
             ErrorCode::BackendClosed => "BACKEND_CLOSED",
@@ -99,6 +105,7 @@ impl ErrorCode {
         match self {
             ErrorCode::PoolEmpty
             | ErrorCode::AllUnhealthy
+            | ErrorCode::NotYetProbed
             | ErrorCode::Timeout
             | ErrorCode::ConnectFailed
             | ErrorCode::BackendClosed
@@ -209,6 +216,7 @@ mod tests {
             assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
         }
         assert_eq!(ErrorCode::PoolEmpty.status(), 502);
+        assert_eq!((ErrorCode::NotYetProbed.as_str(), ErrorCode::NotYetProbed.status()), ("NOT_YET_PROBED", 502));
         assert_eq!(ErrorCode::HeadTooLarge.status(), 431);
     }
 

@@ -466,6 +466,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             Pick::PoolEmpty => {
                 Some((ErrorCode::PoolEmpty, &rule.pool_empty[usize::from(close)], &rule.pool_empty_detail))
             }
+            // Off the pick: only when nothing can be tried, is one still to
+            // be probed for the first time (unprobed_servers = "wait")?
+            Pick::AllUnhealthy if rule.servers.iter().any(|s| s.health.awaiting_first_probe()) => {
+                Some((ErrorCode::NotYetProbed, &rule.not_yet_probed[usize::from(close)], &rule.not_yet_probed_detail))
+            }
             Pick::AllUnhealthy => {
                 Some((ErrorCode::AllUnhealthy, &rule.all_unhealthy[usize::from(close)], &rule.all_unhealthy_detail))
             }

@@ -48,6 +48,14 @@ fn failing_rules(view: &HealthView) -> Vec<(String, String)> {
         .filter_map(|r| {
             if r.servers.is_empty() {
                 Some((r.rule.clone(), format!("POOL_EMPTY: backend pool {} has no servers", r.pool)))
+            } else if !r.servers.iter().any(|s| s.in_rotation) && r.servers.iter().any(awaiting_first_probe) {
+                Some((
+                    r.rule.clone(),
+                    format!(
+                        "NOT_YET_PROBED: no server of backend pool {} takes requests until its first probe succeeds (unprobed_servers = \"wait\")",
+                        r.pool
+                    ),
+                ))
             } else if !r.servers.iter().any(|s| s.in_rotation) {
                 Some((r.rule.clone(), format!("ALL_UNHEALTHY: no server of backend pool {} takes requests", r.pool)))
             } else {
@@ -55,6 +63,12 @@ fn failing_rules(view: &HealthView) -> Vec<(String, String)> {
             }
         })
         .collect()
+}
+
+/// Not probed yet and out of rotation meanwhile (`unprobed_servers =
+/// "wait"`; a drained server shows as Draining).
+fn awaiting_first_probe(s: &ServerView) -> bool {
+    s.state == "Unknown" && !s.in_rotation
 }
 
 /// Each server once (several rules may share a pool and settings), with the
@@ -117,6 +131,7 @@ fn render(view: &HealthView, rows: &[(ServerView, String)]) -> String {
         let why = match (&s.reason, &s.dns_error) {
             (Some(r), _) => r.clone(),
             (None, Some(d)) => format!("DNS: {d}"),
+            (None, None) if awaiting_first_probe(s) => "not probed yet: no requests until a probe succeeds".to_string(),
             (None, None) if s.state == "Unknown" => "not probed yet".to_string(),
             _ => String::new(),
         };

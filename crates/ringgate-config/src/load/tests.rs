@@ -162,7 +162,7 @@ backend_http_settings = "setting01"
 "#;
     let errs = errors(text);
     let expect = [
-        "gw.toml:3: [gateway], field `workerz`: unknown field (known fields: workers, worker_cpus, prober_cpu, admin_listen, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, log_format, access_log, limits, io_uring, http2, error_pages, allow_subsecond_timers); did you mean `workers`?",
+        "gw.toml:3: [gateway], field `workerz`: unknown field (known fields: workers, worker_cpus, prober_cpu, admin_listen, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, log_format, access_log, limits, io_uring, http2, error_pages, allow_subsecond_timers, unprobed_servers); did you mean `workers`?",
         "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[0]`: \"10.0.0.300\" is neither an IP address nor a valid host name",
         "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[1]`: \"app.internal:99999\": port \"99999\" is not a number from 1 to 65535",
         "gw.toml:19: [[backend_http_settings]] \"setting01\", field `protocol`: \"ftp\" is not a protocol (use \"http\" or \"https\")",
@@ -576,4 +576,19 @@ fn min_servers_defaults_to_0_and_warns_when_it_covers_a_whole_pool() {
     );
     let errs = errors(&probed("-1"));
     assert_eq!(errs, ["gw.toml:22: [[probe]] \"p\", field `min_servers`: -1 is out of range (allowed: 0 to 10000)"]);
+}
+
+#[test]
+fn unprobed_servers_serve_by_default_or_wait() {
+    assert_eq!(load(MINIMAL).unwrap().gateway.unprobed_servers, UnprobedServers::Serve);
+    let cfg = load(&format!("[gateway]\nunprobed_servers = \"wait\"\n{MINIMAL}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.gateway.unprobed_servers, UnprobedServers::Wait);
+    assert!(cfg.describe().contains("unprobed_servers = wait"), "{}", cfg.describe());
+    let errs = errors(&format!("[gateway]\nunprobed_servers = \"later\"\n{MINIMAL}"));
+    assert_eq!(
+        errs,
+        [
+            "gw.toml:2: [gateway], field `unprobed_servers`: \"later\" is not \"serve\" (a server takes requests before its first probe) or \"wait\" (not until a probe succeeds)"
+        ]
+    );
 }
