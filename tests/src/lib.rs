@@ -669,10 +669,13 @@ impl<'a> Site<'a> {
 }
 
 /// A configuration with one listener, rule, pool and settings per site, the
-/// admin API on port 0 and the access log on stdout.
+/// admin API on port 0, the access log on stdout and sub-second probe
+/// timers allowed.
 pub fn sites_config(sites: &[Site<'_>]) -> String {
+    // Sub-second probe timers are allowed, explicitly, because the suites
+    // probe every 100 ms so thresholds are crossed within a test.
     let mut out = String::from(
-        "[gateway]\nworkers = 1\nadmin_listen = \"127.0.0.1:0\"\naccess_log = \"stdout\"\ndrain_timeout = 5\n",
+        "[gateway]\nworkers = 1\nadmin_listen = \"127.0.0.1:0\"\naccess_log = \"stdout\"\ndrain_timeout = 5\nallow_subsecond_timers = true\n",
     );
     for s in sites {
         let n = s.listener;
@@ -711,7 +714,8 @@ backend_http_settings = "settings-{n}"
 /// written as given) through settings `setting01` on `port` with the extra
 /// lines `settings_extra`. With `probe`, the settings use custom probe `p1`
 /// made of those lines; without, the default probe. `admin` is the
-/// `admin_listen` value (`"off"` when no gateway runs).
+/// `admin_listen` value (`"off"` when no gateway runs). Sub-second probe
+/// timers are allowed (`allow_subsecond_timers = true`).
 pub fn probed_config(
     addresses: &[String],
     port: u16,
@@ -730,6 +734,7 @@ workers = 1
 admin_listen = "{admin}"
 access_log = "off"
 drain_timeout = 5
+allow_subsecond_timers = true
 
 [[listener]]
 name = "public"
@@ -756,7 +761,8 @@ backend_http_settings = "setting01"
 
 /// A minimal configuration: one basic listener `public`, one rule `rule01` to
 /// pool `pool01` with `addresses`, settings `setting01` with `settings_extra`
-/// lines added, admin API on port 0 and the access log on stdout.
+/// lines added, admin API on port 0, the access log on stdout and sub-second
+/// probe timers allowed.
 pub fn simple_config(addresses: &[SocketAddr], settings_extra: &str) -> String {
     let addrs: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
     format!(
@@ -765,6 +771,7 @@ workers = 1
 admin_listen = "127.0.0.1:0"
 access_log = "stdout"
 drain_timeout = 5
+allow_subsecond_timers = true
 
 [[listener]]
 name = "public"

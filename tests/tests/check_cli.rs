@@ -96,7 +96,7 @@ fn check_lists_every_error_with_file_line_entry_and_field() {
         format!("{p}: 4 configuration errors"),
         format!(
             "  error: {p}:4: [gateway], field `colour`: unknown field (known fields: workers, worker_cpus, \
-             prober_cpu, admin_listen, recent_window, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, trusted_proxies, allow_trace, unknown_version_status, log_format, access_log, access_log_format, limits, io_uring, http2, error_pages)"
+             prober_cpu, admin_listen, recent_window, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, trusted_proxies, allow_trace, unknown_version_status, log_format, access_log, access_log_format, limits, io_uring, http2, error_pages, allow_subsecond_timers, unprobed_servers)"
         ),
         format!(
             "  error: {p}:9: [[listener]] \"public\", field `protocol`: \"ftp\" is not a protocol (use \"http\" or \"https\")"
@@ -300,4 +300,38 @@ fn check_quiet_and_the_access_log_path() {
     let out = Command::new(binary()).args(["check", "-q", "--config"]).arg(&broken).output().expect("run check");
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("configuration errors"), "{}", text(&out.stderr));
+}
+
+/// Probe timers follow Application Gateway v2 (1 to 86400 whole seconds):
+/// a sub-second one is an error naming the flag that allows it, and with
+/// `allow_subsecond_timers = true` the file is valid and `check` warns.
+#[test]
+fn check_refuses_subsecond_probe_timers_unless_allowed_and_then_warns() {
+    let dir = TempDir::new("check-subsecond");
+    let b = "127.0.0.1:8080".parse().unwrap();
+    let probed = format!(
+        "{}\n[[probe]]\nname = \"p\"\npath = \"/health\"\ninterval = \"100ms\"\n",
+        simple_config(&[b], "probe = \"p\"")
+    );
+    let refused = write(&dir, "refused.toml", &probed.replace("allow_subsecond_timers = true\n", ""));
+    let out = check(&refused);
+    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "[[probe]] \"p\", field `interval`: 100ms is not a whole number of seconds: Application Gateway v2 takes 1 to 86400 s; for sub-second probes (tests, labs) set [gateway] allow_subsecond_timers = true"
+        ),
+        "{err}"
+    );
+
+    let allowed = write(&dir, "allowed.toml", &probed);
+    let out = check(&allowed);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.lines().any(|l| l.trim_start().starts_with("warning: ")
+            && l.contains("field `interval`: 100ms is not a whole number of seconds")
+            && l.contains("accepted because [gateway] allow_subsecond_timers = true")),
+        "no warning about the sub-second interval:\n{stdout}"
+    );
 }

@@ -522,6 +522,7 @@ fn doctor_gives_a_verdict_per_path_rule() {
 workers = 1
 admin_listen = "127.0.0.1:0"
 access_log = "off"
+allow_subsecond_timers = true
 
 [[listener]]
 name = "public"

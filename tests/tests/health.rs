@@ -609,3 +609,229 @@ fn slow_start_ramps_a_recovered_server_up() {
     let n = share_of_b1(60, "ramp");
     assert!(n <= 12, "b1 took {n} of 60 requests right after recovering (half would be 30)");
 }
+
+/// A probe `port` (Application Gateway v2's custom probe port): the prober
+/// asks the server's address on that port, traffic still goes to the
+/// server's own port, and the server is shown by its traffic address.
+#[test]
+fn a_probe_port_is_probed_instead_of_the_traffic_port() {
+    // The traffic port's health path fails; the health port's answers.
+    let app = backend("app", 503, "not here");
+    let health = backend("health-port", 200, "ok");
+    let probe =
+        format!("path = \"/health\"\ninterval = \"100ms\"\nunhealthy_threshold = 1\nport = {}\n", health.port());
+    let gw = Gateway::start(&gateway_config(&addrs(&[app.addr()]), 80, Some(&probe)));
+    let a = app.addr().to_string();
+    let s = wait_server(&gw, &a, "Healthy after two probes", |s| state(s) == "Healthy" && num(s, "probes") >= 2);
+    assert_eq!((s["address"].as_str(), s["last_status"].as_u64()), (Some(a.as_str()), Some(200)), "{s:#}");
+    let v = view(&gw);
+    assert_eq!(v["rules"][0]["probe"]["port"], u64::from(health.port()), "{v:#}");
+
+    let r = get_public(&gw, "/through");
+    assert_eq!((r.status, r.header("x-backend")), (200, Some("app")), "{}", r.text());
+    assert!(health.requests_to(PROBE_PATH) >= 2, "the health port was not probed");
+    assert_eq!(app.requests_to(PROBE_PATH), 0, "the traffic port was probed");
+    assert_eq!((app.requests_to("/through"), health.requests_to("/through")), (1, 0));
+
+    // `ringgate health`: the server's address, and the URL the probe asks.
+    let out = ringgate(&["health", "--admin", &gw.admin().to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text.lines().find(|l| l.starts_with("Healthy")).unwrap_or_else(|| panic!("no Healthy row:\n{text}"));
+    assert!(row.contains(&a), "{text}");
+    assert!(row.contains(&format!("http://127.0.0.1:{}/health", health.port())), "{text}");
+
+    // The health port going down takes the server out, though its traffic
+    // port still answers.
+    health.stop_listening();
+    let s = wait_state(&gw, &a, "Unhealthy");
+    assert_eq!(s["reason_kind"], "connection_refused", "{s:#}");
+    let r = get_public(&gw, "/after");
+    assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("ALL_UNHEALTHY")), "{}", r.text());
+    assert_eq!(app.requests_to("/after"), 0);
+}
+
+/// `min_servers` (v2's probe field): with both servers failing their probes
+/// and `min_servers = 1`, the first in configured order stays in rotation
+/// (shown with its real state), so requests reach it instead of a 502
+/// ALL_UNHEALTHY; an operator's drain passes the role to the next one, and
+/// once a server passes its probes again nobody needs keeping.
+#[test]
+fn min_servers_keeps_the_first_failing_server_in_rotation() {
+    // Both answer traffic; both fail their probes.
+    let first = backend("first", 503, "probe says no");
+    let second = backend("second", 503, "probe says no");
+    let probe = "path = \"/health\"\ninterval = \"100ms\"\nunhealthy_threshold = 1\nmin_servers = 1\n";
+    let gw = Gateway::start(&gateway_config(&addrs(&[first.addr(), second.addr()]), 80, Some(probe)));
+    let (a1, a2) = (first.addr().to_string(), second.addr().to_string());
+    // (Until both have failed, the other one takes the requests itself.)
+    wait_state(&gw, &a1, "Unhealthy");
+    let s2 = wait_state(&gw, &a2, "Unhealthy");
+    let s1 = server(&gw, &a1);
+    assert_eq!(state(&s1), "Unhealthy", "{s1:#}");
+    assert_eq!((&s1["in_rotation"], &s1["kept_by_min_servers"]), (&Value::Bool(true), &Value::Bool(true)), "{s1:#}");
+    assert_eq!((&s2["in_rotation"], &s2["kept_by_min_servers"]), (&Value::Bool(false), &Value::Bool(false)), "{s2:#}");
+    assert_eq!(view(&gw)["rules"][0]["probe"]["min_servers"], 1);
+
+    for i in 0..6 {
+        let r = get_public(&gw, &format!("/kept/{i}"));
+        assert_eq!(
+            (r.status, r.header("x-backend")),
+            (200, Some("first")),
+            "{:?}: {}",
+            r.header("x-ringgate-error"),
+            r.text()
+        );
+    }
+    assert_eq!(non_probe_requests(&second), 0, "the server min_servers does not keep got traffic");
+
+    // `ringgate health`: a rule still served, the row says why.
+    let admin = gw.admin().to_string();
+    let out = ringgate(&["health", "--admin", &admin]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "the kept server serves the rule\n{text}");
+    assert!(text.contains("2 servers, 1 not taking requests"), "{text}");
+    let row = text.lines().find(|l| l.contains(&a1)).unwrap_or_else(|| panic!("no row for {a1}:\n{text}"));
+    assert!(row.starts_with("Unhealthy") && row.contains("kept in rotation by min_servers"), "{text}");
+
+    // The kept one drained by an operator: the next one takes its place.
+    let drain = request(gw.admin(), "POST", &format!("/servers/pool01/{a1}/drain"), &[], b"").expect("drain");
+    assert_eq!(drain.status, 200, "{}", drain.text());
+    let s2 = server(&gw, &a2);
+    assert_eq!(s2["kept_by_min_servers"], true, "{s2:#}");
+    let r = get_public(&gw, "/after-drain");
+    assert_eq!((r.status, r.header("x-backend")), (200, Some("second")), "{}", r.text());
+    let enable = request(gw.admin(), "POST", &format!("/servers/pool01/{a1}/enable"), &[], b"").expect("enable");
+    assert_eq!(enable.status, 200, "{}", enable.text());
+    assert_eq!(server(&gw, &a1)["kept_by_min_servers"], true, "back to configured order");
+
+    // The second passes its probes again: nobody needs keeping, and it
+    // alone takes the traffic.
+    second.set_health(200, "ok");
+    wait_state(&gw, &a2, "Healthy");
+    let s1 = server(&gw, &a1);
+    assert_eq!((&s1["in_rotation"], &s1["kept_by_min_servers"]), (&Value::Bool(false), &Value::Bool(false)), "{s1:#}");
+    let before = non_probe_requests(&first);
+    for i in 0..4 {
+        let r = get_public(&gw, &format!("/recovered/{i}"));
+        assert_eq!((r.status, r.header("x-backend")), (200, Some("second")), "{}", r.text());
+    }
+    assert_eq!(non_probe_requests(&first), before);
+}
+
+/// [`gateway_config`] under `[gateway] unprobed_servers = "wait"`.
+fn waiting_config(addresses: &[String], probe: &str) -> String {
+    gateway_config(addresses, 80, Some(probe)).replacen("[gateway]\n", "[gateway]\nunprobed_servers = \"wait\"\n", 1)
+}
+
+/// Every server's first probe is sent at once, at start and when a reload
+/// adds it: with a 60 s interval, each of three servers (and a fourth a
+/// reload adds) is probed within seconds, not spread over the minute.
+#[test]
+fn the_first_probe_of_every_server_is_sent_at_once_at_start_and_on_reload() {
+    let backends: Vec<Backend> = (0..3).map(|i| backend(&format!("b{i}"), 200, "ok")).collect();
+    let probe = "path = \"/health\"\ninterval = 60\ntimeout = 5\n";
+    let list = |bs: &[&Backend]| bs.iter().map(|b| b.addr().to_string()).collect::<Vec<_>>();
+    let all: Vec<&Backend> = backends.iter().collect();
+    let gw = Gateway::start(&gateway_config(&list(&all), 80, Some(probe)));
+    for b in &backends {
+        assert!(wait_until(SOON, || b.requests_to(PROBE_PATH) == 1), "{} was not probed at start", b.name());
+        wait_state(&gw, &b.addr().to_string(), "Healthy");
+    }
+    let added = backend("added", 200, "ok");
+    let mut more = all.clone();
+    more.push(&added);
+    let (status, text) = gw.reload_with(&gateway_config(&list(&more), 80, Some(probe)));
+    assert_eq!(status, 200, "reload: {text}");
+    assert!(wait_until(SOON, || added.requests_to(PROBE_PATH) == 1), "the added server was not probed at once");
+    wait_state(&gw, &added.addr().to_string(), "Healthy");
+    // The others keep their schedule: no second probe a minute early.
+    assert!(backends.iter().all(|b| b.requests_to(PROBE_PATH) == 1));
+}
+
+/// `unprobed_servers = "wait"` (v2): until its first probe succeeds a server
+/// takes no requests, and a pool with none in rotation answers 502
+/// NOT_YET_PROBED (not ALL_UNHEALTHY, and without touching the server).
+#[test]
+fn under_wait_requests_get_not_yet_probed_until_the_first_probe_succeeds() {
+    // Its health path answers only when the test says so.
+    let late = Backend::builder().name("late").hold_health().start().expect("start test backend");
+    let probe = "path = \"/health\"\ninterval = \"100ms\"\ntimeout = \"10s\"\nunhealthy_threshold = 3\n";
+    let gw = Gateway::start(&waiting_config(&addrs(&[late.addr()]), probe));
+    let a = late.addr().to_string();
+    assert!(wait_until(SOON, || late.requests_to(PROBE_PATH) == 1), "the first probe was not sent at once");
+
+    let r = get_public(&gw, "/early");
+    assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("NOT_YET_PROBED")), "{}", r.text());
+    assert!(r.text().contains("have not been health-checked yet"), "{}", r.text());
+    assert_eq!(late.requests_to("/early"), 0, "a request reached a server not yet probed");
+    let s = server(&gw, &a);
+    assert_eq!((state(&s), &s["in_rotation"]), ("Unknown", &Value::Bool(false)), "{s:#}");
+    let out = ringgate(&["health", "--admin", &gw.admin().to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("rule rule01 answers 502 NOT_YET_PROBED"), "{text}");
+    assert!(text.contains("not probed yet: no requests until a probe succeeds"), "{text}");
+
+    late.release_health();
+    wait_state(&gw, &a, "Healthy");
+    let r = get_public(&gw, "/later");
+    assert_eq!((r.status, r.header("x-backend")), (200, Some("late")), "{}", r.text());
+    assert_eq!(late.requests_to("/later"), 1);
+}
+
+/// Under "wait" the wait lasts at most the first probe's time-out: a server
+/// whose first probe gets no answer is Unhealthy after that one failure (not
+/// after unhealthy_threshold), and never took a request meanwhile.
+#[test]
+fn under_wait_an_unanswered_first_probe_makes_the_server_unhealthy_at_once() {
+    let mute = Backend::builder().name("mute").hold_health().start().expect("start test backend");
+    let probe = "path = \"/health\"\ninterval = \"100ms\"\ntimeout = \"300ms\"\nunhealthy_threshold = 3\n";
+    let gw = Gateway::start(&waiting_config(&addrs(&[mute.addr()]), probe));
+    let a = mute.addr().to_string();
+    // Before or after that time-out, depending on how fast this runs.
+    let r = get_public(&gw, "/early");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        ["NOT_YET_PROBED", "ALL_UNHEALTHY"].contains(&r.header("x-ringgate-error").unwrap_or("")),
+        "{:?}",
+        r.headers
+    );
+
+    let s = wait_state(&gw, &a, "Unhealthy");
+    assert_eq!(s["reason_kind"], "probe_timeout", "{s:#}");
+    // The flip is logged with the failure count it happened at.
+    assert!(
+        gw.wait_log(&format!("server {a} is Unhealthy after 1 consecutive failed probes"), SOON),
+        "not Unhealthy at the first failure:\n{}",
+        gw.stderr()
+    );
+    let r = get_public(&gw, "/after-timeout");
+    assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("ALL_UNHEALTHY")), "{}", r.text());
+    assert_eq!(non_probe_requests(&mute), 0);
+
+    mute.release_health();
+    wait_state(&gw, &a, "Healthy");
+    assert_eq!(get_public(&gw, "/recovered").status, 200);
+}
+
+/// `unprobed_servers = "serve"` (the default): a server takes requests
+/// before its first probe has answered.
+#[test]
+fn under_serve_a_server_takes_requests_before_its_first_probe_answers() {
+    let late = Backend::builder().name("late").hold_health().start().expect("start test backend");
+    let probe = "path = \"/health\"\ninterval = \"100ms\"\ntimeout = \"10s\"\n";
+    let gw = Gateway::start(&gateway_config(&addrs(&[late.addr()]), 80, Some(probe)));
+    assert!(wait_until(SOON, || late.requests_to(PROBE_PATH) == 1), "the first probe was not sent at once");
+    let r = get_public(&gw, "/at-once");
+    assert_eq!(
+        (r.status, r.header("x-backend")),
+        (200, Some("late")),
+        "{:?}: {}",
+        r.header("x-ringgate-error"),
+        r.text()
+    );
+    let s = server(&gw, &late.addr().to_string());
+    assert_eq!((state(&s), &s["in_rotation"]), ("Unknown", &Value::Bool(true)), "{s:#}");
+    late.release_health();
+    wait_state(&gw, &late.addr().to_string(), "Healthy");
+}

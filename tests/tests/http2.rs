@@ -514,6 +514,7 @@ workers = 1
 admin_listen = "127.0.0.1:0"
 access_log = "stdout"
 drain_timeout = 5
+allow_subsecond_timers = true
 
 [[listener]]
 name = "public"

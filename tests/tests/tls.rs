@@ -37,9 +37,9 @@ const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 // ---------------------------------------------------------------------------
 // Configuration.
 
-/// The `[gateway]` table: one worker, admin API on port 0, no access log.
-const GATEWAY: &str =
-    "[gateway]\nworkers = 1\nadmin_listen = \"127.0.0.1:0\"\naccess_log = \"off\"\ndrain_timeout = 5\n";
+/// The `[gateway]` table: one worker, admin API on port 0, no access log,
+/// sub-second probe timers allowed (the probes here run every 100 ms).
+const GATEWAY: &str = "[gateway]\nworkers = 1\nadmin_listen = \"127.0.0.1:0\"\naccess_log = \"off\"\ndrain_timeout = 5\nallow_subsecond_timers = true\n";
 
 /// The lines of an https listener on `listen` answering `host_names` with
 /// the certificate in `<cert>.pem` and its key in `<cert>.key`.

@@ -167,6 +167,8 @@ pub(crate) struct RawGateway {
     pub http2_initial_connection_window: Option<u64>,
     pub http2_max_frame_size: Option<u64>,
     pub error_pages: Vec<crate::routing::ErrorPage>,
+    pub allow_subsecond_timers: Option<bool>,
+    pub unprobed_servers: Option<crate::model::UnprobedServers>,
 }
 
 #[derive(Debug)]
@@ -230,12 +232,16 @@ pub(crate) struct RawProbe {
     pub pick_host: Option<bool>,
     pub path: Option<String>,
     pub interval: Option<Duration>,
+    pub interval_at: usize,
     pub timeout: Option<Duration>,
     pub timeout_at: usize,
     pub unhealthy_threshold: Option<u32>,
     pub healthy_threshold: Option<u32>,
     pub status_codes: Option<Vec<std::ops::RangeInclusive<u16>>>,
     pub body: Option<String>,
+    pub port: Option<u16>,
+    pub min_servers: Option<u32>,
+    pub min_servers_at: usize,
 }
 
 #[derive(Debug)]
@@ -256,6 +262,16 @@ pub(crate) struct RawRule {
 /// Probe and request time-outs: 1 s to 1 day as integers, down to 10 ms as strings.
 const TIME_MIN: Duration = Duration::from_millis(10);
 const TIME_MAX: Duration = Duration::from_secs(86_400);
+/// Application Gateway v2's probe interval and time-out: 1 to 86400 whole
+/// seconds. Sub-second and fractional values (down to [`TIME_MIN`]) are
+/// accepted only with `[gateway] allow_subsecond_timers = true`, decided in
+/// `validate` once the whole file (and so `[gateway]`) has been read.
+const PROBE_TIME_MIN: Duration = Duration::from_secs(1);
+/// Largest `min_servers`: more than any pool would hold (it only ever keeps
+/// the servers a pool has).
+const MAX_MIN_SERVERS: i64 = 10_000;
+/// Longest `match.body` Application Gateway v2 accepts, in characters.
+pub(crate) const MAX_MATCH_BODY_CHARS: usize = 4090;
 
 /// Reads the fields of one table entry, recording problems against it.
 struct Fields<'a, 'i> {
@@ -398,6 +414,56 @@ impl<'a, 'i> Fields<'a, 'i> {
         Some(d)
     }
 
+    /// A probe interval or time-out: whole seconds as an integer (1 to
+    /// 86400, Application Gateway v2's range), or a string such as `"30s"`
+    /// or `"100ms"` (10 ms to 86400 s). Whether a value that is not whole
+    /// seconds is allowed depends on `[gateway] allow_subsecond_timers`,
+    /// checked in `validate`.
+    fn probe_duration(&mut self, key: &str) -> Option<Duration> {
+        let v = self.get(key)?;
+        let at = v.span().start;
+        match v.get_ref() {
+            DeValue::Integer(_) => {
+                let n = self.int_of(key, v)?;
+                let (lo, hi) = (PROBE_TIME_MIN.as_secs() as i64, TIME_MAX.as_secs() as i64);
+                if n < lo || n > hi {
+                    self.err(
+                        at,
+                        key,
+                        format!(
+                            "{n} s is out of range (allowed: {lo} to {hi} whole seconds, as Application Gateway v2)"
+                        ),
+                    );
+                    return None;
+                }
+                Some(Duration::from_secs(n as u64))
+            }
+            DeValue::String(s) => match parse_duration(s) {
+                Ok(d) if d < TIME_MIN || d > TIME_MAX => {
+                    self.err(
+                        at,
+                        key,
+                        format!(
+                            "\"{s}\" is out of range (allowed: 1 to {} s; with [gateway] allow_subsecond_timers = true, down to \"{}ms\")",
+                            TIME_MAX.as_secs(),
+                            TIME_MIN.as_millis()
+                        ),
+                    );
+                    None
+                }
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.err(at, key, e);
+                    None
+                }
+            },
+            _ => {
+                self.wrong_type(key, v, "seconds as an integer or a string such as \"30s\"");
+                None
+            }
+        }
+    }
+
     /// Bytes as an integer, or a string such as "16KiB", within `min..=max`.
     fn size(&mut self, key: &str, min: u64, max: u64) -> Option<u64> {
         let v = self.get(key)?;
@@ -537,6 +603,8 @@ const GATEWAY_FIELDS: &[&str] = &[
     "io_uring",
     "http2",
     "error_pages",
+    "allow_subsecond_timers",
+    "unprobed_servers",
 ];
 const LIMIT_FIELDS: &[&str] = &[
     "max_request_head",
@@ -670,7 +738,24 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
             Some(s)
         }
     });
+    let allow_subsecond_timers = f.bool("allow_subsecond_timers");
+    let unprobed_servers = f.string_at("unprobed_servers").and_then(|(s, at)| match s.as_str() {
+        "serve" => Some(crate::model::UnprobedServers::Serve),
+        "wait" => Some(crate::model::UnprobedServers::Wait),
+        _ => {
+            f.err(
+                at,
+                "unprobed_servers",
+                format!(
+                    "\"{s}\" is not \"serve\" (a server takes requests before its first probe) or \"wait\" (not until a probe succeeds)"
+                ),
+            );
+            None
+        }
+    });
     let mut g = RawGateway {
+        allow_subsecond_timers,
+        unprobed_servers,
         workers,
         worker_cpus,
         prober_cpu,
@@ -1250,6 +1335,8 @@ const PROBE_FIELDS: &[&str] = &[
     "unhealthy_threshold",
     "healthy_threshold",
     "match",
+    "port",
+    "min_servers",
 ];
 const MATCH_FIELDS: &[&str] = &["status_codes", "body"];
 
@@ -1280,11 +1367,15 @@ fn read_probe(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawProbe {
             Some(s)
         }
     });
-    let interval = f.duration("interval", TIME_MIN, TIME_MAX);
+    let interval_at = f.get("interval").map_or(at, |v| v.span().start);
+    let interval = f.probe_duration("interval");
     let timeout_at = f.get("timeout").map_or(at, |v| v.span().start);
-    let timeout = f.duration("timeout", TIME_MIN, TIME_MAX);
+    let timeout = f.probe_duration("timeout");
     let unhealthy_threshold = f.int("unhealthy_threshold", 1, 20).map(|n| n as u32);
     let healthy_threshold = f.int("healthy_threshold", 1, 20).map(|n| n as u32);
+    let port = f.int("port", 1, 65535).map(|n| n as u16);
+    let min_servers_at = f.get("min_servers").map_or(at, |v| v.span().start);
+    let min_servers = f.int("min_servers", 0, MAX_MIN_SERVERS).map(|n| n as u32);
     let mut status_codes = None;
     let mut body = None;
     if let Some(v) = f.get("match") {
@@ -1307,7 +1398,21 @@ fn read_probe(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawProbe {
                         status_codes = Some(ranges);
                     }
                 }
-                body = m.string("body");
+                body = m.string_at("body").and_then(|(b, at)| {
+                    let chars = b.chars().count();
+                    if chars > MAX_MATCH_BODY_CHARS {
+                        m.err(
+                            at,
+                            "body",
+                            format!(
+                                "{chars} characters is too long (at most {MAX_MATCH_BODY_CHARS}, as Application Gateway v2)"
+                            ),
+                        );
+                        None
+                    } else {
+                        Some(b)
+                    }
+                });
                 m.finish();
             }
             _ => f.wrong_type("match", v, "a table: write `match = { status_codes = [\"200-399\"] }`"),
@@ -1324,12 +1429,16 @@ fn read_probe(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawProbe {
         pick_host,
         path,
         interval,
+        interval_at,
         timeout,
         timeout_at,
         unhealthy_threshold,
         healthy_threshold,
         status_codes,
         body,
+        port,
+        min_servers,
+        min_servers_at,
     }
 }
 

@@ -102,6 +102,36 @@ pub struct Gateway {
     pub http2: Http2Settings,
     /// Custom error pages for every listener that has none of its own.
     pub error_pages: Vec<ErrorPage>,
+    /// Probe intervals and time-outs may be sub-second or fractional
+    /// (`"100ms"`, `"1500ms"`), which Application Gateway v2 refuses; for
+    /// tests and labs. Off by default; each such value is warned about.
+    pub allow_subsecond_timers: bool,
+    /// Whether a server that has not had its first probe takes requests.
+    pub unprobed_servers: UnprobedServers,
+}
+
+/// `[gateway] unprobed_servers`: what a server is before its first probe
+/// result (the first probe is sent as soon as the server is configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnprobedServers {
+    /// It takes requests until its probes say otherwise (the default, and
+    /// ringgate's behaviour before v2's rule): after a failed first probe it
+    /// still takes them until `unhealthy_threshold` failures.
+    Serve,
+    /// As Application Gateway v2: unhealthy until a probe succeeds. A pool
+    /// with no server taking requests while one still awaits its first probe
+    /// answers 502 `NOT_YET_PROBED`; a failed (or timed-out) first probe
+    /// makes the server Unhealthy at once.
+    Wait,
+}
+
+impl UnprobedServers {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnprobedServers::Serve => "serve",
+            UnprobedServers::Wait => "wait",
+        }
+    }
 }
 
 impl Gateway {
@@ -491,8 +521,18 @@ pub struct Probe {
     pub healthy_threshold: u32,
     /// Status codes that count as healthy.
     pub status_codes: Vec<RangeInclusive<u16>>,
-    /// Substring the response body must contain.
+    /// Substring the response body must contain (at most 4,090 characters).
     pub body: Option<String>,
+    /// The port probes are sent to instead of the server's (v2's custom
+    /// probe port, 1 to 65535): the server's address with this port. Traffic
+    /// still goes to the server's own port, and the server is still shown
+    /// (and keyed) by it.
+    pub port: Option<u16>,
+    /// Servers of each pool kept in rotation whatever their probes say
+    /// (v2's `minServers`, default 0): when fewer than this many pass their
+    /// probes, the first servers of the pool in configured order that fail
+    /// (and that an operator has not drained) make up the number.
+    pub min_servers: u32,
 }
 
 /// Host header the default probe sends (the reference's `http://127.0.0.1/`).
@@ -514,6 +554,8 @@ impl Probe {
             healthy_threshold: 1,
             status_codes: vec![200..=399],
             body: None,
+            port: None,
+            min_servers: 0,
         }
     }
 
@@ -667,6 +709,17 @@ impl Config {
             ),
         };
         let _ = writeln!(o, "  drain_timeout = {}, dns_refresh = {}", fd(g.drain_timeout), fd(g.dns_refresh));
+        let _ = writeln!(
+            o,
+            "  unprobed_servers = {}",
+            match g.unprobed_servers {
+                UnprobedServers::Serve => "serve (a server takes requests until its probes say otherwise)",
+                UnprobedServers::Wait => "wait (a server takes requests once a probe has succeeded)",
+            }
+        );
+        if g.allow_subsecond_timers {
+            let _ = writeln!(o, "  allow_subsecond_timers = true (probe timers below 1 s or fractional are accepted)");
+        }
         let l = &g.limits;
         let _ = writeln!(
             o,
@@ -761,7 +814,7 @@ impl Config {
                 .join(",");
             let _ = writeln!(
                 o,
-                "[[probe]] {}: {}://{}{} every {}, time-out {}, unhealthy after {}, healthy after {}, status {codes}{}",
+                "[[probe]] {}: {}://{}{}{} every {}, time-out {}, unhealthy after {}, healthy after {}, status {codes}{}{}",
                 p.name,
                 p.protocol,
                 if p.pick_host_name_from_backend_http_settings {
@@ -770,11 +823,17 @@ impl Config {
                     p.host.as_deref().unwrap_or(DEFAULT_PROBE_HOST)
                 },
                 p.path,
+                p.port.map_or(String::new(), |port| format!(" (sent to port {port} of each server)")),
                 fd(p.interval),
                 fd(p.timeout),
                 p.unhealthy_threshold,
                 p.healthy_threshold,
-                p.body.as_ref().map_or(String::new(), |b| format!(", body contains {b:?}"))
+                p.body.as_ref().map_or(String::new(), |b| format!(", body contains {b:?}")),
+                if p.min_servers > 0 {
+                    format!(", min_servers {} (kept in rotation whatever their probes say)", p.min_servers)
+                } else {
+                    String::new()
+                }
             );
         }
         for r in &self.rules {

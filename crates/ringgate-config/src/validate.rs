@@ -195,6 +195,7 @@ fn lookup(
 /// recorded).
 pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Option<Config> {
     let gateway = resolve_gateway(raw.gateway.take(), d);
+    let allow_subsecond = gateway.as_ref().is_some_and(|g| g.allow_subsecond_timers);
 
     let listener_ix =
         index_names(d, "listener", raw.listeners.iter().map(|l| (l.name.as_ref(), l.at, l.label.as_str())));
@@ -274,6 +275,11 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
         let def = Probe::default_probe();
         let interval = p.interval.unwrap_or(def.interval);
         let timeout = p.timeout.unwrap_or(def.timeout);
+        for (field, value, at) in [("interval", p.interval, p.interval_at), ("timeout", p.timeout, p.timeout_at)] {
+            if let Some(v) = value {
+                check_probe_timer(d, &p.label, field, v, at, allow_subsecond);
+            }
+        }
         if timeout > interval {
             d.warn(
                 Some(p.timeout_at),
@@ -306,6 +312,8 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
             healthy_threshold: p.healthy_threshold.unwrap_or(def.healthy_threshold),
             status_codes: p.status_codes.clone().unwrap_or(def.status_codes),
             body: p.body.clone(),
+            port: p.port,
+            min_servers: p.min_servers.unwrap_or(def.min_servers),
         });
     }
 
@@ -332,6 +340,10 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
                 format!("probe \"{probe_name}\" picks its host name from these settings, but `host_name` is not set"),
             );
         }
+        let request_timeout = s.request_timeout.unwrap_or(Duration::from_secs(30));
+        if let Some(p) = probe.and_then(|p| raw.probes.get(p.0)) {
+            check_probe_fits_settings(d, s, p, request_timeout);
+        }
         let pick_host_from_address = match s.pick_host_from_address {
             Some((true, at)) if s.host_name.is_some() => {
                 d.error(
@@ -345,7 +357,6 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
             Some((b, _)) => b,
             None => false,
         };
-        let request_timeout = s.request_timeout.unwrap_or(Duration::from_secs(30));
         let connect_timeout = s.connect_timeout.unwrap_or(Duration::from_secs(5)).min(request_timeout);
         let attempt_timeout = match s.attempt_timeout {
             Some((t, at)) if t > request_timeout => {
@@ -555,6 +566,29 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
             }
         }
     }
+    // min_servers as large as a pool keeps every server of it in rotation:
+    // its probes could never take one out.
+    let mut warned: Vec<(PoolId, ProbeId)> = Vec::new();
+    for t in &targets {
+        let Some(pid) = settings[t.settings.0].probe else { continue };
+        let (probe, pool, raw_probe) = (&probes[pid.0], &pools[t.pool.0], &raw.probes[pid.0]);
+        let n = pool.servers.len();
+        if n == 0 || (probe.min_servers as usize) < n || warned.contains(&(t.pool, pid)) {
+            continue;
+        }
+        warned.push((t.pool, pid));
+        d.warn(
+            Some(raw_probe.min_servers_at),
+            &raw_probe.label,
+            Some("min_servers"),
+            format!(
+                "{} is at least the {n} server{} of backend pool \"{}\": all of them stay in rotation whatever their probes say",
+                probe.min_servers,
+                if n == 1 { "" } else { "s" },
+                pool.name
+            ),
+        );
+    }
     for (i, p) in raw.probes.iter().enumerate() {
         if p.name.is_some() && !settings.iter().any(|s| s.probe == Some(ProbeId(i))) {
             d.warn(Some(p.at), &p.label, None, "no [[backend_http_settings]] uses this probe".into());
@@ -590,6 +624,76 @@ pub(crate) fn resolve(mut raw: RawConfig, d: &mut Diags, source: &Path) -> Optio
         rewrite_rule_sets,
         warnings: d.warnings.clone(),
     })
+}
+
+/// A probe interval or time-out that is not a whole number of seconds
+/// (`"100ms"`, `"1500ms"`): refused, as Application Gateway v2 refuses it,
+/// unless `[gateway] allow_subsecond_timers = true`, and then warned about
+/// (so a test setting never reaches production unnoticed).
+fn check_probe_timer(d: &mut Diags, label: &str, field: &str, v: Duration, at: usize, allowed: bool) {
+    if v.subsec_nanos() == 0 {
+        return;
+    }
+    let shown = crate::units::fmt_duration(v);
+    if allowed {
+        d.warn(
+            Some(at),
+            label,
+            Some(field),
+            format!(
+                "{shown} is not a whole number of seconds (Application Gateway v2 takes 1 to 86400 s); accepted because [gateway] allow_subsecond_timers = true"
+            ),
+        );
+    } else {
+        d.error(
+            Some(at),
+            label,
+            Some(field),
+            format!(
+                "{shown} is not a whole number of seconds: Application Gateway v2 takes 1 to 86400 s; for sub-second probes (tests, labs) set [gateway] allow_subsecond_timers = true"
+            ),
+        );
+    }
+}
+
+/// A custom probe against the backend HTTP settings that use it: the same
+/// protocol (Application Gateway v2 refuses an https probe on http settings
+/// and the reverse), and a time-out no longer than the settings' request
+/// time-out (a warning: a server too slow for requests would pass its probe).
+fn check_probe_fits_settings(
+    d: &mut Diags,
+    s: &crate::load::RawSettings,
+    p: &crate::load::RawProbe,
+    request_timeout: Duration,
+) {
+    let at = s.probe.as_ref().map_or(s.at, |(_, at)| *at);
+    let probe_name = p.name.as_deref().unwrap_or("?");
+    let (probe_protocol, settings_protocol) =
+        (p.protocol.unwrap_or(Protocol::Http), s.protocol.unwrap_or(Protocol::Http));
+    if probe_protocol != settings_protocol {
+        d.error(
+            Some(at),
+            &s.label,
+            Some("probe"),
+            format!(
+                "probe \"{probe_name}\" uses protocol {probe_protocol} but these settings use {settings_protocol}: a probe must use the protocol of every [[backend_http_settings]] that uses it (set `protocol = \"{settings_protocol}\"` in the probe, or use another probe)"
+            ),
+        );
+    }
+    let timeout = p.timeout.unwrap_or(Probe::default_probe().timeout);
+    if timeout > request_timeout {
+        let settings_name = s.name.as_deref().unwrap_or("?");
+        d.warn(
+            Some(p.timeout_at),
+            &p.label,
+            Some("timeout"),
+            format!(
+                "the time-out ({}) is longer than request_timeout ({}) of [[backend_http_settings]] \"{settings_name}\", which uses this probe: a server too slow to answer requests still passes its probe",
+                crate::units::fmt_duration(timeout),
+                crate::units::fmt_duration(request_timeout)
+            ),
+        );
+    }
 }
 
 fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Option<Gateway> {
@@ -628,6 +732,8 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
             max_frame_size: 16_384,
         },
         error_pages: Vec::new(),
+        allow_subsecond_timers: false,
+        unprobed_servers: UnprobedServers::Serve,
     };
     let Some(r) = raw else { return Some(defaults) };
     let l = &defaults.limits;
@@ -705,6 +811,8 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
             max_frame_size: r.http2_max_frame_size.map_or(defaults.http2.max_frame_size, |n| n as u32),
         },
         error_pages: r.error_pages,
+        allow_subsecond_timers: r.allow_subsecond_timers.unwrap_or(defaults.allow_subsecond_timers),
+        unprobed_servers: r.unprobed_servers.unwrap_or(defaults.unprobed_servers),
     })
 }
 

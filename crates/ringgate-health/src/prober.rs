@@ -1,10 +1,13 @@
 //! The prober: a dedicated thread with its own monoio runtime that probes
 //! every server on its probe's interval and writes the results into the
 //! health table. Each server has its own task, so a server that hangs only
-//! delays its own probes; first probes are spread over the interval so a
-//! large pool is not probed all at once. A worker that sees a connect failure
-//! or a reset on live traffic raises a flag on the server's entry, and the
-//! prober probes that server at once (passive health).
+//! delays its own probes. A server's first probe is sent at once, at start
+//! and when a reload adds the server, as Application Gateway v2 does (under
+//! `unprobed_servers = "wait"` it takes no requests until then); the second
+//! comes after half to all of the interval, spread over the servers, so a
+//! large pool is probed all at once only that first time. A worker that sees
+//! a connect failure or a reset on live traffic raises a flag on the server's
+//! entry, and the prober probes that server at once (passive health).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -53,17 +56,34 @@ impl ProbeTarget {
             && self.port == other.port
     }
 
-    /// `http://host:port/path`, as the reference writes a probe URL.
+    /// `http://host:port/path`, as the reference writes a probe URL (the
+    /// probe's own port, when it has one).
     pub fn url(&self) -> String {
-        format!("{}://{}{}", self.probe.protocol, self.entry.key().server, self.probe.path)
+        probe_url(self.probe.protocol, &self.entry.key().server, self.probe.port, &self.probe.path)
+    }
+}
+
+/// `protocol://host:port/path`: where a probe of `server` (`host:port`, as
+/// the health table names it) is sent; a probe `port` replaces the server's.
+pub fn probe_url(protocol: impl std::fmt::Display, server: &str, port: Option<u16>, path: &str) -> String {
+    match port {
+        // rsplit: "[::1]:80" keeps its brackets.
+        Some(port) => format!("{protocol}://{}:{port}{path}", server.rsplit_once(':').map_or(server, |(host, _)| host)),
+        None => format!("{protocol}://{server}{path}"),
     }
 }
 
 /// Every server a configuration's rules use, once per (settings, pool) pair,
 /// with its probe. Entries come from `table` (created if new).
+///
+/// Also gives `table` the configuration's `unprobed_servers` and its
+/// `min_servers` groups, one per (pool, settings) pair: call it before the
+/// first plan is served, and again after each reload.
 pub fn targets(config: &Config, table: &HealthTable) -> Vec<ProbeTarget> {
+    table.set_unprobed(config.gateway.unprobed_servers);
     let mut seen: Vec<(usize, SettingsId)> = Vec::new();
     let mut out = Vec::new();
+    let mut groups = Vec::new();
     for r in &config.targets {
         if seen.contains(&(r.pool.0, r.settings)) {
             continue;
@@ -72,6 +92,7 @@ pub fn targets(config: &Config, table: &HealthTable) -> Vec<ProbeTarget> {
         let settings = &config.settings[r.settings.0];
         let probe = config.probe_for(r.settings);
         let host_header = config.probe_host(r.settings);
+        let mut members = Vec::new();
         for (i, addr) in config.pools[r.pool.0].servers.iter().enumerate() {
             let key = ServerKey::of(config, r.pool.0, r.settings, i);
             let port = addr.port_or(settings.port);
@@ -79,6 +100,7 @@ pub fn targets(config: &Config, table: &HealthTable) -> Vec<ProbeTarget> {
             let tls = (probe.protocol == ringgate_config::Protocol::Https)
                 .then(|| ProbeTls::for_settings(settings, &addr.host, &probe))
                 .flatten();
+            members.push(entry.clone());
             out.push(ProbeTarget {
                 entry,
                 probe: probe.clone(),
@@ -88,7 +110,9 @@ pub fn targets(config: &Config, table: &HealthTable) -> Vec<ProbeTarget> {
                 tls,
             });
         }
+        groups.push(Arc::new(crate::group::ServerGroup::new(members, probe.min_servers)));
     }
+    table.set_groups(groups);
     out
 }
 
@@ -263,11 +287,12 @@ fn apply(running: &mut HashMap<ServerKey, Running>, targets: Vec<ProbeTarget>) {
             old.stopped.set(true);
             old.trigger.fire();
         }
-        // Spread first probes over the interval: no thundering herd.
-        let offset = t.probe.interval.mul_f64(i as f64 / n as f64);
+        // The first probe at once; the second after half to all of the
+        // interval, spread over the servers, so they do not stay in step.
+        let second = t.probe.interval.mul_f64(1.0 - 0.5 * i as f64 / n as f64);
         let trigger = Rc::new(Trigger::default());
         let stopped = Rc::new(Cell::new(false));
-        monoio::spawn(probe_loop(t.clone(), offset, trigger.clone(), stopped.clone()));
+        monoio::spawn(probe_loop(t.clone(), second, trigger.clone(), stopped.clone()));
         running.insert(key, Running { target: t, trigger, stopped });
     }
     running.retain(|k, r| {
@@ -280,8 +305,11 @@ fn apply(running: &mut HashMap<ServerKey, Running>, targets: Vec<ProbeTarget>) {
     });
 }
 
-async fn probe_loop(t: ProbeTarget, first: Duration, trigger: Rc<Trigger>, stopped: Rc<Cell<bool>>) {
-    let mut next = Instant::now() + first;
+/// Probes `t` at once, then `second` after that first probe started, then
+/// every interval (or at once when a worker reports a failure).
+async fn probe_loop(t: ProbeTarget, second: Duration, trigger: Rc<Trigger>, stopped: Rc<Cell<bool>>) {
+    let mut next = Instant::now();
+    let mut gap = second;
     loop {
         let _ = monoio::time::timeout_at(next.into(), trigger.wait()).await;
         if stopped.get() {
@@ -293,7 +321,8 @@ async fn probe_loop(t: ProbeTarget, first: Duration, trigger: Rc<Trigger>, stopp
             return;
         }
         record(&t, result);
-        next = started + t.probe.interval;
+        next = started + gap;
+        gap = t.probe.interval;
     }
 }
 
@@ -322,7 +351,8 @@ fn record(t: &ProbeTarget, result: Result<(u16, Duration), (ProbeFailure, Option
         }
     }
     let state = e.probe_state();
-    let flip = observe(state, &mut d.counters, ok, t.probe.unhealthy_threshold, t.probe.healthy_threshold);
+    let flip =
+        observe(state, &mut d.counters, ok, t.probe.unhealthy_threshold, t.probe.healthy_threshold, e.unprobed());
     let counters = d.counters;
     let reason = d.last_failure.as_ref().map(ToString::to_string);
     // The state changes under the same lock as the counters, so the
@@ -367,8 +397,10 @@ pub(crate) async fn probe_once(t: &ProbeTarget) -> ProbeResult {
     probe_addr(addr, &t.probe, &t.host_header, t.tls.as_ref()).await
 }
 
-/// Probes `addr` directly (also used by `ringgate doctor`).
+/// Probes the server at `addr` (also used by `ringgate doctor`): on the
+/// probe's own `port` when it has one, on `addr`'s (the traffic port) else.
 pub async fn probe_addr(addr: SocketAddr, probe: &Probe, host_header: &str, tls: Option<&ProbeTls>) -> ProbeResult {
+    let addr = probe.port.map_or(addr, |port| SocketAddr::new(addr.ip(), port));
     let start = Instant::now();
     let deadline = start + probe.timeout;
     let stream = match monoio::time::timeout_at(deadline.into(), TcpStream::connect_addr(addr)).await {
@@ -579,7 +611,8 @@ async fn read_body<S: AsyncReadRent>(
 
 #[cfg(test)]
 mod tests {
-    use super::is_tls_record;
+    use super::*;
+    use std::io::{Read, Write};
 
     #[test]
     fn tls_records_are_told_from_http() {
@@ -589,5 +622,58 @@ mod tests {
         assert!(!is_tls_record(b"HTTP/1.1 200 OK\r\n"));
         assert!(!is_tls_record(&[0x15]));
         assert!(!is_tls_record(&[]));
+    }
+
+    #[test]
+    fn a_probe_port_replaces_the_servers_in_the_url() {
+        let p = ringgate_config::Protocol::Http;
+        assert_eq!(probe_url(p, "10.0.0.1:80", None, "/health"), "http://10.0.0.1:80/health");
+        assert_eq!(probe_url(p, "10.0.0.1:80", Some(8081), "/health"), "http://10.0.0.1:8081/health");
+        assert_eq!(probe_url(p, "[::1]:80", Some(9), "/"), "http://[::1]:9/");
+        assert_eq!(probe_url(p, "app.internal:80", Some(9), "/h"), "http://app.internal:9/h");
+    }
+
+    /// A server answering one probe on a loopback port of its own.
+    fn one_answer(response: &'static [u8]) -> (u16, std::thread::JoinHandle<String>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let t = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().expect("accept");
+            c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            let mut head = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = c.write_all(response);
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        (port, t)
+    }
+
+    #[test]
+    fn probe_addr_probes_the_probes_own_port_when_it_has_one() {
+        // The traffic port refuses; the probe port answers 200.
+        let refused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let traffic: SocketAddr = refused.local_addr().expect("addr");
+        drop(refused);
+        let (health_port, server) = one_answer(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        let probe = Probe {
+            path: "/health".into(),
+            timeout: Duration::from_secs(5),
+            port: Some(health_port),
+            ..Probe::default_probe()
+        };
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().expect("runtime");
+        let got = rt.block_on(probe_addr(traffic, &probe, "127.0.0.1", None));
+        assert!(matches!(got, Ok((200, _))), "{got:?}");
+        assert!(server.join().expect("server").starts_with("GET /health HTTP/1.1\r\n"));
+        // Without the port, the same probe goes to the traffic port.
+        let plain = Probe { port: None, ..probe };
+        let got = rt.block_on(probe_addr(traffic, &plain, "127.0.0.1", None));
+        assert!(matches!(got, Err((ProbeFailure::ConnectionRefused, None))), "{got:?}");
     }
 }

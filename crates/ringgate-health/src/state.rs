@@ -3,11 +3,16 @@
 
 use std::fmt;
 
+use ringgate_config::UnprobedServers;
+
 /// A server's health as workers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum HealthState {
-    /// Never probed yet: counts as healthy, as in the reference.
+    /// No probe result yet (under `unprobed_servers = "serve"`, also one
+    /// whose failures have not reached the threshold before any success).
+    /// Takes requests under "serve", as in the reference; not under "wait",
+    /// as in Application Gateway v2.
     Unknown = 0,
     Healthy = 1,
     Unhealthy = 2,
@@ -25,7 +30,9 @@ impl HealthState {
         }
     }
 
-    /// May new requests be sent to a server in this state?
+    /// May new requests be sent to a server in this state, by its probes
+    /// alone? (The request path asks [`crate::HealthEntry::accepts_requests`],
+    /// which also counts an operator's drain and `min_servers`.)
     #[inline]
     pub fn accepts_requests(self) -> bool {
         matches!(self, HealthState::Unknown | HealthState::Healthy)
@@ -144,13 +151,16 @@ pub struct Counters {
 /// Folds one probe result into the counters and returns the new state when it
 /// flips: down after `unhealthy_threshold` consecutive failures, up after
 /// `healthy_threshold` consecutive successes. A never-probed server becomes
-/// healthy on its first success.
+/// healthy on its first success; under `unprobed_servers = "wait"` it is
+/// unhealthy after its first failure (Application Gateway v2: unhealthy
+/// until a probe succeeds), under "serve" after `unhealthy_threshold`.
 pub fn observe(
     state: HealthState,
     c: &mut Counters,
     success: bool,
     unhealthy_threshold: u32,
     healthy_threshold: u32,
+    unprobed: UnprobedServers,
 ) -> Option<HealthState> {
     if success {
         c.consecutive_failures = 0;
@@ -162,6 +172,7 @@ pub fn observe(
     let next = match state {
         HealthState::Draining => return None,
         HealthState::Unknown if success => HealthState::Healthy,
+        HealthState::Unknown if unprobed == UnprobedServers::Wait => HealthState::Unhealthy,
         HealthState::Unknown | HealthState::Healthy if c.consecutive_failures >= unhealthy_threshold => {
             HealthState::Unhealthy
         }
@@ -181,7 +192,7 @@ mod tests {
         results
             .iter()
             .map(|&ok| {
-                if let Some(n) = observe(s, &mut c, ok, unhealthy, healthy) {
+                if let Some(n) = observe(s, &mut c, ok, unhealthy, healthy, UnprobedServers::Serve) {
                     s = n;
                 }
                 s
@@ -212,8 +223,26 @@ mod tests {
     #[test]
     fn draining_never_flips() {
         let mut c = Counters::default();
-        assert_eq!(observe(Draining, &mut c, true, 1, 1), None);
-        assert_eq!(observe(Draining, &mut c, false, 1, 1), None);
+        for u in [UnprobedServers::Serve, UnprobedServers::Wait] {
+            assert_eq!(observe(Draining, &mut c, true, 1, 1, u), None);
+            assert_eq!(observe(Draining, &mut c, false, 1, 1, u), None);
+        }
+    }
+
+    #[test]
+    fn under_wait_a_first_failure_is_unhealthy_at_once() {
+        let wait = UnprobedServers::Wait;
+        let mut c = Counters::default();
+        assert_eq!(observe(Unknown, &mut c, false, 3, 1, wait), Some(Unhealthy));
+        let mut c = Counters::default();
+        assert_eq!(observe(Unknown, &mut c, true, 3, 1, wait), Some(Healthy));
+        // Once up, the threshold applies as before.
+        assert_eq!(observe(Healthy, &mut c, false, 3, 1, wait), None);
+        assert_eq!(observe(Healthy, &mut c, false, 3, 1, wait), None);
+        assert_eq!(observe(Healthy, &mut c, false, 3, 1, wait), Some(Unhealthy));
+        // Under serve a never-probed server waits for the threshold.
+        let mut c = Counters::default();
+        assert_eq!(observe(Unknown, &mut c, false, 3, 1, UnprobedServers::Serve), None);
     }
 
     #[test]

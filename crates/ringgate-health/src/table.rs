@@ -5,18 +5,24 @@
 //!
 //! Entries are keyed by (backend HTTP settings, pool, server) and outlive a
 //! configuration reload: a server present before and after keeps its state.
+//!
+//! A server's state byte holds its probe state, an operator's drain, the
+//! `min_servers` keep mark (see [`crate::group`]) and, recomputed by every
+//! writer from those, whether it takes new requests: the one bit a worker's
+//! pick reads.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
-use ringgate_config::ServerHost;
+use ringgate_config::{ServerHost, UnprobedServers};
 
+use crate::group::ServerGroup;
 use crate::state::{Counters, HealthState, ProbeFailure};
 
 /// Identity of a health entry: the reference's "(backend HTTP settings, pool)
@@ -74,12 +80,66 @@ pub struct ProbeDetail {
     pub dns: Option<Result<Vec<SocketAddr>, String>>,
 }
 
-/// The bit of `Hot::state` an operator's drain sets, above the probe state.
-const ADMIN_DRAIN: u8 = 0x80;
+/// The layout of a server's state byte, and the pure functions over it.
+pub(crate) mod bits {
+    use crate::state::HealthState;
+
+    /// The probe state, a [`HealthState`].
+    pub const STATE: u8 = 0x03;
+    /// Takes new requests: derived from the other bits by [`settle`] on
+    /// every write, so the request path tests one bit.
+    pub const ROUTABLE: u8 = 0x10;
+    /// `unprobed_servers = "wait"`: a server not yet probed (state
+    /// Unknown) takes no requests. A copy of the gateway's setting, so that
+    /// [`routable`] needs nothing but the byte.
+    pub const WAIT: u8 = 0x20;
+    /// Kept in rotation by its probe's `min_servers`.
+    pub const KEEP: u8 = 0x40;
+    /// Drained by an operator (admin API), whatever its probes say.
+    pub const DRAIN: u8 = 0x80;
+
+    pub fn state(b: u8) -> HealthState {
+        HealthState::from_u8(b & STATE)
+    }
+
+    pub fn with_state(b: u8, s: HealthState) -> u8 {
+        (b & !STATE) | s as u8
+    }
+
+    /// Whether a server whose byte is `b` takes new requests.
+    pub fn routable(b: u8) -> bool {
+        if b & DRAIN != 0 {
+            return false;
+        }
+        match state(b) {
+            HealthState::Healthy => true,
+            HealthState::Unknown => b & WAIT == 0 || b & KEEP != 0,
+            HealthState::Unhealthy => b & KEEP != 0,
+            HealthState::Draining => false,
+        }
+    }
+
+    /// Not probed yet under `unprobed_servers = "wait"`: a pool with no
+    /// server in rotation and one such server answers `NOT_YET_PROBED`.
+    pub fn awaiting_first_probe(b: u8) -> bool {
+        b & WAIT != 0 && b & DRAIN == 0 && state(b) == HealthState::Unknown
+    }
+
+    /// Whether `min_servers` may keep it: not drained, not removed.
+    pub fn keepable(b: u8) -> bool {
+        b & DRAIN == 0 && state(b) != HealthState::Draining
+    }
+
+    /// `b` with [`ROUTABLE`] recomputed.
+    pub fn settle(b: u8) -> u8 {
+        let b = b & !ROUTABLE;
+        if routable(b) { b | ROUTABLE } else { b }
+    }
+}
 
 #[derive(Debug)]
 struct Hot {
-    /// The probe state ([`HealthState`] as u8), and [`ADMIN_DRAIN`].
+    /// See [`bits`].
     state: AtomicU8,
     /// Bumped each time `addrs` changes, so workers re-read it only then.
     addrs_generation: AtomicU64,
@@ -110,13 +170,24 @@ pub struct HealthEntry {
     hot: CachePadded<Hot>,
     key: ServerKey,
     detail: Mutex<ProbeDetail>,
+    /// The (pool, settings) group it belongs to, for `min_servers`; weak, as
+    /// the group holds its members.
+    group: Mutex<Weak<ServerGroup>>,
 }
 
 impl HealthEntry {
+    /// A never-probed server that takes requests meanwhile
+    /// (`unprobed_servers = "serve"`).
     pub fn new(key: ServerKey, addrs: Vec<SocketAddr>) -> HealthEntry {
+        Self::with_unprobed(key, addrs, UnprobedServers::Serve)
+    }
+
+    /// A never-probed server under the gateway's `unprobed_servers`.
+    pub fn with_unprobed(key: ServerKey, addrs: Vec<SocketAddr>, unprobed: UnprobedServers) -> HealthEntry {
+        let wait = if unprobed == UnprobedServers::Wait { bits::WAIT } else { 0 };
         HealthEntry {
             hot: CachePadded::new(Hot {
-                state: AtomicU8::new(HealthState::Unknown as u8),
+                state: AtomicU8::new(bits::settle(HealthState::Unknown as u8 | wait)),
                 addrs_generation: AtomicU64::new(0),
                 addrs: ArcSwap::from_pointee(addrs),
                 probe_requested: AtomicBool::new(false),
@@ -125,6 +196,7 @@ impl HealthEntry {
             }),
             key,
             detail: Mutex::new(ProbeDetail::default()),
+            group: Mutex::new(Weak::new()),
         }
     }
 
@@ -132,42 +204,112 @@ impl HealthEntry {
         &self.key
     }
 
-    /// Sets the probe state, keeping the admin drain bit; returns the old
-    /// probe state.
-    fn swap_probe_state(&self, s: HealthState) -> u8 {
-        let prev = self
-            .hot
-            .state
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| Some((old & ADMIN_DRAIN) | s as u8))
-            .unwrap_or_else(|v| v);
-        prev & !ADMIN_DRAIN
+    /// The whole state byte (see [`bits`]).
+    pub(crate) fn raw(&self) -> u8 {
+        self.hot.state.load(Ordering::Relaxed)
     }
 
-    /// The server's state: one relaxed load, the request path's only cost.
-    /// A server an operator drained (`set_admin_drain`) is `Draining`,
-    /// whatever its probes say.
+    /// Changes the byte by `f`, recomputing [`bits::ROUTABLE`]; returns the
+    /// old byte. Not through the group: for the group itself and for
+    /// entries without one.
+    pub(crate) fn apply(&self, f: impl Fn(u8) -> u8) -> u8 {
+        self.hot
+            .state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| Some(bits::settle(f(old))))
+            .unwrap_or_else(|v| v)
+    }
+
+    /// Changes the byte by `f`, through the server's `min_servers` group
+    /// when it has one (so the group's other members are kept before this
+    /// one leaves rotation); returns the old byte. Takes the group's lock,
+    /// never the detail lock.
+    fn write(&self, f: impl Fn(u8) -> u8) -> u8 {
+        let group = self.group.lock().unwrap_or_else(|e| e.into_inner()).upgrade();
+        match group {
+            Some(g) if g.min_servers() > 0 => {
+                let mut prev = 0;
+                g.change(Some(self), &f, || prev = self.apply(&f));
+                prev
+            }
+            _ => self.apply(f),
+        }
+    }
+
+    /// Marks or unmarks the server as kept in rotation by `min_servers`
+    /// (its group only).
+    pub(crate) fn set_keep(&self, keep: bool) {
+        if (self.raw() & bits::KEEP != 0) != keep {
+            self.apply(|b| if keep { b | bits::KEEP } else { b & !bits::KEEP });
+        }
+    }
+
+    /// Makes `group` the server's `min_servers` group.
+    pub(crate) fn join(&self, group: &Arc<ServerGroup>) {
+        *self.group.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(group);
+    }
+
+    /// Whether the server takes new requests: one relaxed load, the request
+    /// path's only cost. Healthy or never probed, or kept in rotation by
+    /// `min_servers`; not drained, not removed.
+    #[inline]
+    pub fn accepts_requests(&self) -> bool {
+        self.hot.state.load(Ordering::Relaxed) & bits::ROUTABLE != 0
+    }
+
+    /// Whether it has had no probe result yet and, under
+    /// `unprobed_servers = "wait"`, takes no requests until it has.
+    pub fn awaiting_first_probe(&self) -> bool {
+        bits::awaiting_first_probe(self.raw())
+    }
+
+    /// The `unprobed_servers` this server is under.
+    pub fn unprobed(&self) -> UnprobedServers {
+        if self.raw() & bits::WAIT != 0 { UnprobedServers::Wait } else { UnprobedServers::Serve }
+    }
+
+    /// Puts the server under `unprobed_servers = unprobed` (a reload that
+    /// changes it). Switching to "wait", a server that has been probed
+    /// without ever succeeding is Unhealthy, as if it had been under "wait"
+    /// from the start.
+    pub fn set_unprobed(&self, unprobed: UnprobedServers) {
+        if self.unprobed() == unprobed {
+            return;
+        }
+        let wait = unprobed == UnprobedServers::Wait;
+        self.write(|b| if wait { b | bits::WAIT } else { b & !bits::WAIT });
+        if wait && self.probe_state() == HealthState::Unknown && self.detail().probes > 0 {
+            self.set_state(HealthState::Unhealthy);
+        }
+    }
+
+    /// Whether it takes requests only because its probe's `min_servers`
+    /// keeps it in rotation (its probes fail).
+    pub fn kept_by_min_servers(&self) -> bool {
+        let b = self.raw();
+        b & bits::KEEP != 0 && !bits::routable(b & !bits::KEEP)
+    }
+
+    /// The server's state as operators see it. A server an operator drained
+    /// (`set_admin_drain`) is `Draining`, whatever its probes say; one kept
+    /// by `min_servers` shows its real probe state.
     #[inline]
     pub fn state(&self) -> HealthState {
-        let v = self.hot.state.load(Ordering::Relaxed);
-        if v & ADMIN_DRAIN != 0 { HealthState::Draining } else { HealthState::from_u8(v) }
+        let v = self.raw();
+        if v & bits::DRAIN != 0 { HealthState::Draining } else { bits::state(v) }
     }
 
     /// The state the probes gave, drained or not: what the prober's state
     /// machine goes on from.
     pub fn probe_state(&self) -> HealthState {
-        HealthState::from_u8(self.hot.state.load(Ordering::Relaxed) & !ADMIN_DRAIN)
+        bits::state(self.raw())
     }
 
     /// Drains the server (no new requests; clients its affinity cookie pins
     /// keep it for the settings' connection-draining time-out) or enables it
     /// again (admin API). Returns whether this changed anything.
     pub fn set_admin_drain(&self, drain: bool) -> bool {
-        let prev = if drain {
-            self.hot.state.fetch_or(ADMIN_DRAIN, Ordering::Relaxed)
-        } else {
-            self.hot.state.fetch_and(!ADMIN_DRAIN, Ordering::Relaxed)
-        };
-        let changed = (prev & ADMIN_DRAIN != 0) != drain;
+        let prev = self.write(|b| if drain { b | bits::DRAIN } else { b & !bits::DRAIN });
+        let changed = (prev & bits::DRAIN != 0) != drain;
         if changed {
             if !drain {
                 self.mark_recovered();
@@ -180,21 +322,21 @@ impl HealthEntry {
 
     /// Whether an operator drained the server.
     pub fn admin_drained(&self) -> bool {
-        self.hot.state.load(Ordering::Relaxed) & ADMIN_DRAIN != 0
+        self.raw() & bits::DRAIN != 0
     }
 
     /// Sets the state (the prober, or a reload marking a server draining).
     pub fn set_state(&self, s: HealthState) {
-        let prev = self.swap_probe_state(s);
-        self.note_recovery(prev, s);
-        if prev != s as u8 {
+        let prev = self.write(|b| bits::with_state(b, s));
+        self.note_recovery(bits::state(prev), s);
+        if bits::state(prev) != s {
             self.hot.changed_ms.store(now_ms(), Ordering::Relaxed);
             self.detail().state_since = Some(SystemTime::now());
         }
     }
 
-    fn note_recovery(&self, prev: u8, now: HealthState) {
-        if prev == HealthState::Unhealthy as u8 && now == HealthState::Healthy {
+    fn note_recovery(&self, prev: HealthState, now: HealthState) {
+        if prev == HealthState::Unhealthy && now == HealthState::Healthy {
             self.mark_recovered();
         }
     }
@@ -223,9 +365,9 @@ impl HealthEntry {
 
     /// Sets the state while the caller holds the detail lock.
     pub fn set_state_locked(&self, detail: &mut ProbeDetail, s: HealthState) {
-        let prev = self.swap_probe_state(s);
-        self.note_recovery(prev, s);
-        if prev != s as u8 {
+        let prev = self.write(|b| bits::with_state(b, s));
+        self.note_recovery(bits::state(prev), s);
+        if bits::state(prev) != s {
             self.hot.changed_ms.store(now_ms(), Ordering::Relaxed);
             detail.state_since = Some(SystemTime::now());
         }
@@ -275,6 +417,11 @@ impl HealthEntry {
 pub struct HealthTable {
     entries: Mutex<HashMap<ServerKey, Arc<HealthEntry>>>,
     draining: Mutex<Vec<Arc<HealthEntry>>>,
+    /// The `min_servers` groups of the configuration being served (their
+    /// members link to them weakly).
+    groups: Mutex<Vec<Arc<ServerGroup>>>,
+    /// `unprobed_servers = "wait"` for servers created from now on.
+    wait_unprobed: AtomicBool,
 }
 
 impl HealthTable {
@@ -290,13 +437,30 @@ impl HealthTable {
         self.draining.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The `unprobed_servers` of servers created from now on.
+    pub fn unprobed(&self) -> UnprobedServers {
+        if self.wait_unprobed.load(Ordering::Relaxed) { UnprobedServers::Wait } else { UnprobedServers::Serve }
+    }
+
+    /// Applies a configuration's `unprobed_servers` to every server, and to
+    /// those created from now on. Call it before the configuration's plan
+    /// builds its entries (at start), or right after (a reload; a server
+    /// that reload adds is then under the old setting for that moment).
+    pub fn set_unprobed(&self, unprobed: UnprobedServers) {
+        self.wait_unprobed.store(unprobed == UnprobedServers::Wait, Ordering::Relaxed);
+        let entries: Vec<Arc<HealthEntry>> = self.lock_entries().values().cloned().collect();
+        for e in entries {
+            e.set_unprobed(unprobed);
+        }
+    }
+
     /// The entry for `key`, created (state Unknown) if new.
     pub fn entry(&self, key: &ServerKey, addrs: impl FnOnce() -> Vec<SocketAddr>) -> Arc<HealthEntry> {
         let mut map = self.lock_entries();
         if let Some(e) = map.get(key) {
             return e.clone();
         }
-        let e = Arc::new(HealthEntry::new(key.clone(), addrs()));
+        let e = Arc::new(HealthEntry::with_unprobed(key.clone(), addrs(), self.unprobed()));
         map.insert(key.clone(), e.clone());
         e
     }
@@ -355,6 +519,19 @@ impl HealthTable {
 
     pub fn get(&self, key: &ServerKey) -> Option<Arc<HealthEntry>> {
         self.lock_entries().get(key).cloned()
+    }
+
+    /// Replaces the `min_servers` groups (one per (pool, settings) pair a
+    /// configuration's rules use) and brings every member's keep mark up to
+    /// date: a new or changed `min_servers` applies at once.
+    pub fn set_groups(&self, groups: Vec<Arc<ServerGroup>>) {
+        for g in &groups {
+            for m in g.members() {
+                m.join(g);
+            }
+            g.change(None, |b| b, || {});
+        }
+        *self.groups.lock().unwrap_or_else(|e| e.into_inner()) = groups;
     }
 }
 
@@ -436,6 +613,35 @@ mod tests {
         e.set_addrs(vec!["10.0.0.1:80".parse().unwrap()]);
         assert_eq!(e.addrs_generation(), g + 1, "same addresses: no change");
         assert_eq!(*e.addrs(), vec!["10.0.0.1:80".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn under_wait_a_never_probed_server_takes_no_requests() {
+        let serve = HealthEntry::new(key("s:1"), Vec::new());
+        assert!(serve.accepts_requests() && !serve.awaiting_first_probe());
+        let wait = HealthEntry::with_unprobed(key("w:1"), Vec::new(), UnprobedServers::Wait);
+        assert_eq!(wait.state(), HealthState::Unknown);
+        assert!(!wait.accepts_requests() && wait.awaiting_first_probe());
+        wait.set_state(HealthState::Healthy);
+        assert!(wait.accepts_requests() && !wait.awaiting_first_probe());
+
+        // The table hands out entries under its setting, and a change of
+        // setting reaches every entry: one probed without success is
+        // Unhealthy under "wait", a never-probed one waits.
+        let t = HealthTable::new();
+        let probed = t.entry(&key("p:1"), Vec::new);
+        let fresh = t.entry(&key("f:1"), Vec::new);
+        probed.detail().probes = 1;
+        assert!(probed.accepts_requests() && fresh.accepts_requests());
+        t.set_unprobed(UnprobedServers::Wait);
+        assert_eq!(probed.state(), HealthState::Unhealthy);
+        assert!(fresh.awaiting_first_probe() && !fresh.accepts_requests());
+        assert!(t.entry(&key("n:1"), Vec::new).awaiting_first_probe());
+        t.set_unprobed(UnprobedServers::Serve);
+        assert!(fresh.accepts_requests() && !fresh.awaiting_first_probe());
+        // An operator's drain wins over both.
+        fresh.set_admin_drain(true);
+        assert!(!fresh.accepts_requests());
     }
 
     #[test]

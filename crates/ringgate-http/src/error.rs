@@ -9,6 +9,10 @@ pub enum ErrorCode {
     PoolEmpty,
     /// 502: every server of the pool is unhealthy.
     AllUnhealthy,
+    /// 502: no server of the pool takes requests and one has not had its
+    /// first probe yet (`unprobed_servers = "wait"`): the answer may change
+    /// within that probe's time-out.
+    NotYetProbed,
     /// 502: the server did not answer within the request time-out.
     Timeout,
     /// 502: no connection could be opened to the server.
@@ -52,9 +56,10 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::PoolEmpty,
         ErrorCode::AllUnhealthy,
+        ErrorCode::NotYetProbed,
         ErrorCode::Timeout,
         ErrorCode::ConnectFailed,
         ErrorCode::BackendClosed,
@@ -81,6 +86,7 @@ impl ErrorCode {
         match self {
             ErrorCode::PoolEmpty => "POOL_EMPTY",
             ErrorCode::AllUnhealthy => "ALL_UNHEALTHY",
+            ErrorCode::NotYetProbed => "NOT_YET_PROBED",
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::ConnectFailed => "CONNECT_FAILED",
             ErrorCode::BackendClosed => "BACKEND_CLOSED",
@@ -108,6 +114,7 @@ impl ErrorCode {
         match self {
             ErrorCode::PoolEmpty
             | ErrorCode::AllUnhealthy
+            | ErrorCode::NotYetProbed
             | ErrorCode::Timeout
             | ErrorCode::ConnectFailed
             | ErrorCode::BackendClosed
@@ -260,6 +267,7 @@ mod tests {
             assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
         }
         assert_eq!(ErrorCode::PoolEmpty.status(), 502);
+        assert_eq!((ErrorCode::NotYetProbed.as_str(), ErrorCode::NotYetProbed.status()), ("NOT_YET_PROBED", 502));
         assert_eq!(ErrorCode::HeadTooLarge.status(), 431);
     }
 

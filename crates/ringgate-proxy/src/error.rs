@@ -123,6 +123,9 @@ pub fn public_text(code: ErrorCode) -> &'static str {
             "502 Bad Gateway: no server is configured to answer this request (the backend pool is empty)"
         }
         ErrorCode::AllUnhealthy => "502 Bad Gateway: every server that can answer this request is unhealthy",
+        ErrorCode::NotYetProbed => {
+            "502 Bad Gateway: the servers that can answer this request have not been health-checked yet; try again in a moment"
+        }
         ErrorCode::ConnectFailed => "502 Bad Gateway: the gateway could not connect to a backend server",
         ErrorCode::Timeout => "502 Bad Gateway: the backend server did not answer in time",
         ErrorCode::BackendClosed => {

@@ -154,9 +154,11 @@ pub struct TargetPlan {
     /// Pre-built 502s: index 0 keeps the connection, 1 closes it.
     pub pool_empty: [Box<[u8]>; 2],
     pub all_unhealthy: [Box<[u8]>; 2],
+    pub not_yet_probed: [Box<[u8]>; 2],
     /// Their full text, for the access log whatever `error_detail` says.
     pub pool_empty_detail: Arc<str>,
     pub all_unhealthy_detail: Arc<str>,
+    pub not_yet_probed_detail: Arc<str>,
     pub metrics: RuleSeries,
     /// For `https` settings: the TLS client configuration.
     pub backend_tls: Option<Arc<ringgate_tls::ClientConfig>>,
@@ -421,11 +423,18 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
         "502 Bad Gateway (rule \"{}\"): every server of backend pool \"{}\" is unhealthy; see GET /backend-health on the admin listener or run `ringgate doctor`",
         target.display, pool.name
     );
+    let not_yet_probed_detail = format!(
+        "502 Bad Gateway (rule \"{}\"): no server of backend pool \"{}\" takes requests yet: some have not had their first probe's answer (unprobed_servers = \"wait\"), which comes within the probe's time-out ({} ms); see GET /backend-health",
+        target.display,
+        pool.name,
+        config.probe_for(target.settings).timeout.as_millis()
+    );
     let shown = |code: ErrorCode, detail: &str| {
         if full { detail.to_string() } else { crate::error::public_text(code).to_string() }
     };
     let pool_empty = canned(ErrorCode::PoolEmpty, shown(ErrorCode::PoolEmpty, &pool_empty_detail));
     let all_unhealthy = canned(ErrorCode::AllUnhealthy, shown(ErrorCode::AllUnhealthy, &all_unhealthy_detail));
+    let not_yet_probed = canned(ErrorCode::NotYetProbed, shown(ErrorCode::NotYetProbed, &not_yet_probed_detail));
     TargetPlan {
         name: target.display.as_str().into(),
         rule: rule.name.as_str().into(),
@@ -460,8 +469,10 @@ fn build_target(config: &Config, id: TargetId, health: &HealthTable, metrics: &M
         servers,
         pool_empty,
         all_unhealthy,
+        not_yet_probed,
         pool_empty_detail: pool_empty_detail.into(),
         all_unhealthy_detail: all_unhealthy_detail.into(),
+        not_yet_probed_detail: not_yet_probed_detail.into(),
         backend_tls,
         metrics: metrics.rule(RuleLabels {
             listener: listener.name.clone(),

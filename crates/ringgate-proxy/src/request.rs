@@ -511,7 +511,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 }),
             }
         };
-        let usable = |i: usize| rule.servers[i].health.state().accepts_requests();
+        let usable = |i: usize| rule.servers[i].health.accepts_requests();
         let load = |i: usize| lp.inflight[ri][i].get();
         let mut picked = match affinity {
             Some(i) if draining(i) => Pick::Server { index: i, from_cookie: true },
@@ -562,6 +562,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             Pick::PoolEmpty => {
                 Some((ErrorCode::PoolEmpty, &rule.pool_empty[usize::from(close)], &rule.pool_empty_detail))
             }
+            // Off the pick: only when nothing can be tried, is one still to
+            // be probed for the first time (unprobed_servers = "wait")?
+            Pick::AllUnhealthy if rule.servers.iter().any(|s| s.health.awaiting_first_probe()) => {
+                Some((ErrorCode::NotYetProbed, &rule.not_yet_probed[usize::from(close)], &rule.not_yet_probed_detail))
+            }
             Pick::AllUnhealthy => {
                 Some((ErrorCode::AllUnhealthy, &rule.all_unhealthy[usize::from(close)], &rule.all_unhealthy_detail))
             }
@@ -604,7 +609,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 (tried.len() < rule.max_attempts as usize && started.elapsed() < rule.request_timeout).then(|| {
                     let mut c = cursor.get();
                     let p = pick_from(rule.servers.len(), rule.schedule.as_deref(), &mut c, None, |i| {
-                        !tried.contains(&i) && rule.servers[i].health.state().accepts_requests()
+                        !tried.contains(&i) && rule.servers[i].health.accepts_requests()
                     });
                     cursor.set(c);
                     p

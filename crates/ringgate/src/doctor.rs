@@ -477,7 +477,8 @@ fn server_failure(pair: &Pair<'_>, c: &ServerCheck, live: Option<&ServerView>) -
 /// What to do about a probe failure `f` of server `c`.
 fn probe_fix(pair: &Pair<'_>, c: &ServerCheck, f: &ProbeFailure) -> String {
     let (probe, settings) = (&pair.probe, &pair.settings.name);
-    let port = c.addr.map_or(pair.settings.port, |a| a.port());
+    // The port probed: the probe's own `port`, else the server's.
+    let port = probe.port.unwrap_or_else(|| c.addr.map_or(pair.settings.port, |a| a.port()));
     match f {
         ProbeFailure::ConnectionRefused if !pair.custom && port != 80 => format!(
             "nothing listens on port {port} of the server; the settings port is {port} (not 80): make the default site listen on port {port} at the server, or correct `port` in [[backend_http_settings]] \"{settings}\""

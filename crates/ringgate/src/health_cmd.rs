@@ -48,7 +48,15 @@ fn failing_rules(view: &HealthView) -> Vec<(String, String)> {
         .filter_map(|r| {
             if r.servers.is_empty() {
                 Some((r.rule.clone(), format!("POOL_EMPTY: backend pool {} has no servers", r.pool)))
-            } else if !r.servers.iter().any(|s| takes_requests(&s.state)) {
+            } else if !r.servers.iter().any(|s| s.in_rotation) && r.servers.iter().any(awaiting_first_probe) {
+                Some((
+                    r.rule.clone(),
+                    format!(
+                        "NOT_YET_PROBED: no server of backend pool {} takes requests until its first probe succeeds (unprobed_servers = \"wait\")",
+                        r.pool
+                    ),
+                ))
+            } else if !r.servers.iter().any(|s| s.in_rotation) {
                 Some((r.rule.clone(), format!("ALL_UNHEALTHY: no server of backend pool {} takes requests", r.pool)))
             } else {
                 None
@@ -57,9 +65,10 @@ fn failing_rules(view: &HealthView) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Whether a row's state takes requests (an empty pool's row does not).
-fn takes_requests(state: &str) -> bool {
-    state == "Healthy" || state == "Unknown"
+/// Not probed yet and out of rotation meanwhile (`unprobed_servers =
+/// "wait"`; a drained server shows as Draining).
+fn awaiting_first_probe(s: &ServerView) -> bool {
+    s.state == "Unknown" && !s.in_rotation
 }
 
 /// Each server once (several rules may share a pool and settings), with the
@@ -72,7 +81,8 @@ fn rows(view: &HealthView) -> Vec<(ServerView, String)> {
             if rows.iter().any(|(x, _)| x.pool == s.pool && x.settings == s.settings && x.address == s.address) {
                 continue;
             }
-            let probe = format!("{} {}://{}{} Host: {}", p.name, p.protocol, s.address, p.path, p.host);
+            let url = ringgate_health::probe_url(&p.protocol, &s.address, p.port, &p.path);
+            let probe = format!("{} {url} Host: {}", p.name, p.host);
             rows.push((s.clone(), probe));
         }
     }
@@ -101,7 +111,7 @@ fn rows(view: &HealthView) -> Vec<(ServerView, String)> {
 fn render(view: &HealthView, rows: &[(ServerView, String)]) -> String {
     use std::fmt::Write;
     let mut o = String::new();
-    let down = rows.iter().filter(|(s, _)| !takes_requests(&s.state)).count();
+    let down = rows.iter().filter(|(s, _)| !s.in_rotation).count();
     let _ = writeln!(
         o,
         "{} server{}, {down} not taking requests (configuration generation {}{})",
@@ -121,11 +131,16 @@ fn render(view: &HealthView, rows: &[(ServerView, String)]) -> String {
         let why = match (&s.reason, &s.dns_error) {
             (Some(r), _) => r.clone(),
             (None, Some(d)) => format!("DNS: {d}"),
+            (None, None) if awaiting_first_probe(s) => "not probed yet: no requests until a probe succeeds".to_string(),
             (None, None) if s.state == "Unknown" => "not probed yet".to_string(),
             _ => String::new(),
         };
         let since = s.since.as_deref().map_or(String::new(), |t| format!(" since {t}"));
-        let detail = if why.is_empty() { probe.clone() } else { format!("{why}{since}; probe {probe}") };
+        // Its real state stays in the STATE column; why it still gets
+        // requests comes first here.
+        let kept = if s.kept_by_min_servers { "kept in rotation by min_servers; " } else { "" };
+        let detail =
+            if why.is_empty() { format!("{kept}{probe}") } else { format!("{kept}{why}{since}; probe {probe}") };
         let _ = writeln!(
             o,
             "{:<10} {:<24} {:<28} {:>6} {:>9} {:>5}  {detail}",

@@ -46,6 +46,13 @@ pub struct ProbeView {
     pub timeout_ms: u64,
     pub unhealthy_threshold: u32,
     pub healthy_threshold: u32,
+    /// Servers of each pool kept in rotation whatever their probes say.
+    #[serde(default)]
+    pub min_servers: u32,
+    /// The probe's own port (v2's custom probe port): probes go to each
+    /// server's address on it; `None`, the server's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +81,13 @@ pub struct ServerView {
     /// An operator drained it (`POST /servers/<pool>/<server>/drain`).
     #[serde(default)]
     pub admin_drained: bool,
+    /// It takes new requests now: its state, an operator's drain and
+    /// `min_servers` taken together (what the data plane's pick sees).
+    pub in_rotation: bool,
+    /// It fails its probes (see `state`) and takes requests only because its
+    /// probe's `min_servers` keeps it in rotation.
+    #[serde(default)]
+    pub kept_by_min_servers: bool,
 }
 
 impl ServerView {
@@ -98,6 +112,8 @@ impl ServerView {
             resolved: Vec::new(),
             dns_error: None,
             admin_drained: false,
+            in_rotation: false,
+            kept_by_min_servers: false,
         }
     }
 }
@@ -136,6 +152,8 @@ pub fn server_view(e: &HealthEntry) -> ServerView {
         resolved,
         dns_error,
         admin_drained: e.admin_drained(),
+        in_rotation: e.accepts_requests(),
+        kept_by_min_servers: e.kept_by_min_servers(),
     }
 }
 
@@ -151,6 +169,8 @@ pub fn probe_view(cfg: &Config, settings: SettingsId) -> ProbeView {
         timeout_ms: p.timeout.as_millis() as u64,
         unhealthy_threshold: p.unhealthy_threshold,
         healthy_threshold: p.healthy_threshold,
+        min_servers: p.min_servers,
+        port: p.port,
     }
 }
 

@@ -148,7 +148,7 @@ pub fn render(shared: &Shared) -> String {
         &mut o,
         "ringgate_pool_servers",
         "gauge",
-        "Servers of each (backend pool, backend HTTP settings) pair by health state (unknown counts as healthy).",
+        "Servers of each (backend pool, backend HTTP settings) pair by health state (unknown: not probed yet).",
     );
     for ((pool, settings), counts) in &by_pool {
         for (i, state) in ["unknown", "healthy", "unhealthy", "draining"].iter().enumerate() {
@@ -165,11 +165,11 @@ pub fn render(shared: &Shared) -> String {
         &mut o,
         "ringgate_server_up",
         "gauge",
-        "1 if the server takes requests (healthy or not yet probed), else 0.",
+        "1 if the server takes requests (healthy, not yet probed with unprobed_servers = serve, or kept by min_servers), else 0.",
     );
     for e in &entries {
         let k = e.key();
-        let up = u8::from(e.state().accepts_requests());
+        let up = u8::from(e.accepts_requests());
         let _ = writeln!(
             o,
             "ringgate_server_up{{pool=\"{}\",settings=\"{}\",server=\"{}\"}} {up}",

@@ -49,6 +49,9 @@ pub fn serve(cfg: Arc<Config>, on_ready: impl FnOnce(&Shared)) -> ExitCode {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = cfg.gateway.effective_workers(cores);
     let health = Arc::new(HealthTable::new());
+    // Before any worker reads the table: unprobed_servers and the
+    // min_servers groups are in place for the very first request.
+    let probe_targets = targets(&cfg, &health);
     let metrics = Arc::new(MetricsRegistry::new(workers));
     let gateway = match Gateway::start(cfg.clone(), health, metrics) {
         Ok(g) => g,
@@ -60,7 +63,7 @@ pub fn serve(cfg: Arc<Config>, on_ready: impl FnOnce(&Shared)) -> ExitCode {
     };
     let shared = gateway.shared();
     log_startup(&shared, workers);
-    let prober = match Prober::start(targets(&cfg, &shared.health), cfg.gateway.prober_cpu, cfg.gateway.dns_refresh) {
+    let prober = match Prober::start(probe_targets, cfg.gateway.prober_cpu, cfg.gateway.dns_refresh) {
         Ok(p) => p,
         Err(e) => {
             error!("cannot start the prober: {e}");

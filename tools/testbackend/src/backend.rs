@@ -77,6 +77,7 @@ pub struct BackendBuilder {
     body: Option<Vec<u8>>,
     idle_timeout: Duration,
     record_limit: usize,
+    hold_health: bool,
 }
 
 impl Default for BackendBuilder {
@@ -91,6 +92,7 @@ impl Default for BackendBuilder {
             body: None,
             idle_timeout: Duration::from_secs(60),
             record_limit: 1000,
+            hold_health: false,
         }
     }
 }
@@ -125,6 +127,14 @@ impl BackendBuilder {
     /// Default `/health`.
     pub fn health_path(mut self, path: impl Into<String>) -> Self {
         self.health_path = path.into();
+        self
+    }
+
+    /// Health-path requests get no answer until [`Backend::release_health`]
+    /// (or the backend stops, or the idle time-out passes: every wait is
+    /// bounded): a server whose first health check hangs. Default off.
+    pub fn hold_health(mut self) -> Self {
+        self.hold_health = true;
         self
     }
 
@@ -178,6 +188,7 @@ impl BackendBuilder {
             record_limit: self.record_limit,
             mode: Mutex::new(self.mode),
             health: Mutex::new((self.health_status, self.health_body)),
+            health_held: AtomicBool::new(self.hold_health),
             connections: AtomicU64::new(0),
             open: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -238,6 +249,16 @@ impl Backend {
     /// What the health path answers from now on.
     pub fn set_health(&self, status: u16, body: &str) {
         *lock(&self.shared.health) = (status, body.to_owned());
+    }
+
+    /// Lets held health-path requests (see [`BackendBuilder::hold_health`])
+    /// be answered, and every later one at once.
+    pub fn release_health(&self) {
+        // Under the registry lock, which waiters check the flag under: no
+        // wake-up is lost.
+        let _registry = lock(&self.shared.registry);
+        self.shared.health_held.store(false, Ordering::SeqCst);
+        self.shared.changed.notify_all();
     }
 
     /// TCP connections accepted so far, including those closed at once.
@@ -365,6 +386,8 @@ pub(crate) struct Shared {
     record_limit: usize,
     mode: Mutex<Mode>,
     health: Mutex<(u16, String)>,
+    /// Health answers wait while set (see [`BackendBuilder::hold_health`]).
+    health_held: AtomicBool,
     connections: AtomicU64,
     open: AtomicU64,
     requests: AtomicU64,
@@ -424,6 +447,23 @@ impl Shared {
                 None => Duration::from_secs(3600),
             };
             if left.is_zero() {
+                return true;
+            }
+            registry = self.changed.wait_timeout(registry, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+
+    /// Waits while health answers are held: until released, the backend
+    /// stops (false) or the idle time-out passes (answered anyway).
+    pub(crate) fn wait_health(&self) -> bool {
+        let deadline = Instant::now() + self.idle_timeout;
+        let mut registry = lock(&self.registry);
+        loop {
+            if registry.stopping {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !self.health_held.load(Ordering::SeqCst) || left.is_zero() {
                 return true;
             }
             registry = self.changed.wait_timeout(registry, left).unwrap_or_else(PoisonError::into_inner).0;

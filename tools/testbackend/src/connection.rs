@@ -119,6 +119,9 @@ impl Conn<'_> {
         self.record(&head, &body);
         let persist = if head.keep_alive() { Persist::KeepAlive } else { Persist::Close };
         if head.path() == self.shared.health_path {
+            if !self.shared.wait_health() {
+                return Next::Drop;
+            }
             let (status, text) = self.shared.health();
             return self.send(&head, status, &[], text.as_bytes(), persist);
         }

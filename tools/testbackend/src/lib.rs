@@ -27,7 +27,8 @@
 //! Every request with `Expect: 100-continue` gets `100 Continue` before its
 //! body is read (in modes that answer at all). The health path (default
 //! `/health`) answers per [`Backend::set_health`] unless the mode is
-//! connection-level ([`Mode::is_connection_level`]). Request heads that do
+//! connection-level ([`Mode::is_connection_level`]); with
+//! [`BackendBuilder::hold_health`] not before [`Backend::release_health`]. Request heads that do
 //! not parse get 400 (431 when too large, 413 for bodies over 64 MiB) and a
 //! close.
 //!

@@ -162,13 +162,13 @@ backend_http_settings = "setting01"
 "#;
     let errs = errors(text);
     let expect = [
-        "gw.toml:3: [gateway], field `workerz`: unknown field (known fields: workers, worker_cpus, prober_cpu, admin_listen, recent_window, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, trusted_proxies, allow_trace, unknown_version_status, log_format, access_log, access_log_format, limits, io_uring, http2, error_pages); did you mean `workers`?",
+        "gw.toml:3: [gateway], field `workerz`: unknown field (known fields: workers, worker_cpus, prober_cpu, admin_listen, recent_window, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, trusted_proxies, allow_trace, unknown_version_status, log_format, access_log, access_log_format, limits, io_uring, http2, error_pages, allow_subsecond_timers, unprobed_servers); did you mean `workers`?",
         "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[0]`: \"10.0.0.300\" is neither an IP address nor a valid host name",
         "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[1]`: \"app.internal:99999\": port \"99999\" is not a number from 1 to 65535",
         "gw.toml:19: [[backend_http_settings]] \"setting01\", field `protocol`: \"ftp\" is not a protocol (use \"http\" or \"https\")",
         "gw.toml:21: [[backend_http_settings]] \"setting01\", field `request_timeout`: 0 s is out of range (allowed: 1 to 86400 seconds, or a string down to \"10ms\")",
         "gw.toml:25: [[probe]] \"probe01\", field `path`: must start with '/' (got \"health\"); the probe is sent to <protocol>://<host>:<port><path>",
-        "gw.toml:26: [[probe]] \"probe01\", field `interval`: 90000 s is out of range (allowed: 1 to 86400 seconds, or a string down to \"10ms\")",
+        "gw.toml:26: [[probe]] \"probe01\", field `interval`: 90000 s is out of range (allowed: 1 to 86400 whole seconds, as Application Gateway v2)",
         "gw.toml:27: [[probe]] \"probe01\", field `unhealthy_threshold`: 21 is out of range (allowed: 1 to 20)",
         "gw.toml:14: [[backend_pool]] \"pool01\", field `name`: duplicate name: another [[backend_pool]] \"pool01\" is defined on line 10",
         "gw.toml:20: [[backend_http_settings]] \"setting01\", field `probe`: refers to [[probe]] \"prob01\", which does not exist (defined: probe01); did you mean \"probe01\"?",
@@ -335,6 +335,142 @@ fn timeout_longer_than_interval_is_a_warning() {
     assert!(cfg.warnings.iter().any(|w| w.message.contains("longer than the interval")), "{:?}", cfg.warnings);
 }
 
+/// MINIMAL with its settings using probe `p`, made of `probe_lines`, and
+/// `gateway` lines in a `[gateway]` table.
+fn with_probe(gateway: &str, settings_extra: &str, probe_lines: &str) -> String {
+    format!(
+        "[gateway]\n{gateway}\n{}\n[[probe]]\nname = \"p\"\n{probe_lines}\n",
+        MINIMAL.replace("name = \"setting01\"", &format!("name = \"setting01\"\nprobe = \"p\"\n{settings_extra}"))
+    )
+}
+
+fn warnings(cfg: &Config) -> Vec<String> {
+    cfg.warnings.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn probe_timers_are_whole_seconds_from_1_to_86400_as_v2() {
+    // Whole seconds, as integers or strings, at both ends of the range.
+    let cfg = load(&with_probe("", "", "interval = 1\ntimeout = \"86400s\"")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((cfg.probes[0].interval, cfg.probes[0].timeout), (Duration::from_secs(1), Duration::from_secs(86_400)));
+    let cfg = load(&with_probe("", "", "interval = \"2m\"\ntimeout = 30")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.probes[0].interval, Duration::from_secs(120));
+
+    // Out of range, sub-second and fractional: each refused with its line.
+    let errs = errors(&with_probe("", "", "interval = 0\ntimeout = 86401"));
+    assert_eq!(
+        errs,
+        [
+            "gw.toml:25: [[probe]] \"p\", field `interval`: 0 s is out of range (allowed: 1 to 86400 whole seconds, as Application Gateway v2)",
+            "gw.toml:26: [[probe]] \"p\", field `timeout`: 86401 s is out of range (allowed: 1 to 86400 whole seconds, as Application Gateway v2)",
+        ]
+    );
+    let errs = errors(&with_probe("", "", "interval = \"100ms\"\ntimeout = \"1500ms\""));
+    assert_eq!(
+        errs,
+        [
+            "gw.toml:25: [[probe]] \"p\", field `interval`: 100ms is not a whole number of seconds: Application Gateway v2 takes 1 to 86400 s; for sub-second probes (tests, labs) set [gateway] allow_subsecond_timers = true",
+            "gw.toml:26: [[probe]] \"p\", field `timeout`: 1500ms is not a whole number of seconds: Application Gateway v2 takes 1 to 86400 s; for sub-second probes (tests, labs) set [gateway] allow_subsecond_timers = true",
+        ]
+    );
+    let errs = errors(&with_probe("allow_subsecond_timers = true", "", "interval = \"5ms\"\ntimeout = 1.5"));
+    assert_eq!(
+        errs,
+        [
+            "gw.toml:25: [[probe]] \"p\", field `interval`: \"5ms\" is out of range (allowed: 1 to 86400 s; with [gateway] allow_subsecond_timers = true, down to \"10ms\")",
+            "gw.toml:26: [[probe]] \"p\", field `timeout`: expected seconds as an integer or a string such as \"30s\", found a float",
+        ]
+    );
+    let errs = errors(&with_probe("allow_subsecond_timers = \"yes\"", "", "interval = 5"));
+    assert_eq!(errs, ["gw.toml:2: [gateway], field `allow_subsecond_timers`: expected true or false, found a string"]);
+}
+
+#[test]
+fn subsecond_probe_timers_need_the_flag_and_are_warned_about() {
+    // The flag may come after the probes in the file: it is read first.
+    let text = with_probe("", "request_timeout = 5", "interval = \"100ms\"\ntimeout = \"50ms\"")
+        .replace("[gateway]\n\n", "")
+        + "\n[gateway]\nallow_subsecond_timers = true\n";
+    let cfg = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.gateway.allow_subsecond_timers);
+    assert_eq!(
+        (cfg.probes[0].interval, cfg.probes[0].timeout),
+        (Duration::from_millis(100), Duration::from_millis(50))
+    );
+    assert_eq!(
+        warnings(&cfg),
+        [
+            "gw.toml:23: [[probe]] \"p\", field `interval`: 100ms is not a whole number of seconds (Application Gateway v2 takes 1 to 86400 s); accepted because [gateway] allow_subsecond_timers = true",
+            "gw.toml:24: [[probe]] \"p\", field `timeout`: 50ms is not a whole number of seconds (Application Gateway v2 takes 1 to 86400 s); accepted because [gateway] allow_subsecond_timers = true",
+        ]
+    );
+    assert!(cfg.describe().contains("allow_subsecond_timers = true"), "{}", cfg.describe());
+    // Whole seconds with the flag: nothing to warn about.
+    let cfg = load(&with_probe("allow_subsecond_timers = true", "", "interval = 5\ntimeout = \"3s\"")).unwrap();
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    // The flag covers probe timers only.
+    let cfg = load(&with_probe("", "request_timeout = \"250ms\"", "interval = 5\ntimeout = 5")).unwrap();
+    assert_eq!(cfg.settings[0].request_timeout, Duration::from_millis(250));
+}
+
+#[test]
+fn a_probe_speaks_the_protocol_of_every_settings_that_use_it() {
+    // An https probe on http settings, and the default (http) probe
+    // protocol on https settings: each named with both sides.
+    let text = with_probe("", "", "protocol = \"https\"")
+        + "\n[[backend_http_settings]]\nname = \"tls\"\nprotocol = \"https\"\nprobe = \"q\"\n\n[[probe]]\nname = \"q\"\n";
+    let errs = errors(&text);
+    assert_eq!(
+        errs,
+        [
+            "gw.toml:14: [[backend_http_settings]] \"setting01\", field `probe`: probe \"p\" uses protocol https but these settings use http: a probe must use the protocol of every [[backend_http_settings]] that uses it (set `protocol = \"http\"` in the probe, or use another probe)",
+            "gw.toml:30: [[backend_http_settings]] \"tls\", field `probe`: probe \"q\" uses protocol http but these settings use https: a probe must use the protocol of every [[backend_http_settings]] that uses it (set `protocol = \"https\"` in the probe, or use another probe)",
+        ]
+    );
+    let ok = with_probe("", "protocol = \"https\"", "protocol = \"https\"");
+    assert_eq!(load(&ok).unwrap_or_else(|e| panic!("{e}")).probes[0].protocol, Protocol::Https);
+}
+
+#[test]
+fn a_probe_timeout_beyond_the_request_timeout_is_a_warning() {
+    let cfg = load(&with_probe("", "request_timeout = 5", "interval = 30\ntimeout = 10")).unwrap();
+    assert_eq!(
+        warnings(&cfg),
+        [
+            "gw.toml:26: [[probe]] \"p\", field `timeout`: the time-out (10s) is longer than request_timeout (5s) of [[backend_http_settings]] \"setting01\", which uses this probe: a server too slow to answer requests still passes its probe"
+        ]
+    );
+    let cfg = load(&with_probe("", "request_timeout = 10", "interval = 30\ntimeout = 10")).unwrap();
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+}
+
+#[test]
+fn a_match_body_is_at_most_4090_characters() {
+    // Characters, not bytes: 4090 two-byte characters are allowed.
+    let body = "é".repeat(4090);
+    let cfg = load(&with_probe("", "", &format!("match = {{ body = \"{body}\" }}"))).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.probes[0].body.as_deref(), Some(body.as_str()));
+    let errs = errors(&with_probe("", "", &format!("match = {{ body = \"{}\" }}", "x".repeat(4091))));
+    assert_eq!(
+        errs,
+        [
+            "gw.toml:25: [[probe]] \"p\" match, field `body`: 4091 characters is too long (at most 4090, as Application Gateway v2)"
+        ]
+    );
+}
+
+#[test]
+fn a_probe_port_overrides_the_servers_for_probes_only() {
+    let cfg = load(&with_probe("", "port = 8080", "port = 8081")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((cfg.probes[0].port, cfg.settings[0].port), (Some(8081), 8080));
+    assert!(cfg.describe().contains("(sent to port 8081 of each server)"), "{}", cfg.describe());
+    assert_eq!(load(MINIMAL).unwrap().probe_for(SettingsId(0)).port, None, "the default probe has none");
+    let errs = errors(&with_probe("", "", "port = 0"));
+    assert_eq!(errs, ["gw.toml:25: [[probe]] \"p\", field `port`: 0 is out of range (allowed: 1 to 65535)"]);
+    let errs = errors(&with_probe("", "", "port = \"8081\""));
+    assert_eq!(errs, ["gw.toml:25: [[probe]] \"p\", field `port`: expected an integer, found a string"]);
+}
+
 #[test]
 fn unreadable_file_is_one_clear_error() {
     let e = load_file(Path::new("/nonexistent/ringgate.toml")).unwrap_err();
@@ -497,4 +633,49 @@ fn slow_start_attempt_timeout_and_timeout_status() {
     ] {
         assert!(errs.iter().any(|e| e.contains(needle)), "no error containing {needle:?} in {errs:#?}");
     }
+}
+
+#[test]
+fn min_servers_defaults_to_0_and_warns_when_it_covers_a_whole_pool() {
+    assert_eq!(load(MINIMAL).unwrap().probe_for(SettingsId(0)).min_servers, 0);
+    let two =
+        MINIMAL.replace("addresses = [\"127.0.0.1:9000\"]", "addresses = [\"127.0.0.1:9000\", \"127.0.0.1:9001\"]");
+    let probed = |n: &str| {
+        format!(
+            "{}\n[[probe]]\nname = \"p\"\nmin_servers = {n}\n",
+            two.replace("name = \"setting01\"", "name = \"setting01\"\nprobe = \"p\"")
+        )
+    };
+    let cfg = load(&probed("1")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.probes[0].min_servers, 1);
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    assert!(
+        cfg.describe().contains(", min_servers 1 (kept in rotation whatever their probes say)"),
+        "{}",
+        cfg.describe()
+    );
+    let cfg = load(&probed("2")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        warnings(&cfg),
+        [
+            "gw.toml:22: [[probe]] \"p\", field `min_servers`: 2 is at least the 2 servers of backend pool \"pool01\": all of them stay in rotation whatever their probes say"
+        ]
+    );
+    let errs = errors(&probed("-1"));
+    assert_eq!(errs, ["gw.toml:22: [[probe]] \"p\", field `min_servers`: -1 is out of range (allowed: 0 to 10000)"]);
+}
+
+#[test]
+fn unprobed_servers_serve_by_default_or_wait() {
+    assert_eq!(load(MINIMAL).unwrap().gateway.unprobed_servers, UnprobedServers::Serve);
+    let cfg = load(&format!("[gateway]\nunprobed_servers = \"wait\"\n{MINIMAL}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.gateway.unprobed_servers, UnprobedServers::Wait);
+    assert!(cfg.describe().contains("unprobed_servers = wait"), "{}", cfg.describe());
+    let errs = errors(&format!("[gateway]\nunprobed_servers = \"later\"\n{MINIMAL}"));
+    assert_eq!(
+        errs,
+        [
+            "gw.toml:2: [gateway], field `unprobed_servers`: \"later\" is not \"serve\" (a server takes requests before its first probe) or \"wait\" (not until a probe succeeds)"
+        ]
+    );
 }

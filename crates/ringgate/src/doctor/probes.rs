@@ -72,7 +72,7 @@ pub(super) fn probe_all(cfg: &Config) -> Checks {
                 Ok(a) => (a.first().copied(), None),
                 Err(e) => (None, Some(e)),
             };
-            let url = format!("{}://{}{}", probe.protocol, server, probe.path);
+            let url = ringgate_health::probe_url(probe.protocol, &server, probe.port, &probe.path);
             let tls = ProbeTls::for_settings(settings, &s.host, &probe);
             let (tls, other_tls) = match probe.protocol {
                 Protocol::Https => (tls, None),

@@ -414,6 +414,31 @@ fn health_path_answers_per_set_health() {
     assert_eq!(c.response().status, 204);
 }
 
+#[test]
+fn held_health_answers_only_once_released_and_traffic_goes_on() {
+    let b = Backend::builder().name("held").hold_health().start().expect("start");
+    let mut probe = Client::connect(&b);
+    probe.send(b"GET /health HTTP/1.1\r\n\r\n");
+    probe.expect_silence();
+    // Other paths are answered meanwhile.
+    let mut c = Client::connect(&b);
+    c.send(GET);
+    assert_eq!(c.response().status, 200);
+    b.release_health();
+    assert_eq!(probe.response().body, b"healthy");
+    // From now on at once.
+    probe.send(b"GET /health HTTP/1.1\r\n\r\n");
+    assert_eq!(probe.response().status, 200);
+}
+
+#[test]
+fn a_held_health_answer_never_outlives_the_idle_timeout() {
+    let b = Backend::builder().hold_health().idle_timeout(Duration::from_millis(200)).start().expect("start");
+    let mut c = Client::connect(&b);
+    c.send(b"GET /health HTTP/1.1\r\n\r\n");
+    assert_eq!(c.response().status, 200, "answered once the bound passed");
+}
+
 // ---- modes ----------------------------------------------------------------
 
 #[test]
