@@ -835,3 +835,39 @@ fn under_serve_a_server_takes_requests_before_its_first_probe_answers() {
     late.release_health();
     wait_state(&gw, &late.addr().to_string(), "Healthy");
 }
+
+/// Reasons as Application Gateway v2 words them (with ringgate's detail
+/// after), and each pool summed up as Up, Partial or Down.
+#[test]
+fn reasons_and_pool_status_follow_application_gateway_v2() {
+    let b1 = backend("b1", 200, "all ok");
+    let b2 = backend("b2", 200, "all ok");
+    let probe = "path = \"/health\"\ninterval = \"100ms\"\nunhealthy_threshold = 1\nmatch = { status_codes = [\"200-399\"], body = \"ok\" }\n";
+    let gw = Gateway::start(&gateway_config(&addrs(&[b1.addr(), b2.addr()]), 80, Some(probe)));
+    let (a1, a2) = (b1.addr().to_string(), b2.addr().to_string());
+    wait_state(&gw, &a1, "Healthy");
+    wait_state(&gw, &a2, "Healthy");
+    assert_eq!(view(&gw)["rules"][0]["pool_status"], "Up");
+
+    b1.set_health(404, "gone");
+    let s = wait_state(&gw, &a1, "Unhealthy");
+    let reason = s["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("Status code of the backend's HTTP response did not match the probe setting. Expected:{200-399} Received:{404}."),
+        "{reason}"
+    );
+    assert!(reason.contains("(status code mismatch: got 404)"), "ringgate's detail follows: {reason}");
+    assert_eq!(view(&gw)["rules"][0]["pool_status"], "Partial");
+
+    b2.set_health(200, "nothing here");
+    let s = wait_state(&gw, &a2, "Unhealthy");
+    let reason = s["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("Body of the backend's HTTP response did not match the probe setting. Received response body does not contain {ok}."),
+        "{reason}"
+    );
+    assert_eq!(view(&gw)["rules"][0]["pool_status"], "Down");
+    let out = ringgate(&["health", "--admin", &gw.admin().to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("pools: pool01 / setting01 Down"), "{text}");
+}

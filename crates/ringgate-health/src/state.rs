@@ -114,6 +114,27 @@ impl ProbeFailure {
     }
 }
 
+impl ProbeFailure {
+    /// The reason as Application Gateway v2's backend health words it,
+    /// where it has a sentence for it, with ringgate's own detail after it
+    /// (else ringgate's alone). `expected` is the probe's accepted status
+    /// codes (`200-399`), `body` its body match.
+    pub fn appgw_reason(&self, expected: &str, body: Option<&str>) -> String {
+        let v2 = match self {
+            ProbeFailure::ProbeTimeout | ProbeFailure::ConnectTimeout => "Time taken by the backend to respond to application gateway's health probe is more than the time-out threshold in the probe setting.".to_string(),
+            ProbeFailure::StatusMismatch(got) => format!(
+                "Status code of the backend's HTTP response did not match the probe setting. Expected:{{{expected}}} Received:{{{got}}}."
+            ),
+            ProbeFailure::BodyMismatch(_) => format!(
+                "Body of the backend's HTTP response did not match the probe setting. Received response body does not contain {{{}}}.",
+                body.unwrap_or_default()
+            ),
+            _ => return self.to_string(),
+        };
+        format!("{v2} ({self})")
+    }
+}
+
 impl fmt::Display for ProbeFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

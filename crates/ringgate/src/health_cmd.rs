@@ -34,6 +34,18 @@ pub fn run(admin: &str, json: bool) -> ExitCode {
     let failing = failing_rules(&view);
     if !json {
         print!("{}", render(&view, &rows));
+        // Each pool (with its settings) once, as Application Gateway v2
+        // sums it up: Up, Down or Partial.
+        let mut pools: Vec<String> = Vec::new();
+        for r in view.rules.iter().filter(|r| !r.pool_status.is_empty()) {
+            let line = format!("{} / {} {}", r.pool, r.settings, r.pool_status);
+            if !pools.contains(&line) {
+                pools.push(line);
+            }
+        }
+        if !pools.is_empty() {
+            println!("pools: {}", pools.join(", "));
+        }
         for (rule, why) in &failing {
             println!("rule {rule} answers 502 {why}");
         }

@@ -30,7 +30,22 @@ pub struct RuleView {
     pub settings: String,
     pub request_timeout_ms: u64,
     pub probe: ProbeView,
+    /// The pool as Application Gateway v2 sums it up: `Up` (every server
+    /// takes requests), `Down` (none does) or `Partial`.
+    pub pool_status: String,
     pub servers: Vec<ServerView>,
+}
+
+/// `Up`, `Down` or `Partial` (an empty pool is `Down`).
+pub fn pool_status(servers: &[ServerView]) -> &'static str {
+    let up = servers.iter().filter(|s| s.in_rotation).count();
+    if up == 0 {
+        "Down"
+    } else if up == servers.len() {
+        "Up"
+    } else {
+        "Partial"
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,7 +137,19 @@ fn rfc3339(t: Option<SystemTime>) -> Option<String> {
     t.map(|t| humantime::format_rfc3339_millis(t).to_string())
 }
 
-pub fn server_view(e: &HealthEntry) -> ServerView {
+/// The probe's accepted status codes as Application Gateway writes them
+/// (`200-399`, `200,301-302`).
+fn status_text(codes: &[std::ops::RangeInclusive<u16>]) -> String {
+    codes
+        .iter()
+        .map(|r| if r.start() == r.end() { r.start().to_string() } else { format!("{}-{}", r.start(), r.end()) })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A server's view; `probe` (what probes it) words the reason as
+/// Application Gateway v2 does.
+pub fn server_view(e: &HealthEntry, probe: Option<&ringgate_config::Probe>) -> ServerView {
     // The prober changes state and counters under this lock: read both under it.
     let detail = e.detail();
     let state = e.state();
@@ -144,7 +171,10 @@ pub fn server_view(e: &HealthEntry) -> ServerView {
         latency_ms: d.last_latency.map(|l| l.as_secs_f64() * 1000.0),
         consecutive_failures: d.counters.consecutive_failures,
         consecutive_successes: d.counters.consecutive_successes,
-        reason: d.last_failure.as_ref().map(|f| f.to_string()),
+        reason: d.last_failure.as_ref().map(|f| match probe {
+            Some(p) => f.appgw_reason(&status_text(&p.status_codes), p.body.as_deref()),
+            None => f.to_string(),
+        }),
         reason_kind: d.last_failure.as_ref().map(|f| f.kind().to_string()),
         probes: d.probes,
         failures: d.failures,
@@ -190,10 +220,18 @@ pub fn build(shared: &Shared, table: &HealthTable) -> HealthView {
             settings: cfg.settings[r.settings.0].name.clone(),
             request_timeout_ms: cfg.settings[r.settings.0].request_timeout.as_millis() as u64,
             probe: probe_view(cfg, r.settings),
-            servers: rp.servers.iter().map(|s| server_view(&s.health)).collect(),
+            pool_status: String::new(),
+            servers: {
+                let probe = cfg.probe_for(r.settings);
+                rp.servers.iter().map(|s| server_view(&s.health, Some(&probe))).collect()
+            },
+        })
+        .map(|mut v: RuleView| {
+            v.pool_status = pool_status(&v.servers).to_string();
+            v
         })
         .collect();
     let live = plan.server_keys();
-    let removed = table.list().iter().filter(|e| !live.contains(e.key())).map(|e| server_view(e)).collect();
+    let removed = table.list().iter().filter(|e| !live.contains(e.key())).map(|e| server_view(e, None)).collect();
     HealthView { generation: plan.generation, draining: shared.is_draining(), rules, removed }
 }
