@@ -100,6 +100,31 @@ impl Ca {
         params.signed_by(&self.issuer).expect("sign the CRL").pem().expect("CRL PEM")
     }
 
+    /// A leaf for `names` naming `ocsp_url` as its OCSP responder (an
+    /// Authority Information Access extension).
+    pub fn leaf_with_ocsp_url(&self, names: &[&str], ocsp_url: &str) -> Leaf {
+        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(sans).expect("leaf parameters");
+        params.distinguished_name.push(DnType::CommonName, names[0]);
+        // AuthorityInfoAccessSyntax: SEQUENCE { SEQUENCE { id-ad-ocsp, [6] URI } }.
+        let url = ocsp_url.as_bytes();
+        let oid_ocsp = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01];
+        let mut desc = oid_ocsp.to_vec();
+        desc.push(0x86);
+        desc.push(url.len() as u8);
+        desc.extend_from_slice(url);
+        let mut access = vec![0x30, desc.len() as u8];
+        access.extend_from_slice(&desc);
+        let mut aia = vec![0x30, access.len() as u8];
+        aia.extend_from_slice(&access);
+        params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], aia)];
+        let serial = next_serial();
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign the leaf");
+        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone(), serial }
+    }
+
     /// A leaf for `names` that expires `days` days from today (midnight UTC).
     pub fn leaf_expiring(&self, names: &[&str], days: u64) -> Leaf {
         let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();

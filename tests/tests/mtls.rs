@@ -283,7 +283,7 @@ fn tls_policy_and_mutual_tls_errors_name_the_field() {
     let p = pki();
     std::fs::write(dir.path().join("cert.pem"), &p.server.cert_pem).unwrap();
     std::fs::write(dir.path().join("cert.key"), &p.server.key_pem).unwrap();
-    let config = "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:8443\"\nprotocol = \"https\"\ncertificate = \"cert.pem\"\nprivate_key = \"cert.key\"\ntls_policy = { min_protocol = \"TLSv1_2\", cipher_suites = [\"TLS_RSA_WITH_AES_128_CBC_SHA\"] }\nclient_certificate = \"optional\"\n\n[[listener]]\nname = \"b\"\nlisten = \"127.0.0.1:8444\"\nprotocol = \"https\"\ncertificate = \"cert.pem\"\nprivate_key = \"cert.key\"\ntls_policy = \"AppGwSslPolicy20150501\"\ntrusted_client_certificates = \"missing.pem\"\n";
+    let config = "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:8443\"\nprotocol = \"https\"\ncertificate = \"cert.pem\"\nprivate_key = \"cert.key\"\ntls_policy = { min_protocol = \"TLSv1_2\", cipher_suites = [\"TLS_RSA_WITH_AES_128_CBC_SHA\"] }\nclient_certificate = \"optional\"\n\n[[listener]]\nname = \"b\"\nlisten = \"127.0.0.1:8444\"\nprotocol = \"https\"\ncertificate = \"cert.pem\"\nprivate_key = \"cert.key\"\ntls_policy = \"AppGwSslPolicy20150501\"\ntrusted_client_certificates = \"missing.pem\"\nocsp_response = \"cert.ocsp\"\n";
     let path = dir.path().join("gw.toml");
     std::fs::write(&path, config).unwrap();
     let out =
@@ -295,6 +295,7 @@ fn tls_policy_and_mutual_tls_errors_name_the_field() {
         "field `client_certificate`: needs trusted_client_certificates",
         "field `tls_policy`: \"AppGwSslPolicy20150501\" allows TLS 1.0 and 1.1",
         "field `trusted_client_certificates`: cannot read",
+        "field `ocsp_response`: the certificate names no OCSP responder",
     ] {
         assert!(text.contains(needle), "no {needle:?} in:\n{text}");
     }
@@ -322,4 +323,76 @@ fn certificate_expiry_is_a_metric_and_a_doctor_warning() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("expires in 9 days") || text.contains("expires in 10 days"), "{text}");
     assert!(text.contains("renew it"), "{text}");
+}
+
+/// Records the OCSP response the server stapled, then verifies as webpki.
+#[derive(Debug)]
+struct StapleRecorder {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    stapled: std::sync::Mutex<Vec<u8>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for StapleRecorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.stapled.lock().expect("lock") = ocsp_response.to_vec();
+        self.inner.verify_server_cert(end_entity, intermediates, server_name, &[], now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// OCSP stapling: a listener certificate naming an OCSP responder, with a
+/// response file, has that response stapled to its handshakes; one naming
+/// none is refused at load.
+#[test]
+fn an_ocsp_response_is_stapled() {
+    let server_ca = Ca::new("server CA");
+    let leaf = server_ca.leaf_with_ocsp_url(&["localhost"], "http://ocsp.example/");
+    let p = Pki { server_ca, server: leaf, clients: Ca::new("clients CA") };
+    let b = Backend::start_ok("b").unwrap();
+    // Not a signed response, but shaped as DER: rustls staples it as given.
+    let response: Vec<u8> = [0x30, 0x0a].iter().chain(b"ocsp-bytes").copied().collect();
+    let dir_files = [("cert.ocsp", String::from_utf8_lossy(&response).into_owned())];
+    let gw = gateway(&p, &b, "ocsp_response = \"cert.ocsp\"", &dir_files);
+    let mut roots = RootCertStore::empty();
+    roots.add(p.server_ca.der.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().unwrap();
+    let recorder = Arc::new(StapleRecorder { inner, stapled: std::sync::Mutex::new(Vec::new()) });
+    let cfg = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(TLS13)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(recorder.clone())
+        .with_no_client_auth();
+    assert_eq!(tls_get(gw.addr("tls"), Arc::new(cfg), "/stapled").unwrap().0, 200);
+    assert_eq!(*recorder.stapled.lock().unwrap(), response, "the response file, stapled");
 }

@@ -866,6 +866,7 @@ const LISTENER_FIELDS: &[&str] = &[
     "client_certificate",
     "verify_client_cert_issuer_dn",
     "client_crl",
+    "ocsp_response",
 ];
 const TLS_POLICY_FIELDS: &[&str] = &["min_protocol", "cipher_suites"];
 
@@ -994,7 +995,19 @@ fn read_listener(d: &mut Diags, t: &DeTable<'_>, at: usize, n: usize) -> RawList
                 let (certificate, private_key) = (f.d.base.join(c), f.d.base.join(k));
                 let policy = read_tls_policy(&mut f);
                 let client_auth = read_client_auth(&mut f);
-                match ringgate_tls::load_certified_key(&certificate, &private_key) {
+                let ocsp = f.string_at("ocsp_response").map(|(p, at)| (f.d.base.join(p), at));
+                let loaded = ringgate_tls::load_certified_key(&certificate, &private_key);
+                let loaded = match (loaded, ocsp) {
+                    (Ok(key), Some((path, at))) => match ringgate_tls::with_ocsp_response(&key, &path) {
+                        Ok(k) => Ok(k),
+                        Err(e) => {
+                            f.err(at, "ocsp_response", e);
+                            Ok(key)
+                        }
+                    },
+                    (other, _) => other,
+                };
+                match loaded {
                     Ok(key) => policy.zip(client_auth).map(|(policy, client_auth)| crate::model::ListenerTls {
                         certificate,
                         private_key,

@@ -24,7 +24,7 @@ mod session;
 pub use client::{client_config, server_name, with_well_known_roots};
 pub use client_auth::{CertFailure, ClientAuth, ClientCert};
 pub use names::{NameMismatch, certificate_names, name_mismatch};
-pub use pem::{load_certified_key, load_roots, not_after};
+pub use pem::{load_certified_key, load_roots, not_after, ocsp_urls, with_ocsp_response};
 pub use policy::{TlsPolicy, suite_name};
 pub use rustls::{ClientConfig, RootCertStore, ServerConfig, sign::CertifiedKey};
 pub use server::{SniSite, glob_match, server_config};

@@ -27,6 +27,46 @@ pub fn not_after(der: &[u8]) -> Option<std::time::SystemTime> {
     Some(at)
 }
 
+/// The OCSP responder URLs a certificate names (its Authority Information
+/// Access extension).
+pub fn ocsp_urls(der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return Vec::new() };
+    let ocsp = x509_parser::oid_registry::OID_PKIX_ACCESS_DESCRIPTOR_OCSP;
+    cert.extensions()
+        .iter()
+        .filter_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityInfoAccess(aia) => Some(aia),
+            _ => None,
+        })
+        .flat_map(|aia| aia.iter())
+        .filter(|d| d.access_method == ocsp)
+        .filter_map(|d| match &d.access_location {
+            GeneralName::URI(u) => Some((*u).to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `key` with the OCSP response in `path` to staple (DER, as an OCSP
+/// responder gives it), for a certificate that names an OCSP responder.
+pub fn with_ocsp_response(key: &CertifiedKey, path: &Path) -> Result<Arc<CertifiedKey>, String> {
+    let leaf = key.cert.first().ok_or("the certificate chain is empty")?;
+    if ocsp_urls(leaf).is_empty() {
+        return Err("the certificate names no OCSP responder (no OCSP URL in its Authority Information Access), so clients would not ask for a stapled response".into());
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // An OCSPResponse is a DER SEQUENCE; a PEM or text file is a mistake.
+    if bytes.first() != Some(&0x30) || bytes.len() < 8 {
+        return Err(format!(
+            "{} is not a DER OCSP response (get one with `openssl ocsp ... -respout {}`)",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(Arc::new(CertifiedKey { cert: key.cert.clone(), key: key.key.clone(), ocsp: Some(bytes) }))
+}
+
 /// A certificate chain and its private key, checked to belong together.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
     let chain = certs(cert)?;
