@@ -92,15 +92,7 @@ async fn serve(w: Rc<Worker>, mut stream: TcpStream, mut peer: SocketAddr, socke
                 // A plain-HTTP client that reached this port directly is told
                 // why; anything else cannot read an answer.
                 if tls.is_none() && first.first().is_some_and(u8::is_ascii_uppercase) {
-                    let conn = ConnInfo {
-                        peer,
-                        socket,
-                        port,
-                        tls: None,
-                        forwarded_for_trusted,
-                        client_cert: None,
-                        client_cert_required: false,
-                    };
+                    let conn = ConnInfo::new(peer, socket, port, forwarded_for_trusted);
                     let why = "400 Bad Request: this port expects a PROXY protocol header from the load balancer in front of it";
                     Client::new(w, stream, conn, Some(guard), first).refuse(why).await;
                 }
@@ -113,27 +105,11 @@ async fn serve(w: Rc<Worker>, mut stream: TcpStream, mut peer: SocketAddr, socke
     if let Some(tls) = tls {
         // Boxed: the handshake and a TLS stream's buffers would otherwise make
         // every connection's task, plain ones included, several KB larger.
-        let conn = ConnInfo {
-            peer,
-            socket,
-            port,
-            tls: None,
-            forwarded_for_trusted,
-            client_cert: None,
-            client_cert_required: false,
-        };
+        let conn = ConnInfo::new(peer, socket, port, forwarded_for_trusted);
         Box::pin(serve_tls(w, stream, conn, guard, tls, deadline, first)).await;
         return;
     }
-    let conn = ConnInfo {
-        peer,
-        socket,
-        port,
-        tls: None,
-        forwarded_for_trusted,
-        client_cert: None,
-        client_cert_required: false,
-    };
+    let conn = ConnInfo::new(peer, socket, port, forwarded_for_trusted);
     if !h2c {
         w.gauges.count_connection(false);
         Client::new(w, stream, conn, Some(guard), first).run().await;

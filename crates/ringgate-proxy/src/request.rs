@@ -169,6 +169,21 @@ pub(crate) struct ConnInfo {
     pub client_cert_required: bool,
 }
 
+impl ConnInfo {
+    /// Before a TLS handshake (if any) has told more.
+    pub fn new(peer: SocketAddr, socket: SocketKey, port: u16, forwarded_for_trusted: bool) -> ConnInfo {
+        ConnInfo {
+            peer,
+            socket,
+            port,
+            tls: None,
+            forwarded_for_trusted,
+            client_cert: None,
+            client_cert_required: false,
+        }
+    }
+}
+
 pub(crate) struct Client<S> {
     pub w: Rc<Worker>,
     pub stream: S,
