@@ -53,6 +53,18 @@ fn server(gw: &Gateway, address: &str) -> Value {
     server_of(&v, "rule01", address).unwrap_or_else(|| panic!("no server {address} in rule01: {v:#}"))
 }
 
+/// ringgate's own words for a server's reason: what follows Application
+/// Gateway v2's sentence, in parentheses, where v2 has one.
+fn own_reason(s: &Value) -> Value {
+    let r = s["reason"].as_str().unwrap_or_default();
+    match r.rfind(" (") {
+        Some(i) if r.ends_with(')') && r.starts_with(|c: char| c.is_ascii_uppercase()) => {
+            Value::from(&r[i + 2..r.len() - 1])
+        }
+        _ => s["reason"].clone(),
+    }
+}
+
 fn state(s: &Value) -> &str {
     s["state"].as_str().unwrap_or_else(|| panic!("server view without a state: {s:#}"))
 }
@@ -220,7 +232,7 @@ fn all_unhealthy_pool_answers_502_without_backend_io() {
     let gw = Gateway::start(&gateway_config(&addrs(&[b1.addr(), b2.addr()]), 80, Some(probe)));
     for b in [&b1, &b2] {
         let s = wait_state(&gw, &b.addr().to_string(), "Unhealthy");
-        assert_eq!(s["reason"], "status code mismatch: got 503", "{s:#}");
+        assert_eq!(own_reason(&s), "status code mismatch: got 503", "{s:#}");
     }
 
     let started = Instant::now();
@@ -297,7 +309,7 @@ fn status_mismatch_is_reported_with_the_code() {
         "path = \"/health\"\ninterval = \"100ms\"\nunhealthy_threshold = 1\nmatch = { status_codes = [\"200\"] }\n";
     let gw = Gateway::start(&gateway_config(&addrs(&[no_content.addr(), ok.addr()]), 80, Some(probe)));
     let s = wait_state(&gw, &no_content.addr().to_string(), "Unhealthy");
-    assert_eq!(s["reason"], "status code mismatch: got 204", "{s:#}");
+    assert_eq!(own_reason(&s), "status code mismatch: got 204", "{s:#}");
     assert_eq!(s["reason_kind"], "status_mismatch", "{s:#}");
     assert_eq!(s["last_status"], 204, "{s:#}");
     // The same probe accepts the 200.
@@ -313,7 +325,7 @@ fn body_mismatch_is_reported() {
     let probe = "path = \"/health\"\ninterval = \"100ms\"\nunhealthy_threshold = 1\nmatch = { body = \"ok\" }\n";
     let gw = Gateway::start(&gateway_config(&addrs(&[degraded.addr(), fine.addr()]), 80, Some(probe)));
     let s = wait_state(&gw, &degraded.addr().to_string(), "Unhealthy");
-    assert_eq!(s["reason"], "body mismatch", "{s:#}");
+    assert_eq!(own_reason(&s), "body mismatch", "{s:#}");
     assert_eq!(s["reason_kind"], "body_mismatch", "{s:#}");
     // A body that contains the expected text passes.
     let s = wait_state(&gw, &fine.addr().to_string(), "Healthy");
@@ -326,7 +338,7 @@ fn body_mismatch_reports_the_status_that_came_with_the_body() {
     let probe = "path = \"/health\"\ninterval = \"100ms\"\nunhealthy_threshold = 1\nmatch = { body = \"ok\" }\n";
     let gw = Gateway::start(&gateway_config(&addrs(&[degraded.addr()]), 80, Some(probe)));
     let s = wait_state(&gw, &degraded.addr().to_string(), "Unhealthy");
-    assert_eq!(s["reason"], "body mismatch", "{s:#}");
+    assert_eq!(own_reason(&s), "body mismatch", "{s:#}");
     // The server answered 200; `ringgate health` shows this in its STATUS column.
     assert_eq!(s["last_status"], 200, "{s:#}");
 }
@@ -347,7 +359,7 @@ fn connection_refused_and_connect_timeout_are_told_apart() {
         (stalled.addr(), "probe time-out", "probe_timeout"),
     ] {
         let s = wait_state(&gw, &addr.to_string(), "Unhealthy");
-        assert_eq!((&s["reason"], &s["reason_kind"]), (&Value::from(reason), &Value::from(kind)), "{s:#}");
+        assert_eq!((own_reason(&s), &s["reason_kind"]), (Value::from(reason), &Value::from(kind)), "{s:#}");
     }
     // The stalled server did get the probe's request: it is the answer that never came.
     assert!(stalled.requests_to(PROBE_PATH) >= 1);
@@ -503,7 +515,7 @@ fn health_command_lists_unhealthy_servers_first_with_reasons() {
     let out = ringgate(&["health", "--admin", &admin]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "every server is healthy\n{text}");
-    assert!(text.lines().skip(2).all(|l| l.starts_with("Healthy")), "{text}");
+    assert!(text.lines().skip(2).filter(|l| !l.starts_with("pools:")).all(|l| l.starts_with("Healthy")), "{text}");
 
     // Nothing listens there: the gateway cannot be asked.
     let nobody = backend("nobody", 200, "ok");
