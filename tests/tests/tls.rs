@@ -39,7 +39,7 @@ const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 
 /// The `[gateway]` table: one worker, admin API on port 0, no access log,
 /// sub-second probe timers allowed (the probes here run every 100 ms).
-const GATEWAY: &str = "[gateway]\nworkers = 1\nadmin_listen = \"127.0.0.1:0\"\naccess_log = \"off\"\ndrain_timeout = 5\nallow_subsecond_timers = true\n";
+const GATEWAY: &str = "[gateway]\nworkers = 1\nadmin_listen = \"127.0.0.1:0\"\naccess_log = \"off\"\nallow_subsecond_timers = true\ndrain_timeout = 5\n";
 
 /// The lines of an https listener on `listen` answering `host_names` with
 /// the certificate in `<cert>.pem` and its key in `<cert>.key`.
