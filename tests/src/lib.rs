@@ -674,7 +674,7 @@ pub fn sites_config(sites: &[Site<'_>]) -> String {
     // Sub-second probe timers are allowed, explicitly, because the suites
     // probe every 100 ms so thresholds are crossed within a test.
     let mut out = String::from(
-        "[gateway]\nworkers = 1\nadmin_listen = \"127.0.0.1:0\"\naccess_log = \"stdout\"\ndrain_timeout = 5\nallow_subsecond_timers = true\n",
+        "[gateway]\nworkers = 1\nallow_subsecond_timers = true\nadmin_listen = \"127.0.0.1:0\"\naccess_log = \"stdout\"\ndrain_timeout = 5\n",
     );
     for s in sites {
         let n = s.listener;
@@ -730,10 +730,10 @@ pub fn probed_config(
     format!(
         r#"[gateway]
 workers = 1
+allow_subsecond_timers = true
 admin_listen = "{admin}"
 access_log = "off"
 drain_timeout = 5
-allow_subsecond_timers = true
 
 [[listener]]
 name = "public"
@@ -767,10 +767,10 @@ pub fn simple_config(addresses: &[SocketAddr], settings_extra: &str) -> String {
     format!(
         r#"[gateway]
 workers = 1
+allow_subsecond_timers = true
 admin_listen = "127.0.0.1:0"
 access_log = "stdout"
 drain_timeout = 5
-allow_subsecond_timers = true
 
 [[listener]]
 name = "public"
