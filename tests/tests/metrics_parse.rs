@@ -2,6 +2,8 @@
 //! (prometheus-parse): every line parses, the families have their types, and
 //! counters move as requests are made.
 
+use std::time::Duration;
+
 use prometheus_parse::{Sample, Scrape, Value};
 use ringgate_e2e::*;
 
@@ -46,7 +48,12 @@ fn metrics_parse_as_prometheus_text_and_counters_move() {
     assert_eq!(r.status, 502);
     let code = r.header("x-ringgate-error").unwrap().to_string();
 
-    let after = scrape(&gw);
+    // A request is counted just after its answer is written: wait for it.
+    let mut after = scrape(&gw);
+    wait_until(Duration::from_secs(10), || {
+        after = scrape(&gw);
+        requests(&after, "502", &code) == 1.0
+    });
     assert_eq!(requests(&after, "200", ""), 7.0);
     assert_eq!(requests(&after, "502", &code), 1.0);
     // Histograms carry their buckets, sum and count.
