@@ -2,6 +2,8 @@
 //! (prometheus-parse): every line parses, the families have their types, and
 //! counters move as requests are made.
 
+use std::time::Duration;
+
 use prometheus_parse::{Sample, Scrape, Value};
 use ringgate_e2e::*;
 
@@ -43,7 +45,13 @@ fn metrics_parse_as_prometheus_text_and_counters_move() {
     assert_eq!(r.status, 502);
     let code = r.header("x-ringgate-error").unwrap().to_string();
 
-    let after = scrape(&gw);
+    // A request is counted just after its answer is written: the scrape
+    // waits (boundedly) for the last one.
+    let mut after = scrape(&gw);
+    wait_until(Duration::from_secs(5), || {
+        after = scrape(&gw);
+        requests(&after, "5xx", &code) >= 1.0
+    });
     assert_eq!(requests(&after, "2xx", ""), 7.0);
     assert_eq!(requests(&after, "5xx", &code), 1.0);
     // Histograms carry their buckets, sum and count.
