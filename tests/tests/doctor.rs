@@ -740,3 +740,23 @@ fn doctor_counts_time_outs_over_the_recent_window_only() {
     assert!(findings(&report, "request_timeout").is_empty(), "{report:#}");
     println!("{}", doctor(gw.config_path(), Some(gw.admin()), false).stdout);
 }
+
+/// Servers that fail their probe but that `min_servers` keeps in rotation
+/// still serve: doctor reports them, without an ALL_UNHEALTHY verdict.
+#[test]
+fn doctor_knows_min_servers_keeps_a_failing_server_serving() {
+    let b1 = Backend::builder().name("b1").health(404, "not found").start().expect("start test backend");
+    let b2 = Backend::builder().name("b2").health(404, "not found").start().expect("start test backend");
+    let servers = addrs(&[b1.addr(), b2.addr()]);
+    let probe = format!("{FAST_PROBE}min_servers = 1\n");
+    let gw = Gateway::start(&config(&servers, 80, "", Some(&probe), "127.0.0.1:0"));
+    for a in &servers {
+        wait_state(&gw, a, "Unhealthy");
+    }
+    assert_eq!(get(gw.addr("public"), "/").status, 200, "b1 is kept in rotation");
+    let (report, run) = doctor_json(gw.config_path(), Some(gw.admin()));
+    let verdict = only_verdict(&report);
+    assert!(verdict["code"].is_null(), "no 502 verdict while a kept server serves: {report:#}\n{}", run.show());
+    assert_eq!(run.code, Some(0), "{}", run.show());
+    assert_eq!(findings(&report, "custom_probe").len(), 2, "both failing servers are still reported: {report:#}");
+}

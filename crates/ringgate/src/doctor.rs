@@ -648,7 +648,16 @@ fn assess(cfg: &Config, gateway: String, live: Option<&Live>, checks: &Checks) -
                 server_failure(&pair, c, view).map(|f| (c, f))
             })
             .collect();
-        let all_down = !pool.servers.is_empty() && failing.len() == pool.servers.len();
+        // Failing servers `min_servers` keeps in rotation still serve: the
+        // pool is not all down, though their requests may fail.
+        let kept = failing
+            .iter()
+            .filter(|(c, _)| {
+                live.and_then(|l| l.server(&pool.name, &settings.name, &c.server))
+                    .is_some_and(|v| v.kept_by_min_servers)
+            })
+            .count();
+        let all_down = !pool.servers.is_empty() && failing.len() == pool.servers.len() && kept == 0;
         let severity = if all_down { Severity::Error } else { Severity::Warning };
         for (c, f) in &failing {
             findings.push(finding(f.cause, severity, Some(&c.server), f.evidence.clone(), f.fix.clone()));
