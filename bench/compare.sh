@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: ringgate vs nginx vs HAProxy, driven by wrk (and
-# by h2load, HTTP/2 over TLS, in the h2 mode).
+# by h2load, HTTP/2 over TLS, in the h2 mode; by tlsload, mutual TLS
+# handshakes, in the mtls mode).
 # Installs nginx, haproxy, wrk and h2load (nghttp2-client) from the
 # distribution's packages when missing, builds ringgate in release mode, then
 # runs the harness (bench/src/bin/compare.rs). Arguments go to the harness, e.g.:
@@ -10,6 +11,15 @@
 #                                          # h2load -c 1|64 -m 10, small and 64 KiB
 #                                          # responses, over TLS with one certificate
 #   bench/compare.sh --mode h2 --proxies nginx,haproxy   # some proxies only
+#   bench/compare.sh --mode https --mode mtls --rounds 3 --duration 5
+#                                          # mtls: full TLS 1.3 handshakes presenting a
+#                                          # client certificate (ringgate
+#                                          # trusted_client_certificates, nginx
+#                                          # ssl_verify_client on, HAProxy verify
+#                                          # required), beside the same without one on
+#                                          # the plain https listeners; load from
+#                                          # tlsload (bench/src/bin/tlsload.rs), as wrk
+#                                          # cannot present a certificate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -34,5 +44,6 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # The package starts a system nginx on port 80; it is not ours to stop, and
 # the harness uses other ports.
-cargo build --release -q -p ringgate -p ringgate-bench --bin ringgate --bin compare --bin relay
-exec target/release/compare --ringgate target/release/ringgate --relay target/release/relay "$@"
+cargo build --release -q -p ringgate -p ringgate-bench --bin ringgate --bin compare --bin relay --bin tlsload
+exec target/release/compare --ringgate target/release/ringgate --relay target/release/relay \
+  --tlsload target/release/tlsload "$@"

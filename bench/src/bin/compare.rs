@@ -33,6 +33,23 @@
 //! (h2load's DATA byte count); every measured round is
 //! held to the same (h2, all 2xx, no failed, errored or timed-out request).
 //! A proxy that fails stops the mode with exit status 1 and no table.
+//!
+//! The `mtls` mode measures mutual TLS handshakes: each proxy gets an https
+//! listener of its own that requires a client certificate chaining to a
+//! client CA the harness makes (ringgate `trusted_client_certificates`,
+//! written in this mode's config only; nginx `ssl_verify_client on` with
+//! `ssl_client_certificate`; HAProxy `verify required ca-file`), beside its
+//! plain https listener (HAProxy's is a frontend of its own here). wrk
+//! cannot present a client certificate, so the load is `tlsload`
+//! (bench/src/bin/tlsload.rs, pinned as wrk is): a new connection, a full
+//! TLS 1.3 handshake without resumption and one `GET /` with
+//! `Connection: close` per request, from 16 threads. Before measuring, each
+//! proxy's mTLS listener must answer 200 with the client certificate and
+//! refuse (no 200) a client without one and one with a certificate of
+//! another CA, and its plain listener must answer 200. Each round measures
+//! the plain listener without a certificate (the control) and the mTLS one
+//! with it, for every proxy in turn; a round with any error or non-200
+//! answer stops the mode with exit status 1 and no table.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -46,6 +63,8 @@ struct Opts {
     ringgate: PathBuf,
     /// The byte relay of the `floor` mode (bench/src/bin/relay.rs).
     relay: PathBuf,
+    /// The TLS handshake load of the `mtls` mode (bench/src/bin/tlsload.rs).
+    tlsload: PathBuf,
     rounds: usize,
     duration: u32,
     modes: Vec<String>,
@@ -67,7 +86,7 @@ impl Opts {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: compare [--ringgate PATH] [--relay PATH] [--rounds N] [--duration SECS] [--warm-up SECS] [--mode small|c256|c1024|body64k|fast502|https|log|idle|floor|route|h2|all]... [--proxies ringgate,nginx,haproxy,relay] [--out DIR]"
+        "usage: compare [--ringgate PATH] [--relay PATH] [--tlsload PATH] [--rounds N] [--duration SECS] [--warm-up SECS] [--mode small|c256|c1024|body64k|fast502|https|mtls|log|idle|floor|route|h2|all]... [--proxies ringgate,nginx,haproxy,relay] [--out DIR]"
     );
     std::process::exit(2)
 }
@@ -76,6 +95,7 @@ fn parse_args() -> Opts {
     let mut o = Opts {
         ringgate: PathBuf::from("target/release/ringgate"),
         relay: PathBuf::from("target/release/relay"),
+        tlsload: PathBuf::from("target/release/tlsload"),
         rounds: 5,
         duration: 5,
         modes: Vec::new(),
@@ -91,6 +111,7 @@ fn parse_args() -> Opts {
         match a.as_str() {
             "--ringgate" => o.ringgate = val().into(),
             "--relay" => o.relay = val().into(),
+            "--tlsload" => o.tlsload = val().into(),
             "--rounds" => o.rounds = val().parse().unwrap_or_else(|_| usage()),
             "--duration" => o.duration = val().parse().unwrap_or_else(|_| usage()),
             "--warm-up" => o.warm_up = val().parse().unwrap_or_else(|_| usage()),
@@ -104,10 +125,11 @@ fn parse_args() -> Opts {
         }
     }
     if o.modes.is_empty() || o.modes.iter().any(|m| m == "all") {
-        o.modes = ["small", "c256", "c1024", "body64k", "fast502", "https", "log", "idle", "floor", "route", "h2"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        o.modes =
+            ["small", "c256", "c1024", "body64k", "fast502", "https", "mtls", "log", "idle", "floor", "route", "h2"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
     }
     o
 }
@@ -138,6 +160,17 @@ const RINGGATE_H2_PORT: u16 = 18161;
 const NGINX_H2_PORT: u16 = 18162;
 const HAPROXY_H2_PORT: u16 = 18163;
 const RINGGATE_H2_ADMIN_PORT: u16 = 18197;
+/// HAProxy's plain https frontend: the mtls mode's control.
+const HAPROXY_TLS_PORT: u16 = 18123;
+/// The mtls mode's listeners requiring a client certificate.
+const RINGGATE_MTLS_PORT: u16 = 18171;
+const NGINX_MTLS_PORT: u16 = 18172;
+const HAPROXY_MTLS_PORT: u16 = 18173;
+/// Connections in flight (tlsload threads) in the mtls mode, as wrk's in
+/// the https mode's handshake table.
+const MTLS_CONNECTIONS: u32 = 16;
+/// Requests of each of the mtls mode's checks, per proxy.
+const MTLS_CHECK_REQUESTS: u64 = 20;
 /// The backends' 64 KiB answer, in every mode (the h2 mode's large response).
 const BIG_PATH: &str = "/64k";
 /// Concurrent streams per h2load connection.
@@ -661,11 +694,266 @@ fn h2_mode(o: &Opts, setup: &Setup, pids: &BTreeMap<&'static str, Vec<u32>>, rep
     Vec::new()
 }
 
+/// The certificate and key tlsload presents, if any.
+type ClientCert<'a> = Option<(&'a Path, &'a Path)>;
+
+/// A tlsload run: its sample, and what its lines said beyond it.
+#[derive(Debug, Clone, Default)]
+struct TlsRun {
+    sample: Sample,
+    /// Whole 200 answers.
+    done: u64,
+    /// tlsload's first error and first non-200 answer, when it saw any.
+    first: String,
+}
+
+/// Reads tlsload's `key value` lines.
+fn parse_tlsload(text: &str) -> TlsRun {
+    let mut r = TlsRun::default();
+    let mut first = Vec::new();
+    for line in text.lines() {
+        let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+        let n = || v.trim().parse::<f64>().unwrap_or(f64::NAN);
+        match k {
+            "done" => r.done = v.trim().parse().unwrap_or(0),
+            "non200" => r.sample.non2xx = v.trim().parse().unwrap_or(0),
+            "errors" => r.sample.errors = v.trim().parse().unwrap_or(0),
+            "rps" => r.sample.rps = n(),
+            "p50_us" => r.sample.p50_us = n(),
+            "p99_us" => r.sample.p99_us = n(),
+            "first_error" => first.push(format!("first error: {v}")),
+            "first_non200" => first.push(format!("first other answer: {v}")),
+            _ => {}
+        }
+    }
+    r.first = first.join("; ");
+    r
+}
+
+/// Runs tlsload (pinned as wrk is) against `port`, presenting `client`
+/// (certificate, key) when given: `requests` in all when given (a check),
+/// else `--duration` seconds; `conns` threads. The CPU of `pids` over the
+/// run is divided by the handshakes that got an answer.
+fn run_tlsload(
+    o: &Opts,
+    setup: &Setup,
+    port: u16,
+    client: ClientCert<'_>,
+    conns: u32,
+    requests: Option<u64>,
+    pids: &[u32],
+) -> Result<TlsRun, String> {
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", &o.load_cpu]).arg(&o.tlsload).args(["--port", &port.to_string()]);
+    cmd.args(["--connections", &conns.to_string()]).arg("--ca").arg(&setup.server_ca);
+    match requests {
+        Some(n) => cmd.args(["--requests", &n.to_string()]),
+        None => cmd.args(["--duration", &o.duration.to_string()]),
+    };
+    if let Some((cert, key)) = client {
+        cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    let before: Vec<(u64, u64)> = pids.iter().map(|&p| cpu_us(p)).collect();
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("start tlsload: {e}"))?;
+    let after: Vec<(u64, u64)> = pids.iter().map(|&p| cpu_us(p)).collect();
+    if !out.status.success() {
+        return Err(format!(
+            "tlsload on port {port} exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ));
+    }
+    let mut r = parse_tlsload(&String::from_utf8_lossy(&out.stdout));
+    let (mut du, mut ds) = (0u64, 0u64);
+    for (b, a) in before.iter().zip(&after) {
+        du += a.0.saturating_sub(b.0);
+        ds += a.1.saturating_sub(b.1);
+    }
+    let answered = r.done + r.sample.non2xx;
+    if answered > 0 {
+        r.sample.user_us_per_req = du as f64 / answered as f64;
+        r.sample.sys_us_per_req = ds as f64 / answered as f64;
+    }
+    Ok(r)
+}
+
+/// A measured tlsload round is valid only with every handshake answered by
+/// a whole 200: no row is built on errors.
+fn valid_tls_round(name: &str, what: &str, r: &TlsRun) -> Result<(), String> {
+    if r.done == 0 || r.sample.errors > 0 || r.sample.non2xx > 0 {
+        return Err(format!(
+            "{name} ({what}): {} errors and {} non-200 answers beside {} whole 200s; {}",
+            r.sample.errors, r.sample.non2xx, r.done, r.first
+        ));
+    }
+    Ok(())
+}
+
+/// The mtls mode's rounds: a warm-up, then every target once per round, in
+/// turn. Targets: (row name, port, client certificate and key, pids).
+fn interleaved_tls(
+    o: &Opts,
+    setup: &Setup,
+    targets: &[(String, u16, ClientCert<'_>, Vec<u32>)],
+) -> Result<Vec<(String, Vec<Sample>)>, String> {
+    for (name, port, client, pids) in targets {
+        let short = Opts { duration: 1, ..o.clone() };
+        let r = run_tlsload(&short, setup, *port, *client, MTLS_CONNECTIONS, None, pids)?;
+        valid_tls_round(name, "warm-up", &r)?;
+    }
+    let mut rows: Vec<(String, Vec<Sample>)> = targets.iter().map(|(n, ..)| (n.clone(), Vec::new())).collect();
+    for round in 0..o.rounds {
+        for (i, (name, port, client, pids)) in targets.iter().enumerate() {
+            let r = run_tlsload(o, setup, *port, *client, MTLS_CONNECTIONS, None, pids)?;
+            valid_tls_round(name, &format!("round {}", round + 1), &r)?;
+            let s = r.sample;
+            eprintln!(
+                "  round {} {name:<14} {:>7.0} handshakes/s  p99 {:>8.0} µs  cpu {:>7.2} µs/handshake (user {:.2} sys {:.2})",
+                round + 1,
+                s.rps,
+                s.p99_us,
+                s.user_us_per_req + s.sys_us_per_req,
+                s.user_us_per_req,
+                s.sys_us_per_req,
+            );
+            rows[i].1.push(s);
+        }
+    }
+    Ok(rows)
+}
+
+/// What mutual TLS adds per handshake, each proxy's mTLS row against its
+/// control row (medians of the same interleaved rounds).
+fn render_mtls_cost(control: &[(String, Vec<Sample>)], mtls: &[(String, Vec<Sample>)]) -> String {
+    let med = |s: &[Sample], f: fn(&Sample) -> f64| median(s.iter().map(f).collect());
+    let cpu = |s: &[Sample]| med(s, |x| x.user_us_per_req + x.sys_us_per_req);
+    let costs: Vec<(&str, f64, f64, f64, f64)> = control
+        .iter()
+        .filter_map(|(name, plain)| {
+            let (_, with) = mtls.iter().find(|(n, _)| *n == format!("{name} mTLS"))?;
+            Some((name.as_str(), med(plain, |x| x.rps), med(with, |x| x.rps), cpu(plain), cpu(with)))
+        })
+        .collect();
+    let nginx = costs.iter().find(|c| c.0 == "nginx").map(|c| c.4 - c.3);
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "### What mutual TLS adds to a full handshake (the two tables above: each proxy's mTLS row against its control)\n"
+    );
+    let _ = writeln!(
+        o,
+        "| proxy | handshakes/s, no client certificate | handshakes/s, mTLS | CPU µs/handshake, no client certificate | CPU µs/handshake, mTLS | mTLS ÷ no certificate | mTLS cost, CPU µs/handshake | mTLS cost vs nginx's |"
+    );
+    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, rps0, rps1, c0, c1) in costs {
+        let vs = nginx.map_or("–".to_string(), |n| format!("{:.2}×", (c1 - c0) / n));
+        let _ = writeln!(
+            o,
+            "| {name} | {rps0:.0} | {rps1:.0} | {c0:.2} | {c1:.2} | {:.2}× | {:.2} | {vs} |",
+            c1 / c0,
+            c1 - c0
+        );
+    }
+    o
+}
+
+/// The mtls mode: checks each proxy's listeners, then measures mTLS
+/// handshakes beside the control (no client certificate, plain https
+/// listener), appending three tables to `report`. The failures, if any
+/// (then nothing is printed).
+fn mtls_mode(o: &Opts, setup: &Setup, pids: &BTreeMap<&'static str, Vec<u32>>, report: &mut String) -> Vec<String> {
+    let c = &setup.clients;
+    let cert = Some((c.cert.as_path(), c.key.as_path()));
+    let stranger = Some((c.stranger_cert.as_path(), c.stranger_key.as_path()));
+    let proxies: Vec<(&str, u16, u16, Vec<u32>)> = [
+        ("ringgate", RINGGATE_TLS_PORT, RINGGATE_MTLS_PORT),
+        ("nginx", NGINX_TLS_PORT, NGINX_MTLS_PORT),
+        ("haproxy", HAPROXY_TLS_PORT, HAPROXY_MTLS_PORT),
+    ]
+    .into_iter()
+    .filter(|(n, ..)| o.keeps(n))
+    .map(|(n, plain, mtls)| (n, plain, mtls, pids[n].clone()))
+    .collect();
+    let mut failures = Vec::new();
+    for (name, plain, mtls, pids) in &proxies {
+        // (what, port, client, whether every request must get a whole 200;
+        // otherwise none may)
+        let checks = [
+            ("plain https listener, no client certificate", *plain, None, true),
+            ("mTLS listener, the client certificate", *mtls, cert, true),
+            ("mTLS listener, no client certificate", *mtls, None, false),
+            ("mTLS listener, a certificate of another CA", *mtls, stranger, false),
+        ];
+        for (what, port, client, answered) in checks {
+            match run_tlsload(o, setup, port, client, 1, Some(MTLS_CHECK_REQUESTS), pids) {
+                Err(e) => failures.push(format!("{name}: {what}: {e}")),
+                Ok(r) if answered && r.done != MTLS_CHECK_REQUESTS => failures.push(format!(
+                    "{name}: {what}: {} of {MTLS_CHECK_REQUESTS} requests got a whole 200; {}",
+                    r.done, r.first
+                )),
+                Ok(r) if !answered && r.done > 0 => failures.push(format!(
+                    "{name}: {what}: {} of {MTLS_CHECK_REQUESTS} requests got a 200, expected none",
+                    r.done
+                )),
+                Ok(_) if answered => eprintln!("  mtls check {name}, {what}: ok (all {MTLS_CHECK_REQUESTS} 200)"),
+                Ok(r) => eprintln!("  mtls check {name}, {what}: ok (all {MTLS_CHECK_REQUESTS} refused; {})", r.first),
+            }
+        }
+    }
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("  mtls check FAILED: {f}");
+        }
+        return failures;
+    }
+    let mut targets: Vec<(String, u16, ClientCert<'_>, Vec<u32>)> = Vec::new();
+    for (name, plain, mtls, pids) in &proxies {
+        targets.push((name.to_string(), *plain, None, pids.clone()));
+        targets.push((format!("{name} mTLS"), *mtls, cert, pids.clone()));
+    }
+    let rows = match interleaved_tls(o, setup, &targets) {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("  mtls: FAILED: {e}");
+            return vec![e];
+        }
+    };
+    let (mtls_rows, control_rows): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(n, _)| n.ends_with(" mTLS"));
+    let load = format!(
+        "tlsload, {MTLS_CONNECTIONS} connections, a new connection per request (full TLS 1.3 handshake, no resumption, `Connection: close`), {} s per round; req/s = handshakes/s, CPU µs per handshake, p50/p99 from connect to close",
+        o.duration
+    );
+    let control = Table {
+        title: format!("HTTPS without a client certificate, plain https listeners (the control): {load}"),
+        rows: control_rows,
+    };
+    let mtls = Table {
+        title: format!(
+            "Mutual TLS: the client certificate verified (ringgate `trusted_client_certificates`, nginx `ssl_verify_client on`, HAProxy `verify required ca-file`): {load}"
+        ),
+        rows: mtls_rows,
+    };
+    let text = [
+        render_versus(&control, Some("nginx")),
+        render_versus(&mtls, Some("nginx mTLS")),
+        render_mtls_cost(&control.rows, &mtls.rows),
+    ]
+    .join("\n");
+    eprintln!("{text}");
+    report.push_str(&text);
+    report.push('\n');
+    Vec::new()
+}
+
 struct Setup {
     dir: PathBuf,
     procs: Vec<Proc>,
     /// Proxies of the mode that did not start (the h2 mode's ringgate).
     failures: Vec<String>,
+    /// The mtls mode's files: the server's CA (tlsload's root) and the
+    /// client side's.
+    server_ca: PathBuf,
+    clients: ClientPki,
 }
 
 fn backend_conf(dir: &Path, body64k: bool) -> PathBuf {
@@ -698,7 +986,9 @@ fn backend_conf(dir: &Path, body64k: bool) -> PathBuf {
     conf
 }
 
-/// A CA and a leaf for "localhost" and 127.0.0.1, shared by ringgate and nginx.
+/// A CA and a leaf for "localhost" and 127.0.0.1, shared by ringgate and
+/// nginx: the chain (`cert.pem`) and the key; the CA alone goes to `ca.pem`
+/// (tlsload verifies the proxies' certificate against it).
 fn certificates(dir: &Path) -> (PathBuf, PathBuf) {
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -714,11 +1004,70 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf) {
     let key = dir.join("key.pem");
     std::fs::write(&cert, format!("{}{}", leaf_cert.pem(), ca_cert.pem())).expect("write cert");
     std::fs::write(&key, leaf_key.serialize_pem()).expect("write key");
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write ca.pem");
     (cert, key)
 }
 
-/// Starts the backends and the proxies; `h2` adds the h2 mode's ringgate.
-fn start_all(o: &Opts, dir: &Path, body64k: bool, h2: bool) -> Setup {
+/// The mtls mode's client side: the CA the proxies trust, a client
+/// certificate it signed, and a stranger's (signed by another CA) that
+/// they must refuse.
+#[derive(Debug, Clone)]
+struct ClientPki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    stranger_cert: PathBuf,
+    stranger_key: PathBuf,
+}
+
+fn client_certificates(dir: &Path) -> ClientPki {
+    // clientAuth usage: webpki (ringgate) and OpenSSL's purpose check
+    // (nginx, HAProxy) want it in a client certificate that has usages.
+    let ca = |name: &str| {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("client CA params");
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+        let key = rcgen::KeyPair::generate().expect("client CA key");
+        let cert = p.self_signed(&key).expect("client CA cert");
+        (cert.pem(), rcgen::Issuer::new(p, key))
+    };
+    let client = |issuer: &rcgen::Issuer<'_, rcgen::KeyPair>, cn: &str| {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("client params");
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().expect("client key");
+        let cert = p.signed_by(&key, issuer).expect("client cert");
+        (cert.pem(), key.serialize_pem())
+    };
+    let (ca_pem, issuer) = ca("ringgate bench client CA");
+    let (other_ca_pem, other) = ca("another client CA");
+    let (cert_pem, key_pem) = client(&issuer, "bench client");
+    let (stranger_pem, stranger_key_pem) = client(&other, "stranger");
+    let pki = ClientPki {
+        ca: dir.join("client-ca.pem"),
+        cert: dir.join("client.pem"),
+        key: dir.join("client-key.pem"),
+        stranger_cert: dir.join("stranger.pem"),
+        stranger_key: dir.join("stranger-key.pem"),
+    };
+    for (path, text) in [
+        (&pki.ca, ca_pem),
+        (&pki.cert, cert_pem),
+        (&pki.key, key_pem),
+        // The stranger presents its whole chain: refused for its root, not
+        // for a missing intermediate.
+        (&pki.stranger_cert, format!("{stranger_pem}{other_ca_pem}")),
+        (&pki.stranger_key, stranger_key_pem),
+    ] {
+        std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+    pki
+}
+
+/// Starts the backends and the proxies; `h2` adds the h2 mode's ringgate,
+/// `mtls` ringgate's listener requiring a client certificate.
+fn start_all(o: &Opts, dir: &Path, body64k: bool, h2: bool, mtls: bool) -> Setup {
     let mut procs = Vec::new();
     let mut failures = Vec::new();
     let bconf = backend_conf(dir, body64k);
@@ -739,6 +1088,7 @@ fn start_all(o: &Opts, dir: &Path, body64k: bool, h2: bool) -> Setup {
     let backends = quoted(&BACKEND_PORTS);
     let api_backends = quoted(&API_BACKEND_PORTS);
     let (cert, key) = certificates(dir);
+    let clients = client_certificates(dir);
     // HAProxy wants the chain and the key in one file.
     let cert_and_key = dir.join("cert-and-key.pem");
     std::fs::write(
@@ -794,13 +1144,25 @@ max_idle_connections = 1024
             "\n[[listener]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n{tls}\n[[rule]]\nname = \"{name}\"\nlistener = \"{name}\"\nbackend_pool = \"{pool}\"\nbackend_http_settings = \"s\"\n"
         )
     };
-    let listeners = [
+    let mut listeners = [
         listener("bench", RINGGATE_PORT, "nginx", false, false),
         listener("fast502", RINGGATE_502_PORT, "empty", false, false),
         listener("tls", RINGGATE_TLS_PORT, "nginx", true, false),
         ringgate_route(),
     ]
     .concat();
+    // The mtls mode's listener, in that mode's config only: the other
+    // modes' ringgate is the same as before mutual TLS existed (and an
+    // older ringgate can still run them).
+    if mtls {
+        let l = listener("mtls", RINGGATE_MTLS_PORT, "nginx", true, false);
+        let (head, rule) = l.split_once("\n[[rule]]").expect("a listener and its rule");
+        let _ = write!(
+            listeners,
+            "{head}trusted_client_certificates = \"{}\"\nclient_certificate = \"required\"\n\n[[rule]]{rule}",
+            clients.ca.display()
+        );
+    }
     // Writes `conf` to `stem`.toml and starts a ringgate on it, logging to
     // `stem`.log; returns the config and log paths.
     let start_ringgate = |procs: &mut Vec<Proc>, label: &str, stem: &str, conf: String| {
@@ -819,6 +1181,9 @@ max_idle_connections = 1024
     let (_, rg_log) =
         start_ringgate(&mut procs, "ringgate", "ringgate", rg_conf(RINGGATE_ADMIN_PORT, "off", &listeners));
     wait_port(RINGGATE_PORT, "ringgate", &rg_log);
+    if mtls {
+        wait_port(RINGGATE_MTLS_PORT, "ringgate (mTLS listener)", &rg_log);
+    }
 
     // The same, with the access log on (to a file), to measure its cost.
     let access = dir.join("access.log");
@@ -889,6 +1254,17 @@ http {{
     ssl_session_cache shared:SSL:10m;
     location / {{ {proxy} }}
   }}
+  # The mtls mode: the https server above, requiring a client certificate.
+  server {{
+    listen 127.0.0.1:{NGINX_MTLS_PORT} ssl backlog=4096;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    ssl_verify_client on;
+    ssl_client_certificate {client_ca};
+    location / {{ {proxy} }}
+  }}
   # The h2 mode (keepalive_requests above also bounds an HTTP/2 connection's
   # streams: at nginx's default of 1000, h2load's connections would end).
   server {{
@@ -903,7 +1279,8 @@ http {{
 "#,
             d = dir.display(),
             cert = cert.display(),
-            key = key.display()
+            key = key.display(),
+            client_ca = clients.ca.display()
         ),
     )
     .expect("write proxy nginx conf");
@@ -918,6 +1295,7 @@ http {{
     wait_port(NGINX_PORT, "nginx proxy", &dir.join("proxy-nginx-error.log"));
     wait_port(NGINX_ROUTE_PORT, "nginx proxy (route)", &dir.join("proxy-nginx-error.log"));
     wait_port(NGINX_H2_PORT, "nginx proxy (h2)", &dir.join("proxy-nginx-error.log"));
+    wait_port(NGINX_MTLS_PORT, "nginx proxy (mTLS)", &dir.join("proxy-nginx-error.log"));
 
     let servers: String =
         BACKEND_PORTS.iter().enumerate().map(|(i, p)| format!("  server s{i} 127.0.0.1:{p}\n")).collect();
@@ -927,9 +1305,10 @@ http {{
     std::fs::write(
         &hconf,
         format!(
-            "global\n  nbthread 1\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 30s\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:{HAPROXY_PORT}\n  default_backend be\nfrontend fe_h2\n  bind 127.0.0.1:{HAPROXY_H2_PORT} ssl crt {pem} alpn h2,http/1.1\n  default_backend be\n{route}backend be\n  balance roundrobin\n{servers}backend be_api\n  balance roundrobin\n  http-response set-header X-Frame-Options DENY\n{api_servers}",
+            "global\n  nbthread 1\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 30s\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:{HAPROXY_PORT}\n  default_backend be\nfrontend fe_h2\n  bind 127.0.0.1:{HAPROXY_H2_PORT} ssl crt {pem} alpn h2,http/1.1\n  default_backend be\nfrontend fe_tls\n  bind 127.0.0.1:{HAPROXY_TLS_PORT} ssl crt {pem}\n  default_backend be\nfrontend fe_mtls\n  bind 127.0.0.1:{HAPROXY_MTLS_PORT} ssl crt {pem} verify required ca-file {client_ca}\n  default_backend be\n{route}backend be\n  balance roundrobin\n{servers}backend be_api\n  balance roundrobin\n  http-response set-header X-Frame-Options DENY\n{api_servers}",
             route = haproxy_route(),
             pem = cert_and_key.display(),
+            client_ca = clients.ca.display(),
         ),
     )
     .expect("write haproxy.cfg");
@@ -938,6 +1317,8 @@ http {{
     wait_port(HAPROXY_PORT, "haproxy", &hlog);
     wait_port(HAPROXY_ROUTE_PORT, "haproxy (route)", &hlog);
     wait_port(HAPROXY_H2_PORT, "haproxy (h2)", &hlog);
+    wait_port(HAPROXY_TLS_PORT, "haproxy (https)", &hlog);
+    wait_port(HAPROXY_MTLS_PORT, "haproxy (mTLS)", &hlog);
 
     // The floor: byte relays that do no HTTP work at all.
     for (name, port, recv) in
@@ -953,7 +1334,7 @@ http {{
         procs.push(spawn(name, &o.proxy_cpu, &o.relay.to_string_lossy(), &args, &log));
         wait_port(port, name, &log);
     }
-    Setup { dir: dir.to_path_buf(), procs, failures }
+    Setup { dir: dir.to_path_buf(), procs, failures, server_ca: dir.join("ca.pem"), clients }
 }
 
 /// The route mode's ringgate listener: a path-based rule whose 4th path
@@ -1140,18 +1521,27 @@ struct Table {
 }
 
 fn render(t: &Table) -> String {
+    render_versus(t, None)
+}
+
+/// The table, its ratio columns comparing with the row named `versus`
+/// when given, else with the best peer.
+fn render_versus(t: &Table, versus: Option<&str>) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "### {}\n", t.title);
+    let vs = versus.unwrap_or("best peer");
     let _ = writeln!(
         o,
-        "| proxy | req/s (median) | p50 | p99 | CPU µs/req (user+sys) | user | sys | socket errors | non-2xx | CPU vs best peer | p99 vs best peer |"
+        "| proxy | req/s (median) | p50 | p99 | CPU µs/req (user+sys) | user | sys | socket errors | non-2xx | CPU vs {vs} | p99 vs {vs} |"
     );
     let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let med = |s: &[Sample], f: fn(&Sample) -> f64| median(s.iter().map(f).collect());
     let cpu = |s: &[Sample]| med(s, |x| x.user_us_per_req + x.sys_us_per_req);
     // Peers are the other proxies; ringgate's own variants and the relays (a floor, not a proxy) are not.
-    let mut peers: Vec<&(String, Vec<Sample>)> =
-        t.rows.iter().filter(|(n, _)| !n.starts_with("ringgate") && !n.starts_with("relay")).collect();
+    let mut peers: Vec<&(String, Vec<Sample>)> = match versus {
+        Some(v) => t.rows.iter().filter(|(n, _)| n == v).collect(),
+        None => t.rows.iter().filter(|(n, _)| !n.starts_with("ringgate") && !n.starts_with("relay")).collect(),
+    };
     if peers.is_empty() {
         // A ringgate-only table (the access log's cost): compare with its first row.
         peers = t.rows.iter().take(1).collect();
@@ -1279,7 +1669,7 @@ fn machine() -> String {
 fn main() {
     let o = parse_args();
     let mut tools = vec!["nginx", "haproxy", "taskset"];
-    if o.modes.iter().any(|m| m != "h2") {
+    if o.modes.iter().any(|m| m != "h2" && m != "mtls") {
         tools.push("wrk");
     }
     if o.modes.iter().any(|m| m == "h2") {
@@ -1299,6 +1689,13 @@ fn main() {
     }
     if !o.ringgate.exists() {
         eprintln!("compare: {} is missing: build it with `cargo build --release -p ringgate`", o.ringgate.display());
+        std::process::exit(2);
+    }
+    if o.modes.iter().any(|m| m == "mtls") && !o.tlsload.exists() {
+        eprintln!(
+            "compare: {} is missing: build it with `cargo build --release -p ringgate-bench`",
+            o.tlsload.display()
+        );
         std::process::exit(2);
     }
     if !o.relay.exists() {
@@ -1329,6 +1726,10 @@ fn main() {
         NGINX_H2_PORT,
         HAPROXY_H2_PORT,
         RINGGATE_H2_ADMIN_PORT,
+        HAPROXY_TLS_PORT,
+        RINGGATE_MTLS_PORT,
+        NGINX_MTLS_PORT,
+        HAPROXY_MTLS_PORT,
     ];
     let taken: Vec<u16> = ports.iter().copied().filter(|p| !port_free(*p)).collect();
     if !taken.is_empty() {
@@ -1344,7 +1745,7 @@ fn main() {
     let _ = writeln!(report, "## ringgate vs nginx vs HAProxy\n");
     let _ = writeln!(
         report,
-        "Machine: {}. wrk (h2load in the h2 mode) and the two nginx backends pinned to CPU {}, each proxy to CPU {} with one worker; {} interleaved rounds of {} s per proxy; medians. CPU µs/req is the proxy's user+system time from /proc/<pid>/stat over the round divided by the requests wrk completed (h2 mode: over h2load's measured phase, after its warm-up, divided by the requests it logged).\n",
+        "Machine: {}. wrk (h2load in the h2 mode, tlsload in the mtls mode) and the two nginx backends pinned to CPU {}, each proxy to CPU {} with one worker; {} interleaved rounds of {} s per proxy; medians. CPU µs/req is the proxy's user+system time from /proc/<pid>/stat over the round divided by the requests wrk completed (h2 mode: over h2load's measured phase, after its warm-up, divided by the requests it logged; mtls mode: over each tlsload run, divided by the handshakes answered).\n",
         machine(),
         o.load_cpu,
         o.proxy_cpu,
@@ -1355,7 +1756,7 @@ fn main() {
     let mut failed: Option<String> = None;
     for mode in &o.modes {
         let body64k = mode == "body64k";
-        let setup = start_all(&o, &dir, body64k, mode == "h2");
+        let setup = start_all(&o, &dir, body64k, mode == "h2", mode == "mtls");
         let pids = proxy_pids(&setup);
         let all = |conns: u32| -> Vec<(&str, u16, Vec<u32>)> {
             vec![
@@ -1466,6 +1867,13 @@ fn main() {
                     None
                 }
             }
+            "mtls" => {
+                let failures = mtls_mode(&o, &setup, &pids, &mut report);
+                if !failures.is_empty() {
+                    failed = Some(format!("mode mtls: not measured (or not to the end):\n{}", failures.join("\n")));
+                }
+                None
+            }
             "h2" => {
                 let failures = h2_mode(&o, &setup, &pids, &mut report);
                 if !failures.is_empty() {
@@ -1564,6 +1972,34 @@ mod tests {
         assert_eq!(cpu_at(&samples, 1500), (50.0, 5.0));
         assert_eq!(cpu_at(&samples, 2500), (200.0, 20.0));
         assert_eq!(cpu_at(&samples, 9000), (300.0, 30.0));
+    }
+
+    #[test]
+    fn a_tlsload_round_with_errors_or_other_answers_makes_no_row() {
+        let clean =
+            parse_tlsload("done 4862\nnon200 0\nerrors 0\nelapsed_us 5003117\nrps 971.8\np50_us 14980\np99_us 41020\n");
+        assert_eq!((clean.done, clean.sample.errors, clean.sample.non2xx), (4862, 0, 0));
+        assert_eq!((clean.sample.rps, clean.sample.p50_us, clean.sample.p99_us), (971.8, 14980.0, 41020.0));
+        assert_eq!(valid_tls_round("nginx mTLS", "round 1", &clean), Ok(()));
+
+        let refused = parse_tlsload(
+            "done 4800\nnon200 3\nerrors 1\nrps 960.0\nfirst_error connect: Connection refused (os error 111)\nfirst_non200 HTTP/1.1 400 Bad Request\n",
+        );
+        let e = valid_tls_round("ringgate mTLS", "round 2", &refused).unwrap_err();
+        assert!(e.starts_with("ringgate mTLS (round 2): 1 errors and 3 non-200 answers beside 4800 whole 200s"), "{e}");
+        assert!(e.contains("first error: connect: Connection refused") && e.contains("400 Bad Request"), "{e}");
+        // Nothing answered is no row either.
+        assert!(valid_tls_round("haproxy", "warm-up", &parse_tlsload("done 0\nnon200 0\nerrors 0\n")).is_err());
+    }
+
+    #[test]
+    fn the_mtls_cost_is_each_proxys_difference_and_its_ratio_to_nginxs() {
+        let s = |cpu: f64| Sample { rps: 1000.0, user_us_per_req: cpu, ..Sample::default() };
+        let control = vec![("ringgate".to_string(), vec![s(200.0)]), ("nginx".to_string(), vec![s(300.0)])];
+        let mtls = vec![("ringgate mTLS".to_string(), vec![s(260.0)]), ("nginx mTLS".to_string(), vec![s(420.0)])];
+        let text = render_mtls_cost(&control, &mtls);
+        assert!(text.contains("| ringgate | 1000 | 1000 | 200.00 | 260.00 | 1.30× | 60.00 | 0.50× |"), "{text}");
+        assert!(text.contains("| nginx | 1000 | 1000 | 300.00 | 420.00 | 1.40× | 120.00 | 1.00× |"), "{text}");
     }
 
     #[test]
