@@ -1810,7 +1810,7 @@ fn main() {
                 report.push_str(&text);
                 report.push('\n');
                 Some(Table {
-                    title: "HTTPS, a new connection per request (full handshake), 16 connections: req/s = handshakes/s, CPU µs per handshake".into(),
+                    title: "HTTPS, a new connection per request, 16 connections (wrk resumes each connection's TLS session, so these are mostly resumptions; --mode mtls measures full handshakes): req/s = handshakes/s, CPU µs per handshake".into(),
                     rows: interleaved_load(&o, 16, &targets, Load::HttpsHandshakes, "/"),
                 })
             }
