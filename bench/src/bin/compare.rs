@@ -308,6 +308,22 @@ struct Sample {
     non2xx: u64,
 }
 
+impl Sample {
+    /// One round's progress line on stderr: `what` is the unit counted
+    /// (`req` or `handshake`).
+    fn report(&self, round: usize, name: &str, what: &str) {
+        eprintln!(
+            "  round {round} {name:<14} {:>9.0} {what}s/s  p99 {:>8.0} µs  cpu {:>7.2} µs/{what} (user {:.2} sys {:.2}) errors {}",
+            self.rps,
+            self.p99_us,
+            self.user_us_per_req + self.sys_us_per_req,
+            self.user_us_per_req,
+            self.sys_us_per_req,
+            self.errors
+        );
+    }
+}
+
 fn parse_latency(v: &str) -> f64 {
     let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
     let n: f64 = num.parse().unwrap_or(f64::NAN);
@@ -611,15 +627,7 @@ fn interleaved_h2(
     for round in 0..o.rounds {
         for (i, (name, port, pids)) in targets.iter().enumerate() {
             let s = run_h2load(o, dir, *port, path, conns, pids, true).map_err(|e| format!("{name}: {e}"))?;
-            eprintln!(
-                "  round {} {name:<10} {:>9.0} req/s  p99 {:>8.0} µs  cpu {:>6.2} µs/req (user {:.2} sys {:.2})",
-                round + 1,
-                s.rps,
-                s.p99_us,
-                s.user_us_per_req + s.sys_us_per_req,
-                s.user_us_per_req,
-                s.sys_us_per_req,
-            );
+            s.report(round + 1, name, "req");
             rows[i].1.push(s);
         }
     }
@@ -807,15 +815,7 @@ fn interleaved_tls(
             let r = run_tlsload(o, setup, *port, *client, MTLS_CONNECTIONS, None, pids)?;
             valid_tls_round(name, &format!("round {}", round + 1), &r)?;
             let s = r.sample;
-            eprintln!(
-                "  round {} {name:<14} {:>7.0} handshakes/s  p99 {:>8.0} µs  cpu {:>7.2} µs/handshake (user {:.2} sys {:.2})",
-                round + 1,
-                s.rps,
-                s.p99_us,
-                s.user_us_per_req + s.sys_us_per_req,
-                s.user_us_per_req,
-                s.sys_us_per_req,
-            );
+            s.report(round + 1, name, "handshake");
             rows[i].1.push(s);
         }
     }
@@ -1590,16 +1590,7 @@ fn interleaved_load(
     for round in 0..o.rounds {
         for (i, (name, port, pids)) in targets.iter().enumerate() {
             let s = run_wrk(o, *port, path, conns, pids, load);
-            eprintln!(
-                "  round {} {name:<10} {:>9.0} req/s  p99 {:>8.0} µs  cpu {:>6.2} µs/req (user {:.2} sys {:.2}) errors {}",
-                round + 1,
-                s.rps,
-                s.p99_us,
-                s.user_us_per_req + s.sys_us_per_req,
-                s.user_us_per_req,
-                s.sys_us_per_req,
-                s.errors
-            );
+            s.report(round + 1, name, "req");
             rows[i].1.push(s);
         }
     }
