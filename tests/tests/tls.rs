@@ -622,7 +622,8 @@ fn backend_tls_names_follow_application_gateway_v2() {
     let leaf = ca.leaf(&["app.example"]);
     let backend = ringgate_e2e::tls_backend::TlsBackend::start(&leaf);
     let probe = "[[probe]]\nname = \"p\"\nprotocol = \"https\"\nhost = \"app.example\"\npath = \"/\"\ninterval = 1\ntimeout = 1\nunhealthy_threshold = 1\n";
-    let settings = "protocol = \"https\"\ntrusted_root_certificates = \"backend-ca.pem\"\nprobe = \"p\"\n";
+    // The well-known roots beside the test's own CA: the own CA still works.
+    let settings = "protocol = \"https\"\ntrusted_root_certificates = \"backend-ca.pem\"\nuse_well_known_ca_certificate = true\nprobe = \"p\"\n";
     let config =
         format!("{GATEWAY}{}{probe}", site("plain", "listen = \"127.0.0.1:0\"\n", &[backend.addr()], settings));
     let gw = Gateway::start_with_files(&config, &[("backend-ca.pem", ca.pem.as_bytes())]);

@@ -57,6 +57,16 @@ mod tests {
     }
 
     #[test]
+    fn well_known_roots_are_added_to_the_trusted_ones() {
+        let own = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).expect("a certificate");
+        let mut trusted = RootCertStore::empty();
+        trusted.add(own.cert.der().clone()).expect("a root");
+        let both = with_well_known_roots(&trusted);
+        assert_eq!(both.len(), 1 + webpki_roots::TLS_SERVER_ROOTS.len());
+        assert_eq!(both.roots[0], trusted.roots[0], "the operator's root is kept");
+    }
+
+    #[test]
     fn default_roots_are_the_mozilla_set() {
         assert!(client_config(None).is_ok());
     }
