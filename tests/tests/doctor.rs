@@ -705,7 +705,13 @@ fn doctor_counts_time_outs_over_the_recent_window_only() {
         let r = get(gw.addr("public"), &format!("/app/{i}"));
         assert_eq!((r.status, r.header("x-ringgate-error")), (502, Some("TIMEOUT")), "{:?} {}", r.headers, r.text());
     }
-    let recent = recent_of_rule01(&gw);
+    // The sampler reads the counters every window/60, and a request is
+    // counted just after its answer: wait (bounded) for the second.
+    let mut recent = Value::Null;
+    wait_until(Duration::from_secs(5), || {
+        recent = recent_of_rule01(&gw);
+        recent["timeouts"] == 2
+    });
     assert_eq!(recent["timeouts"], 2, "{recent:#}");
     assert!(recent["covered_seconds"].as_f64().is_some_and(|s| s <= window + 1.0), "{recent:#}");
 
