@@ -24,7 +24,9 @@ pub use error::{
 pub use head::{BodyKind, Header, HeaderKind, Span, Version};
 pub use request::{Method, ParseLimits, RequestError, RequestHead, parse_request};
 pub use response::{ResponseCodings, ResponseError, ResponseHead, parse_response};
-pub use rewrite::{DropFields, ForwardInfo, ResponseRewrite, write_request_head, write_response_head};
+pub use rewrite::{
+    DropFields, ForwardInfo, ResponseRewrite, write_forwarded_for, write_request_head, write_response_head,
+};
 
 /// Result of feeding bytes to a head parser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

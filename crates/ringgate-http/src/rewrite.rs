@@ -91,6 +91,20 @@ fn write_origin_path(path: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(path);
 }
 
+/// The value of the X-Forwarded-For sent on: the client's own list when
+/// `keep_clients` (a trusted client), then `client` (`ip:port`). The
+/// forwarded head and the `add_x_forwarded_for_proxy` variable both use it.
+pub fn write_forwarded_for(buf: &[u8], head: &RequestHead, keep_clients: bool, client: &[u8], out: &mut Vec<u8>) {
+    for h in head.headers.iter().filter(|h| keep_clients && h.kind == HeaderKind::XForwardedFor) {
+        let v = h.value.of(buf);
+        if !v.is_empty() {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(client);
+}
+
 /// Writes the head to send to the backend for the request in `buf`.
 pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(head.method_span.of(buf));
@@ -137,15 +151,7 @@ pub fn write_request_head(buf: &[u8], head: &RequestHead, info: &ForwardInfo<'_>
     }
 
     out.extend_from_slice(b"X-Forwarded-For: ");
-    let kept = !info.drop_forwarded_for;
-    for h in head.headers.iter().filter(|h| kept && h.kind == HeaderKind::XForwardedFor) {
-        let v = h.value.of(buf);
-        if !v.is_empty() {
-            out.extend_from_slice(v);
-            out.extend_from_slice(b", ");
-        }
-    }
-    out.extend_from_slice(info.client_ip);
+    write_forwarded_for(buf, head, !info.drop_forwarded_for, info.client_ip, out);
     out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
     out.extend_from_slice(info.proto);
     out.extend_from_slice(b"\r\n");

@@ -134,15 +134,7 @@ impl Vars for RequestVars<'_> {
             Variable::RequestUri => Some(self.head.target.of(buf)),
             Variable::AddXForwardedForProxy => Some(self.xff.get_or_init(|| {
                 let mut out = Vec::new();
-                let kept = self.keep_forwarded_for;
-                for h in self.head.headers.iter().filter(|h| kept && h.kind == HeaderKind::XForwardedFor) {
-                    let v = h.value.of(buf);
-                    if !v.is_empty() {
-                        out.extend_from_slice(v);
-                        out.extend_from_slice(b", ");
-                    }
-                }
-                out.extend_from_slice(self.client_ip);
+                ringgate_http::write_forwarded_for(buf, self.head, self.keep_forwarded_for, self.client_ip, &mut out);
                 out
             })),
             Variable::Cookie(name) => self
