@@ -162,6 +162,14 @@ pub(crate) struct LogRecord<'a> {
     pub settings: &'a str,
 }
 
+impl LogRecord<'_> {
+    /// The client's X-Request-ID, else the trace id (both formats' request
+    /// identity).
+    fn request_id(&self) -> &[u8] {
+        if self.request_id.is_empty() { self.trace_id } else { self.request_id }
+    }
+}
+
 fn json_str(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
     for &b in s {
@@ -236,7 +244,7 @@ pub(crate) fn format_line(out: &mut Vec<u8>, r: &LogRecord<'_>) {
     out.extend_from_slice(b",\"user_agent\":");
     json_str(out, r.user_agent);
     out.extend_from_slice(b",\"request_id\":");
-    json_str(out, if r.request_id.is_empty() { r.trace_id } else { r.request_id });
+    json_str(out, r.request_id());
     if !r.detail.is_empty() {
         out.extend_from_slice(b",\"error_detail\":");
         json_str(out, r.detail.as_bytes());
@@ -284,10 +292,8 @@ pub(crate) fn format_appgw_line(out: &mut Vec<u8>, r: &LogRecord<'_>) {
     let _ = write!(out, "\"clientIP\":\"{}\",\"clientPort\":{}", r.client.ip(), r.client.port());
     out.extend_from_slice(b",\"httpMethod\":");
     json_str(out, r.method);
-    let (path, query) = match r.path.iter().position(|&b| b == b'?') {
-        Some(q) => (&r.path[..q], &r.path[q + 1..]),
-        None => (r.path, &b""[..]),
-    };
+    let (path, query) = ringgate_http::path::split_query(r.path);
+    let query = query.unwrap_or_default();
     out.extend_from_slice(b",\"requestUri\":");
     json_str(out, path);
     out.extend_from_slice(b",\"requestQuery\":");
@@ -326,7 +332,7 @@ pub(crate) fn format_appgw_line(out: &mut Vec<u8>, r: &LogRecord<'_>) {
     json_str(out, r.host);
     let _ = write!(out, ",\"error_info\":\"{}\"", appgw_error_info(r));
     out.extend_from_slice(b",\"transactionId\":");
-    json_str(out, if r.request_id.is_empty() { r.trace_id } else { r.request_id });
+    json_str(out, r.request_id());
     out.extend_from_slice(b",\"ruleName\":");
     json_str(out, r.rule.as_bytes());
     out.extend_from_slice(b",\"listenerName\":");
