@@ -42,12 +42,8 @@ const PREDEFINED: &[(&str, &[&str])] = &[
 const LEGACY: &[&str] = &["AppGwSslPolicy20150501", "AppGwSslPolicy20170401"];
 
 /// The IANA name of a rustls suite (rustls writes TLS 1.3's `TLS13_*`).
-pub fn suite_name(s: &SupportedCipherSuite) -> String {
-    let n = s.suite().as_str().unwrap_or("unknown");
-    match n.strip_prefix("TLS13_") {
-        Some(rest) => format!("TLS_{rest}"),
-        None => n.to_string(),
-    }
+pub fn suite_name(s: &SupportedCipherSuite) -> &'static str {
+    crate::session::iana_name(s.suite().as_str().unwrap_or("unknown"))
 }
 
 fn find_suite(name: &str) -> Option<SupportedCipherSuite> {

@@ -31,7 +31,7 @@ impl TlsInfo {
 
 /// rustls names the TLS 1.3 suites `TLS13_*`; their IANA names are `TLS_*`
 /// (the TLS 1.2 names are IANA's already).
-fn iana_name(rustls_name: &'static str) -> &'static str {
+pub(crate) fn iana_name(rustls_name: &'static str) -> &'static str {
     // A table rather than a format: the names stay `&'static str`, with no
     // allocation per connection.
     rustls_name.strip_prefix("TLS13_").map_or(rustls_name, |rest| match rest {
