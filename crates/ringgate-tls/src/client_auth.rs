@@ -56,15 +56,13 @@ impl CertFailure {
         CertFailure::IssuerMismatch,
     ];
 
-    /// The `reason` label of `ringgate_client_certificate_failures_total`.
+    /// The `reason` labels of `ringgate_client_certificate_failures_total`,
+    /// in the order of [`CertFailure::ALL`].
+    pub const NAMES: [&'static str; 5] = ["missing", "untrusted", "expired", "revoked", "issuer_mismatch"];
+
+    /// The `reason` label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            CertFailure::Missing => "missing",
-            CertFailure::Untrusted => "untrusted",
-            CertFailure::Expired => "expired",
-            CertFailure::Revoked => "revoked",
-            CertFailure::IssuerMismatch => "issuer_mismatch",
-        }
+        Self::NAMES[self as usize]
     }
 }
 

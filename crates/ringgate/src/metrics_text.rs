@@ -297,7 +297,7 @@ pub fn render(shared: &Shared) -> String {
         ),
         (
             "ringgate_retries_total",
-            "Requests sent again: on a fresh connection when a pooled one was dead, or to another server when no connection could be opened.",
+            "Requests sent again: on a fresh connection when a pooled one was dead, or to another server when no connection could be opened or an attempt timed out.",
             "reason",
             &ringgate_proxy::metrics::RetryReason::NAMES,
             |w| &w.retries,
