@@ -294,14 +294,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
     fn client_cert_refusal(&self) -> Option<(ErrorCode, String)> {
         match self.client_cert.as_deref() {
             Some(c) if c.ok() => None,
-            None => Some((ErrorCode::ClientCertificateMissing, "no required SSL certificate was sent".into())),
-            Some(c) if c.failure == Some(ringgate_tls::CertFailure::Missing) => {
-                Some((ErrorCode::ClientCertificateMissing, "no required SSL certificate was sent".into()))
-            }
-            Some(c) => Some((
+            Some(c) if c.failure != Some(ringgate_tls::CertFailure::Missing) => Some((
                 ErrorCode::ClientCertificateUntrusted,
                 format!("the SSL certificate error: {}", c.verification.trim_start_matches("FAILED:")),
             )),
+            // None sent (or, were the verdict missing, none known).
+            _ => Some((ErrorCode::ClientCertificateMissing, "no required SSL certificate was sent".into())),
         }
     }
 
