@@ -72,11 +72,7 @@ impl Ca {
         params.distinguished_name.push(DnType::OrganizationName, org);
         params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let serial = next_serial();
-        params.serial_number = Some(SerialNumber::from_slice(&serial));
-        let key = KeyPair::generate().expect("client key");
-        let cert = params.signed_by(&key, &self.issuer).expect("sign the client certificate");
-        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone(), serial }
+        self.sign(params)
     }
 
     /// A CRL of this CA revoking `revoked`, in PEM.
@@ -103,9 +99,7 @@ impl Ca {
     /// A leaf for `names` naming `ocsp_url` as its OCSP responder (an
     /// Authority Information Access extension).
     pub fn leaf_with_ocsp_url(&self, names: &[&str], ocsp_url: &str) -> Leaf {
-        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(sans).expect("leaf parameters");
-        params.distinguished_name.push(DnType::CommonName, names[0]);
+        let mut params = leaf_params(names);
         // AuthorityInfoAccessSyntax: SEQUENCE { SEQUENCE { id-ad-ocsp, [6] URI } }.
         let url = ocsp_url.as_bytes();
         let oid_ocsp = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01];
@@ -118,41 +112,41 @@ impl Ca {
         let mut aia = vec![0x30, access.len() as u8];
         aia.extend_from_slice(&access);
         params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], aia)];
-        let serial = next_serial();
-        params.serial_number = Some(SerialNumber::from_slice(&serial));
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.issuer).expect("sign the leaf");
-        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone(), serial }
+        self.sign(params)
     }
 
     /// A leaf for `names` that expires `days` days from today (midnight UTC).
     pub fn leaf_expiring(&self, names: &[&str], days: u64) -> Leaf {
-        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(sans).expect("leaf parameters");
-        params.distinguished_name.push(DnType::CommonName, names[0]);
+        let mut params = leaf_params(names);
         let today =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() / 86_400;
         let (y, m, d) = civil_from_days(today + days);
         params.not_after = date_time_ymd(y, m, d);
-        let serial = next_serial();
-        params.serial_number = Some(SerialNumber::from_slice(&serial));
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.issuer).expect("sign the leaf");
-        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone(), serial }
+        self.sign(params)
     }
 
     /// A leaf for `names`: DNS names (wildcards allowed) or IP addresses,
     /// the first also as the common name.
     pub fn leaf(&self, names: &[&str]) -> Leaf {
-        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(sans).expect("leaf parameters");
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        let key = KeyPair::generate().expect("leaf key");
+        self.sign(leaf_params(names))
+    }
+
+    /// Signs `params`, with a serial number of its own and a new key.
+    fn sign(&self, mut params: CertificateParams) -> Leaf {
         let serial = next_serial();
         params.serial_number = Some(SerialNumber::from_slice(&serial));
-        let cert = params.signed_by(&key, &self.issuer).expect("sign the leaf");
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign the certificate");
         Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone(), serial }
     }
+}
+
+/// A leaf's parameters for `names`, the first also its common name.
+fn leaf_params(names: &[&str]) -> CertificateParams {
+    let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = CertificateParams::new(sans).expect("leaf parameters");
+    params.distinguished_name.push(DnType::CommonName, names[0]);
+    params
 }
 
 /// The proleptic Gregorian date of a day number since 1970-01-01
