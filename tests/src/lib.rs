@@ -763,6 +763,12 @@ backend_http_settings = "setting01"
 /// pool `pool01` with `addresses`, settings `setting01` with `settings_extra`
 /// lines added, admin API on port 0, the access log on stdout and sub-second
 /// probe timers allowed.
+/// `config` (from [`simple_config`] or [`probed_config`]) with `lines` added
+/// to its `[gateway]` table, after `drain_timeout` (the table's last line).
+pub fn with_gateway_lines(config: &str, lines: &str) -> String {
+    config.replacen("drain_timeout = 5\n", &format!("drain_timeout = 5\n{lines}\n"), 1)
+}
+
 pub fn simple_config(addresses: &[SocketAddr], settings_extra: &str) -> String {
     let addrs: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
     format!(

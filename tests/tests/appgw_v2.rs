@@ -8,11 +8,7 @@ use std::time::Duration;
 use ringgate_e2e::*;
 
 fn gateway(backend: &Backend, gateway_extra: &str) -> Gateway {
-    let config = simple_config(&[backend.addr()], "").replacen(
-        "drain_timeout = 5\n",
-        &format!("drain_timeout = 5\n{gateway_extra}\n"),
-        1,
-    );
+    let config = with_gateway_lines(&simple_config(&[backend.addr()], ""), gateway_extra);
     Gateway::start(&config)
 }
 

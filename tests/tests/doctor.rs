@@ -697,8 +697,10 @@ fn doctor_counts_time_outs_over_the_recent_window_only() {
     b.set_mode(Mode::Slow(Duration::from_millis(700)));
     let a = b.addr().to_string();
     let window = 8.0;
-    let cfg = config(&addrs(&[b.addr()]), 80, "request_timeout = \"300ms\"", Some(STEADY_PROBE), "127.0.0.1:0")
-        .replace("drain_timeout = 5\n", "drain_timeout = 5\nrecent_window = \"8s\"\n");
+    let cfg = with_gateway_lines(
+        &config(&addrs(&[b.addr()]), 80, "request_timeout = \"300ms\"", Some(STEADY_PROBE), "127.0.0.1:0"),
+        "recent_window = \"8s\"",
+    );
     let gw = Gateway::start(&cfg);
     wait_state(&gw, &a, "Healthy");
     for i in 0..2 {

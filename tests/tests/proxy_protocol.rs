@@ -26,8 +26,7 @@ fn v2_header() -> Vec<u8> {
 /// One gateway, listener "public" with `proxy_protocol`, and the
 /// `[gateway]` lines `gateway_extra`.
 fn gateway(backend: &Backend, gateway_extra: &str, proxy_protocol: bool) -> Gateway {
-    let mut config = simple_config(&[backend.addr()], "");
-    config = config.replacen("drain_timeout = 5\n", &format!("drain_timeout = 5\n{gateway_extra}\n"), 1);
+    let mut config = with_gateway_lines(&simple_config(&[backend.addr()], ""), gateway_extra);
     if proxy_protocol {
         config = config.replacen("name = \"public\"\n", "name = \"public\"\nproxy_protocol = true\n", 1);
     }
