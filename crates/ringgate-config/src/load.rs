@@ -957,9 +957,8 @@ fn read_client_auth(f: &mut Fields<'_, '_>) -> Option<Option<crate::model::Liste
         Ok(auth) => Some(Some(crate::model::ListenerClientAuth { bundle, crl: crl.map(|c| c.0), auth })),
         Err(e) => {
             let (field, at) = match &crl {
-                Some((p, at)) if e.starts_with(&p.display().to_string()) || e.contains(&p.display().to_string()) => {
-                    ("client_crl", *at)
-                }
+                // The error names the file it is about.
+                Some((p, at)) if e.contains(&p.display().to_string()) => ("client_crl", *at),
                 _ => ("trusted_client_certificates", bundle_at),
             };
             f.err(at, field, e);
