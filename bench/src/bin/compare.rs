@@ -1221,6 +1221,12 @@ max_idle_connections = 1024
     };
     let proxy = proxy_to("backends");
     let proxy_api = proxy_to("api");
+    // The same certificate and TLS settings on every TLS server block.
+    let tls = format!(
+        "ssl_certificate {}; ssl_certificate_key {}; ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m;",
+        cert.display(),
+        key.display()
+    );
     std::fs::write(
         &nconf,
         format!(
@@ -1248,19 +1254,13 @@ http {{
   server {{ listen 127.0.0.1:{NGINX_502_PORT} backlog=4096; location / {{ return 502 "502 Bad Gateway\n"; }} }}
   server {{
     listen 127.0.0.1:{NGINX_TLS_PORT} ssl backlog=4096;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_session_cache shared:SSL:10m;
+    {tls}
     location / {{ {proxy} }}
   }}
   # The mtls mode: the https server above, requiring a client certificate.
   server {{
     listen 127.0.0.1:{NGINX_MTLS_PORT} ssl backlog=4096;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_session_cache shared:SSL:10m;
+    {tls}
     ssl_verify_client on;
     ssl_client_certificate {client_ca};
     location / {{ {proxy} }}
@@ -1269,17 +1269,12 @@ http {{
   # streams: at nginx's default of 1000, h2load's connections would end).
   server {{
     listen 127.0.0.1:{NGINX_H2_PORT} ssl http2 backlog=4096;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_session_cache shared:SSL:10m;
+    {tls}
     location / {{ {proxy} }}
   }}
 }}
 "#,
             d = dir.display(),
-            cert = cert.display(),
-            key = key.display(),
             client_ca = clients.ca.display()
         ),
     )
