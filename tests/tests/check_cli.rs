@@ -96,7 +96,7 @@ fn check_lists_every_error_with_file_line_entry_and_field() {
         format!("{p}: 4 configuration errors"),
         format!(
             "  error: {p}:4: [gateway], field `colour`: unknown field (known fields: workers, worker_cpus, \
-             prober_cpu, admin_listen, recent_window, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, trusted_proxies, allow_trace, unknown_version_status, log_format, access_log, access_log_format, limits, io_uring, http2, error_pages, allow_subsecond_timers, unprobed_servers)"
+             prober_cpu, admin_listen, recent_window, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, trusted_proxies, allow_trace, unknown_version_status, log_format, access_log, access_log_format, limits, io_uring, splice, http2, error_pages, allow_subsecond_timers, unprobed_servers)"
         ),
         format!(
             "  error: {p}:9: [[listener]] \"public\", field `protocol`: \"ftp\" is not a protocol (use \"http\" or \"https\")"

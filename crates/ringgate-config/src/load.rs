@@ -162,6 +162,9 @@ pub(crate) struct RawGateway {
     pub coop_taskrun: Option<bool>,
     pub defer_taskrun: Option<bool>,
     pub multishot_recv: Option<bool>,
+    pub splice_enabled: Option<bool>,
+    pub splice_min_body: Option<u64>,
+    pub splice_pipe_size: Option<u64>,
     pub http2_max_concurrent_streams: Option<u64>,
     pub http2_initial_stream_window: Option<u64>,
     pub http2_initial_connection_window: Option<u64>,
@@ -601,6 +604,7 @@ const GATEWAY_FIELDS: &[&str] = &[
     "access_log_format",
     "limits",
     "io_uring",
+    "splice",
     "http2",
     "error_pages",
     "allow_subsecond_timers",
@@ -616,6 +620,7 @@ const LIMIT_FIELDS: &[&str] = &[
     "header_read_timeout",
 ];
 const IO_URING_FIELDS: &[&str] = &["entries", "coop_taskrun", "defer_taskrun", "multishot_recv"];
+const SPLICE_FIELDS: &[&str] = &["enabled", "min_body", "pipe_size"];
 const HTTP2_FIELDS: &[&str] =
     &["max_concurrent_streams", "initial_stream_window", "initial_connection_window", "max_frame_size"];
 
@@ -785,6 +790,9 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
         coop_taskrun: None,
         defer_taskrun: None,
         multishot_recv: None,
+        splice_enabled: None,
+        splice_min_body: None,
+        splice_pipe_size: None,
         http2_max_concurrent_streams: None,
         http2_initial_stream_window: None,
         http2_initial_connection_window: None,
@@ -828,6 +836,21 @@ fn read_gateway(d: &mut Diags, t: &DeTable<'_>, at: usize) -> RawGateway {
                 u.finish();
             }
             _ => f.wrong_type("io_uring", v, "a table: write `[gateway.io_uring]`"),
+        }
+    }
+    if let Some(v) = f.get("splice") {
+        match v.get_ref() {
+            DeValue::Table(st) => {
+                let at = v.span().start;
+                let mut s = Fields::new(f.d, st, "[gateway.splice]".into(), at, SPLICE_FIELDS);
+                g.splice_enabled = s.bool("enabled");
+                g.splice_min_body = s.size("min_body", 1, u64::MAX / 2);
+                // A page up to what an unprivileged process may ask
+                // (/proc/sys/fs/pipe-max-size, 1 MiB by default).
+                g.splice_pipe_size = s.size("pipe_size", 4096, 1 << 20);
+                s.finish();
+            }
+            _ => f.wrong_type("splice", v, "a table: write `[gateway.splice]`"),
         }
     }
     if let Some(v) = f.get("http2") {

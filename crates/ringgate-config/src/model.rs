@@ -99,6 +99,7 @@ pub struct Gateway {
     pub access_log_format: AccessLogFormat,
     pub limits: Limits,
     pub io_uring: IoUringTuning,
+    pub splice: SpliceSettings,
     pub http2: Http2Settings,
     /// Custom error pages for every listener that has none of its own.
     pub error_pages: Vec<ErrorPage>,
@@ -222,6 +223,20 @@ pub struct Http2Settings {
     pub initial_connection_window: u32,
     /// Largest frame payload accepted (SETTINGS_MAX_FRAME_SIZE).
     pub max_frame_size: u32,
+}
+
+/// `[gateway.splice]`: bodies relayed between plain TCP sockets without
+/// copying them through user space (splice(2) through a pipe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpliceSettings {
+    /// Off: every body is copied through the gateway's buffers.
+    pub enabled: bool,
+    /// Bodies with a Content-Length of at least this many bytes are
+    /// spliced; shorter ones (and chunked ones, and TLS connections) are
+    /// copied.
+    pub min_body: u64,
+    /// The capacity asked of each pipe (F_SETPIPE_SZ), bytes.
+    pub pipe_size: u32,
 }
 
 /// io_uring knobs for the worker runtimes.

@@ -12,6 +12,11 @@ use crate::diag::Diags;
 use crate::load::{RawConfig, suggest};
 use crate::model::*;
 
+/// `[gateway.splice] min_body`'s default, from `bench/compare.sh --mode
+/// bulk` (see the README's performance section): below it, setting up the
+/// pipe costs more than the copies it saves.
+pub const DEFAULT_SPLICE_MIN_BODY: u64 = 32 * 1024;
+
 mod routing;
 
 /// Checks a host name (RFC 1123 labels; `_` tolerated as internal DNS uses it).
@@ -725,6 +730,7 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
             header_read_timeout: Duration::from_secs(10),
         },
         io_uring: IoUringTuning { entries: 1024, coop_taskrun: true, defer_taskrun: true, multishot_recv: true },
+        splice: SpliceSettings { enabled: true, min_body: DEFAULT_SPLICE_MIN_BODY, pipe_size: 256 * 1024 },
         http2: Http2Settings {
             max_concurrent_streams: 100,
             initial_stream_window: 65_535,
@@ -797,6 +803,11 @@ fn resolve_gateway(raw: Option<crate::load::RawGateway>, d: &mut Diags) -> Optio
             coop_taskrun: r.coop_taskrun.unwrap_or(defaults.io_uring.coop_taskrun),
             defer_taskrun: r.defer_taskrun.unwrap_or(defaults.io_uring.defer_taskrun),
             multishot_recv: r.multishot_recv.unwrap_or(defaults.io_uring.multishot_recv),
+        },
+        splice: SpliceSettings {
+            enabled: r.splice_enabled.unwrap_or(defaults.splice.enabled),
+            min_body: r.splice_min_body.unwrap_or(defaults.splice.min_body),
+            pipe_size: r.splice_pipe_size.map_or(defaults.splice.pipe_size, |n| n as u32),
         },
         http2: Http2Settings {
             max_concurrent_streams: r

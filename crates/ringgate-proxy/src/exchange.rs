@@ -10,7 +10,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use ringgate_http::{
     BodyKind, ChunkedDecoder, DropFields, ErrorCode, ForwardInfo, Method, Parsed, ResponseRewrite, Version,
@@ -20,10 +19,11 @@ use ringgate_http::{
 use crate::backend_stream::BackendStream;
 use crate::conn_pool::{BackendConn, ConnCount, PoolKey};
 use crate::error::ProxyError;
-use crate::io::{IoFail, consume};
+use crate::io::{IoFail, consume, release_more};
 use crate::plan::{ServerPlan, TargetPlan};
 use crate::request::{Client, Outcome};
 use crate::rewrite_apply::{RequestVars, extra_lines, rewritten_target};
+use crate::splice::SpliceFail;
 
 /// Largest response head accepted from a backend.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -130,7 +130,7 @@ impl HeadFail {
     }
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
+impl<S: crate::io::ClientStream> Client<S> {
     /// Takes the request in `rbuf` to server `index` of `rule` at `addr`,
     /// within `deadline` (the request time-out from the first attempt).
     /// `Err`: the request is intact in `rbuf` (no connection could be
@@ -418,7 +418,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             return Ok(());
         }
 
-        let clean = self.relay_response(&mut conn, kind, dechunk, obuf, rule, &server.display, out).await?;
+        let splice = plan.splice;
+        let clean = self.relay_response(&mut conn, kind, dechunk, obuf, rule, &server.display, splice, out).await?;
         let reusable = clean && !self.resp.close && conn.buf.is_empty();
         if reusable {
             let now = Instant::now();
@@ -535,6 +536,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         rule: &TargetPlan,
     ) -> Result<u64, Fail> {
         let mut sent = 0u64;
+        if plan.splice.enabled && matches!(self.head.body, BodyKind::Length(n) if n >= plan.splice.min_body) {
+            sent += self.splice_request(conn, body, plan, rule).await?;
+        }
         while !body.is_done() {
             let deadline = Instant::now() + plan.keepalive_timeout;
             match self.timer.read_more_until(&mut self.stream, &mut self.rbuf, BODY_CHUNK, deadline).await {
@@ -550,6 +554,93 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
             }
             consume(&mut self.rbuf, n);
             sent += n as u64;
+        }
+        Ok(sent)
+    }
+
+    /// Sends the rest of a Content-Length request body from a plain client
+    /// to a plain backend connection without copying it (see `splice`);
+    /// what the client's multishot receive had taken already is copied
+    /// first. Returns the bytes sent; `body` says whether any are left for
+    /// the copying path (splicing was not possible, counted).
+    async fn splice_request(
+        &mut self,
+        conn: &mut BackendConn,
+        body: &mut BodyState,
+        plan: &crate::plan::Plan,
+        rule: &TargetPlan,
+    ) -> Result<u64, Fail> {
+        let Some(client) = self.stream.tcp() else { return Ok(0) };
+        let BackendStream::Plain(backend) = &mut conn.stream else { return Ok(0) };
+        let gauges = &self.w.gauges;
+        let server = || conn.key.addr.to_string();
+        let pipe = match self.w.pipes.take(plan.splice.pipe_size) {
+            Ok(p) => p,
+            Err(e) => {
+                gauges.splice_fallbacks[1].add(1);
+                tracing::debug!("request body copied: no pipe for splicing it ({e})");
+                return Ok(0);
+            }
+        };
+        let multishot = client.multishot_recv();
+        let mut sent = 0u64;
+        while !body.is_done() {
+            let deadline = Instant::now() + plan.keepalive_timeout;
+            match self.timer.bound(deadline, release_more(client, &mut self.rbuf, BODY_CHUNK)).await {
+                None => return Err(Fail::Client(ClientFail::TimedOut)),
+                Some(Ok(None)) => break,
+                Some(Ok(Some(0)) | Err(_)) => return Err(Fail::Client(ClientFail::Gone)),
+                Some(Ok(Some(_))) => {}
+            }
+            let n = body.advance(&self.rbuf, plan.max_request_body).map_err(Fail::Client)?;
+            let deadline = Instant::now() + rule.request_timeout;
+            if let Err(e) = self.timer.write_range_until(backend, &mut self.rbuf, 0..n, deadline).await {
+                return Err(Fail::Proxy(backend_io_error(e, &server(), rule.request_timeout)));
+            }
+            consume(&mut self.rbuf, n);
+            sent += n as u64;
+        }
+        if let BodyState::Length(left) = *body {
+            let mut moved = 0;
+            let r = crate::splice::relay(
+                client,
+                backend,
+                &pipe,
+                left,
+                &mut self.timer,
+                plan.keepalive_timeout,
+                rule.request_timeout,
+                &mut moved,
+            )
+            .await;
+            sent += moved;
+            match r {
+                Ok(()) => {
+                    gauges.spliced_bodies[0].add(1);
+                    gauges.spliced_bytes[0].add(moved);
+                    *body = BodyState::Done;
+                }
+                Err(SpliceFail::Refused(e)) => {
+                    gauges.splice_fallbacks[0].add(1);
+                    tracing::debug!("request body copied: the kernel does not splice these sockets ({e})");
+                }
+                Err(SpliceFail::SourceTimedOut) => return Err(Fail::Client(ClientFail::TimedOut)),
+                Err(SpliceFail::SourceClosed) => return Err(Fail::Client(ClientFail::Gone)),
+                Err(SpliceFail::Source(e)) => {
+                    tracing::debug!("request body cut off by the client: {e}");
+                    return Err(Fail::Client(ClientFail::Gone));
+                }
+                Err(SpliceFail::DestinationTimedOut) => {
+                    return Err(Fail::Proxy(backend_io_error(IoFail::TimedOut, &server(), rule.request_timeout)));
+                }
+                Err(SpliceFail::Destination(e)) => {
+                    return Err(Fail::Proxy(backend_io_error(IoFail::Io(e), &server(), rule.request_timeout)));
+                }
+            }
+        }
+        self.w.pipes.give(pipe);
+        if multishot {
+            client.set_multishot_recv(true);
         }
         Ok(sent)
     }
@@ -590,9 +681,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         obuf: &mut Vec<u8>,
         rule: &TargetPlan,
         server: &str,
+        splice: ringgate_config::SpliceSettings,
         out: &mut Outcome,
     ) -> Result<bool, Fail> {
-        let write_deadline = || Instant::now() + rule.request_timeout.max(Duration::from_secs(30));
+        let write_deadline = || Instant::now() + write_timeout(rule);
         let mut clean = true;
         match kind {
             BodyKind::Empty => {
@@ -609,6 +701,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
                 self.send_to_client(obuf, write_deadline(), out).await?;
                 if remaining > 0 {
                     self.use_body_buffer(conn);
+                    if splice.enabled && n >= splice.min_body {
+                        remaining = self.splice_response(conn, remaining, rule, splice, &mut clean, out).await?;
+                    }
                 }
                 while remaining > 0 {
                     let got = self.fill_body(conn, rule).await?;
@@ -686,6 +781,99 @@ impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
         }
         self.done_with_body_buffer(conn);
         Ok(clean)
+    }
+
+    /// Relays the rest of a Content-Length response body from a plain
+    /// backend connection to a plain client without copying it (see
+    /// `splice`). What the backend's multishot receive had taken already is
+    /// copied first. Returns what is left for the copying path: 0, or all
+    /// that remained when splicing was not possible (counted). Bytes past
+    /// the body stay in the backend's socket and make it unclean.
+    async fn splice_response(
+        &mut self,
+        conn: &mut BackendConn,
+        mut remaining: u64,
+        rule: &TargetPlan,
+        splice: ringgate_config::SpliceSettings,
+        clean: &mut bool,
+        out: &mut Outcome,
+    ) -> Result<u64, Fail> {
+        let Some(client) = self.stream.tcp() else { return Ok(remaining) };
+        let BackendStream::Plain(backend) = &mut conn.stream else { return Ok(remaining) };
+        let gauges = &self.w.gauges;
+        let pipe = match self.w.pipes.take(splice.pipe_size) {
+            Ok(p) => p,
+            Err(e) => {
+                gauges.splice_fallbacks[1].add(1);
+                tracing::debug!("response body copied: no pipe for splicing it ({e})");
+                return Ok(remaining);
+            }
+        };
+        let multishot = backend.multishot_recv();
+        while remaining > 0 {
+            conn.buf.clear();
+            let deadline = Instant::now() + rule.request_timeout;
+            let got = match self.timer.bound(deadline, release_more(backend, &mut conn.buf, BODY_CHUNK)).await {
+                None => return Err(Fail::Abort(ErrorCode::Timeout)),
+                Some(Ok(None)) => break,
+                Some(Ok(Some(0)) | Err(_)) => return Err(Fail::Abort(ErrorCode::BackendClosed)),
+                Some(Ok(Some(got))) => got,
+            };
+            let take = (got as u64).min(remaining) as usize;
+            if take < got {
+                *clean = false;
+            }
+            remaining -= take as u64;
+            let deadline = Instant::now() + write_timeout(rule);
+            let r = self.timer.write_range_until(client, &mut conn.buf, 0..take, deadline).await;
+            r.map_err(|_| Fail::Abort(ErrorCode::ClientClosed))?;
+            out.bytes_out += take as u64;
+        }
+        conn.buf.clear();
+        if remaining > 0 {
+            let mut moved = 0;
+            let r = crate::splice::relay(
+                backend,
+                client,
+                &pipe,
+                remaining,
+                &mut self.timer,
+                rule.request_timeout,
+                write_timeout(rule),
+                &mut moved,
+            )
+            .await;
+            out.bytes_out += moved;
+            match r {
+                Ok(()) => {
+                    gauges.spliced_bodies[1].add(1);
+                    gauges.spliced_bytes[1].add(moved);
+                    remaining = 0;
+                }
+                Err(SpliceFail::Refused(e)) => {
+                    gauges.splice_fallbacks[0].add(1);
+                    tracing::debug!("response body copied: the kernel does not splice these sockets ({e})");
+                }
+                Err(SpliceFail::SourceTimedOut) => return Err(Fail::Abort(ErrorCode::Timeout)),
+                Err(SpliceFail::SourceClosed) => return Err(Fail::Abort(ErrorCode::BackendClosed)),
+                Err(SpliceFail::Source(e)) => {
+                    tracing::debug!(server = %conn.key.addr, "response body cut off: {e}");
+                    return Err(Fail::Abort(ErrorCode::BackendClosed));
+                }
+                Err(SpliceFail::DestinationTimedOut | SpliceFail::Destination(_)) => {
+                    return Err(Fail::Abort(ErrorCode::ClientClosed));
+                }
+            }
+        }
+        // Only a relay that ended well leaves the pipe empty.
+        self.w.pipes.give(pipe);
+        if remaining == 0 && crate::splice::unread_bytes(backend) > 0 {
+            *clean = false;
+        }
+        if multishot {
+            backend.set_multishot_recv(true);
+        }
+        Ok(remaining)
     }
 
     /// Streams the rest of a body through one of the worker's large spare
@@ -809,6 +997,13 @@ async fn connect(
         key,
         _count: ConnCount::new(gauges),
     })
+}
+
+/// How long a write to the client may wait: the request time-out, and never
+/// less than 30 s, so that a slow reader of a large body is not cut off by a
+/// short time-out meant for the backend.
+fn write_timeout(rule: &TargetPlan) -> Duration {
+    rule.request_timeout.max(Duration::from_secs(30))
 }
 
 fn backend_io_error(e: IoFail, server: &str, timeout: Duration) -> ProxyError {

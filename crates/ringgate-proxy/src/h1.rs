@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use ringgate_http::{ErrorCode, Parsed, RequestError, parse_request};
 
 use crate::io::IoFail;
@@ -27,7 +26,7 @@ enum HeadRead {
     TimedOut,
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent + monoio::io::Split> Client<S> {
+impl<S: crate::io::ClientStream + monoio::io::Split> Client<S> {
     pub(crate) async fn run(mut self) {
         loop {
             // The plan is taken once the head is in, not before waiting for
@@ -81,7 +80,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + monoio::io::Split> Client<S> {
     }
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
+impl<S: crate::io::ClientStream> Client<S> {
     /// Reads until a whole request head is buffered. The first request and
     /// each started head must arrive within `header_read_timeout`; an idle
     /// keep-alive connection is closed after `client_keepalive_timeout`.

@@ -821,6 +821,8 @@ impl AsyncReadRent for H2Stream {
     }
 }
 
+impl crate::io::ClientStream for H2Stream {}
+
 impl AsyncWriteRent for H2Stream {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         // SAFETY: `read_ptr` points at `bytes_init` initialized bytes of the

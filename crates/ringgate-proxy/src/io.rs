@@ -72,7 +72,7 @@ impl Timer {
     }
 
     /// Runs `fut` until it completes or `deadline` passes.
-    async fn bound<F: Future>(&mut self, deadline: Instant, fut: F) -> Option<F::Output> {
+    pub(crate) async fn bound<F: Future>(&mut self, deadline: Instant, fut: F) -> Option<F::Output> {
         self.0.as_mut().reset(deadline.into());
         let mut fut = std::pin::pin!(fut);
         let sleep = &mut self.0;
@@ -127,6 +127,43 @@ impl Timer {
         let len = buf.len();
         self.write_range_until(stream, buf, 0..len, deadline).await
     }
+}
+
+/// A client connection's byte stream. A plain TCP one can have bodies
+/// spliced to and from it (see `splice`); TLS and HTTP/2 streams cannot, as
+/// their bytes are not the body's.
+pub(crate) trait ClientStream: AsyncReadRent + AsyncWriteRent {
+    /// The socket itself, when the stream is a plain TCP connection.
+    fn tcp(&mut self) -> Option<&mut monoio::net::TcpStream> {
+        None
+    }
+}
+
+impl ClientStream for monoio::net::TcpStream {
+    fn tcp(&mut self) -> Option<&mut monoio::net::TcpStream> {
+        Some(self)
+    }
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent> ClientStream for monoio_rustls::ServerTlsStream<S> {}
+
+/// Reads into the spare room of `buf` what `stream`'s multishot receive
+/// had taken already, as it hands its receive side over for splicing (see
+/// `TcpStream::release_multishot`): `Some(n)` bytes (0: the peer closed),
+/// `None` when nothing is left in user space.
+pub(crate) async fn release_more(
+    stream: &mut monoio::net::TcpStream,
+    buf: &mut Vec<u8>,
+    min_free: usize,
+) -> io::Result<Option<usize>> {
+    if buf.capacity() - buf.len() < min_free {
+        buf.reserve(min_free);
+    }
+    let owned = std::mem::take(buf);
+    let (len, cap) = (owned.len(), owned.capacity());
+    let (res, slice) = stream.release_multishot(owned.slice_mut(len..cap)).await;
+    *buf = slice.into_inner();
+    res
 }
 
 thread_local! {

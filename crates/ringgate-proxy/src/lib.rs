@@ -47,6 +47,7 @@ mod request;
 mod rewrite_apply;
 mod route;
 mod runtime;
+mod splice;
 mod tunnel;
 mod worker;
 

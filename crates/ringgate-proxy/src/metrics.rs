@@ -177,7 +177,23 @@ pub struct WorkerGauges {
     pub resets_by_protocol: [Counter; 2],
     /// HTTP/2 connections or streams cut off, by defence (see [`H2Defence`]).
     pub h2_defences: [Counter; H2Defence::ALL.len()],
+    /// Bodies relayed with splice(2), and their bytes, by direction:
+    /// [`DIRECTIONS`].
+    pub spliced_bodies: [Counter; 2],
+    pub spliced_bytes: [Counter; 2],
+    /// Bodies that would have been spliced and were copied, by
+    /// [`SPLICE_FALLBACKS`].
+    pub splice_fallbacks: [Counter; 2],
 }
+
+/// The `direction` label of the splice counters: a request body (client to
+/// server) or a response body.
+pub const DIRECTIONS: [&str; 2] = ["request", "response"];
+
+/// The `reason` label of `ringgate_splice_fallbacks_total`: the kernel
+/// refused to splice the sockets (`refused`), or no pipe could be had
+/// (`no_pipe`: the descriptor limit, most likely).
+pub const SPLICE_FALLBACKS: [&str; 2] = ["refused", "no_pipe"];
 
 /// Why a request was sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

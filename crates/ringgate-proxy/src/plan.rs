@@ -41,6 +41,7 @@ pub struct Plan {
     pub header_timeout: Duration,
     pub max_connections: usize,
     pub http2: ringgate_config::Http2Settings,
+    pub splice: ringgate_config::SpliceSettings,
     /// `error_detail = "public"`: error bodies without the gateway's internals.
     pub public_errors: bool,
     /// Counters of requests no rule took (bad heads, unknown hosts).
@@ -300,6 +301,7 @@ impl Plan {
             header_timeout: l.header_read_timeout,
             max_connections: l.max_connections_per_worker,
             http2: config.gateway.http2,
+            splice: config.gateway.splice,
             public_errors: config.gateway.error_detail == ringgate_config::ErrorDetail::Public,
             unrouted: metrics.rule(RuleLabels::default()),
             config,

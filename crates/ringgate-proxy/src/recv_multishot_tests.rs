@@ -265,3 +265,58 @@ fn turning_it_on_again_after_a_bulk_transfer_watches_the_idle_stream() {
         assert_eq!(r.expect("read at the end"), 0);
     });
 }
+
+/// `release_multishot` (the hand-over before splicing a body): what the
+/// multishot receive had taken comes out first, in order, then the rest
+/// stays in the socket for the caller (here read plainly, as a splice would
+/// take it), and arming the multishot receive again afterwards works.
+#[test]
+fn releasing_the_multishot_receive_keeps_every_byte_in_order() {
+    let data = pattern(5, 400_000);
+    let expect = data.clone();
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let writer = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().expect("accept");
+        // A small first part lands in the ring before the release.
+        s.write_all(&data[..3000]).expect("write");
+        std::thread::sleep(Duration::from_millis(200));
+        s.write_all(&data[3000..]).expect("write");
+        s.write_all(b"after").expect("write");
+        std::thread::sleep(Duration::from_millis(300));
+        s
+    });
+    runtime().block_on(async move {
+        let mut streams = connect_multishot(addr, 1).await;
+        let mut s = streams.pop().expect("stream");
+        // A first small read arms the multishot receive (as a head read does).
+        let (r, first) = s.read(Vec::with_capacity(100)).await;
+        assert_eq!(r.expect("read"), 100);
+        let mut got = first;
+        assert!(becomes_pending(&s).await, "the rest of the first part arrived in the ring");
+        loop {
+            let (r, buf) = s.release_multishot(Vec::with_capacity(1024)).await;
+            match r.expect("release") {
+                Some(0) => panic!("not the end of the stream"),
+                Some(_) => got.extend_from_slice(&buf),
+                None => break,
+            }
+        }
+        assert!(got.len() > 100 && got.len() <= 3000, "the ring's bytes came out: {}", got.len());
+        // Released: a second call has nothing, and the bytes wait in the socket.
+        let (r, _) = s.release_multishot(Vec::with_capacity(16)).await;
+        assert!(r.expect("release").is_none());
+        while got.len() < expect.len() {
+            let want = (expect.len() - got.len()).min(65536);
+            let (r, buf) = s.read(Vec::with_capacity(want)).await;
+            assert!(r.expect("read") > 0);
+            got.extend_from_slice(&buf);
+        }
+        assert!(got == expect, "every byte, in order");
+        assert!(s.set_multishot_recv(true), "armed again");
+        let (r, buf) = s.read(Vec::with_capacity(16)).await;
+        assert_eq!(r.expect("read"), 5);
+        assert_eq!(&buf[..], b"after");
+    });
+    drop(writer.join());
+}

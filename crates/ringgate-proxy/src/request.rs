@@ -15,7 +15,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use ringgate_config::SocketKey;
 use ringgate_http::{BodyKind, ErrorCode, RequestError, RequestHead, ResponseHead};
 
@@ -241,7 +240,7 @@ pub(crate) struct Client<S> {
     pub timer: Timer,
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent> Client<S> {
+impl<S: crate::io::ClientStream> Client<S> {
     pub(crate) fn new(w: Rc<Worker>, stream: S, conn: ConnInfo, guard: Option<ConnGuard>, rbuf: Vec<u8>) -> Self {
         let ConnInfo { peer, socket, port, tls, forwarded_for_trusted, client_cert, client_cert_required } = conn;
         // Application Gateway's X-Forwarded-For element: `ip:port`.

@@ -35,6 +35,8 @@ pub(crate) struct Worker {
     spare_bufs: RefCell<Vec<Vec<u8>>>,
     /// Spare large buffers for streaming bodies.
     body_bufs: RefCell<Vec<Vec<u8>>>,
+    /// Spare pipes for spliced bodies (see `splice`).
+    pub(crate) pipes: crate::splice::PipePool,
     /// Access log lines not yet handed to the writer.
     pub log_buf: RefCell<Vec<u8>>,
     /// Rewrite edits: one set per worker, as a head is rewritten without
@@ -130,6 +132,7 @@ impl Worker {
             accepting: RefCell::new(Vec::new()),
             spare_bufs: RefCell::new(Vec::new()),
             body_bufs: RefCell::new(Vec::new()),
+            pipes: crate::splice::PipePool::default(),
             log_buf: RefCell::new(Vec::new()),
             edits: RefCell::new(ringgate_rewrite::Edits::new()),
             trace_ids: RefCell::new(ringgate_http::trace::TraceIds::new(trace_seed(id))),

@@ -266,7 +266,7 @@ pub fn render(shared: &Shared) -> String {
     let _ = writeln!(o, "ringgate_proxy_protocol_errors_total {}", sum_u(&|w| w.proxy_protocol_errors.get()));
     // Counters kept per label value in an array, one series per value.
     type Pick = fn(&ringgate_proxy::metrics::WorkerGauges) -> &[ringgate_proxy::metrics::Counter];
-    let labelled: [(&str, &str, &str, &[&str], Pick); 6] = [
+    let labelled: [(&str, &str, &str, &[&str], Pick); 9] = [
         (
             "ringgate_client_connections_total",
             "Client connections, by protocol.",
@@ -308,6 +308,27 @@ pub fn render(shared: &Shared) -> String {
             "reason",
             &ringgate_proxy::metrics::CERT_FAILURE_NAMES,
             |w| &w.client_cert_failures,
+        ),
+        (
+            "ringgate_spliced_bodies_total",
+            "Bodies relayed between plain TCP sockets with splice(2), without copying them through the gateway, by direction.",
+            "direction",
+            &ringgate_proxy::metrics::DIRECTIONS,
+            |w| &w.spliced_bodies,
+        ),
+        (
+            "ringgate_spliced_bytes_total",
+            "Body bytes relayed with splice(2), by direction.",
+            "direction",
+            &ringgate_proxy::metrics::DIRECTIONS,
+            |w| &w.spliced_bytes,
+        ),
+        (
+            "ringgate_splice_fallbacks_total",
+            "Bodies copied because splicing them was not possible: the kernel refused to splice the sockets, or no pipe could be opened.",
+            "reason",
+            &ringgate_proxy::metrics::SPLICE_FALLBACKS,
+            |w| &w.splice_fallbacks,
         ),
     ];
     for (name, help, label, values, pick) in labelled {

@@ -162,7 +162,7 @@ backend_http_settings = "setting01"
 "#;
     let errs = errors(text);
     let expect = [
-        "gw.toml:3: [gateway], field `workerz`: unknown field (known fields: workers, worker_cpus, prober_cpu, admin_listen, recent_window, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, trusted_proxies, allow_trace, unknown_version_status, log_format, access_log, access_log_format, limits, io_uring, http2, error_pages, allow_subsecond_timers, unprobed_servers); did you mean `workers`?",
+        "gw.toml:3: [gateway], field `workerz`: unknown field (known fields: workers, worker_cpus, prober_cpu, admin_listen, recent_window, drain_timeout, shutdown_delay, dns_refresh, watch_config, watch_interval, error_detail, trusted_proxies, allow_trace, unknown_version_status, log_format, access_log, access_log_format, limits, io_uring, splice, http2, error_pages, allow_subsecond_timers, unprobed_servers); did you mean `workers`?",
         "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[0]`: \"10.0.0.300\" is neither an IP address nor a valid host name",
         "gw.toml:11: [[backend_pool]] \"pool01\", field `addresses[1]`: \"app.internal:99999\": port \"99999\" is not a number from 1 to 65535",
         "gw.toml:19: [[backend_http_settings]] \"setting01\", field `protocol`: \"ftp\" is not a protocol (use \"http\" or \"https\")",
@@ -178,6 +178,27 @@ backend_http_settings = "setting01"
         assert!(errs.contains(&e.to_string()), "missing:\n  {e}\ngot:\n  {}", errs.join("\n  "));
     }
     assert_eq!(errs.len(), expect.len(), "got:\n  {}", errs.join("\n  "));
+}
+
+#[test]
+fn splice_settings_defaults_and_errors() {
+    let cfg = load(MINIMAL).unwrap();
+    assert_eq!(
+        cfg.gateway.splice,
+        SpliceSettings { enabled: true, min_body: crate::validate::DEFAULT_SPLICE_MIN_BODY, pipe_size: 256 * 1024 }
+    );
+    let text = format!("[gateway.splice]\nenabled = false\nmin_body = \"1MiB\"\npipe_size = \"64KiB\"\n{MINIMAL}");
+    let cfg = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.gateway.splice, SpliceSettings { enabled: false, min_body: 1 << 20, pipe_size: 64 * 1024 });
+    let text = format!("[gateway.splice]\nmin_body = 0\npipe_size = \"4MiB\"\nsplice = true\n{MINIMAL}");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(errs[0].starts_with("gw.toml:2: [gateway.splice], field `min_body`:"), "{errs:?}");
+    assert!(errs[1].starts_with("gw.toml:3: [gateway.splice], field `pipe_size`:"), "{errs:?}");
+    assert_eq!(
+        errs[2],
+        "gw.toml:4: [gateway.splice], field `splice`: unknown field (known fields: enabled, min_body, pipe_size)"
+    );
 }
 
 #[test]

@@ -706,6 +706,13 @@ impl UringInner {
         }) == Some(true)
     }
 
+    /// (ringgate addition) Takes back a re-arm asked for with
+    /// `rearm_recv_multi`: the operation stays ended once its cancel ends it.
+    pub(crate) fn forget_rearm(this: &Rc<UnsafeCell<UringInner>>, index: usize) {
+        let inner = unsafe { &mut *this.get() };
+        inner.with_multi(index, |state| state.rearm = None);
+    }
+
     /// (ringgate addition) Whether multishot operation `index` has ended
     /// (its last completion arrived).
     pub(crate) fn recv_multi_ended(this: &Rc<UnsafeCell<UringInner>>, index: usize) -> bool {

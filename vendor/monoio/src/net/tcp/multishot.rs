@@ -147,6 +147,67 @@ impl RecvMulti {
         }
     }
 
+    /// Ends the multishot receive for a caller that will move the stream's
+    /// bytes itself (see `TcpStream::release_multishot`): cancels it (and
+    /// any re-arm a bulk transfer asked for), copies what it had received
+    /// into `dst` (`Ok(Some(n))`, 0 at the end of the stream), and once it
+    /// has ended with nothing left, answers `Ok(None)` with reads switched to
+    /// plain receives, so that nothing takes the socket's bytes any more.
+    pub(crate) fn poll_release(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut [u8],
+    ) -> Poll<io::Result<Option<usize>>> {
+        loop {
+            if self.current.is_some() {
+                if dst.is_empty() {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "no room to copy received bytes into",
+                    )));
+                }
+                return Poll::Ready(Ok(Some(self.fill(dst))));
+            }
+            let Some(index) = self.index else {
+                self.stopping = false;
+                self.plain = true;
+                return Poll::Ready(Ok(None));
+            };
+            if !self.plain {
+                // `plain` marks the cancel as sent for this release; the
+                // loop ends with it set either way.
+                self.plain = true;
+                self.stopping = true;
+                UringInner::forget_rearm(&self.driver, index);
+                if !UringInner::recv_multi_ended(&self.driver, index) {
+                    // Safety: `index` is this stream's live multishot operation.
+                    unsafe { UringInner::cancel_op(&self.driver, index) };
+                }
+            }
+            match UringInner::poll_recv_multi(&self.driver, index, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    UringInner::release_recv_multi(&self.driver, index);
+                    self.index = None;
+                }
+                Poll::Ready(Some((Ok(0), _))) => return Poll::Ready(Ok(Some(0))),
+                Poll::Ready(Some((Ok(n), flags))) => match io_uring::cqueue::buffer_select(flags) {
+                    Some(bid) => self.current = Some((bid, 0, n as usize)),
+                    None => {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::Other,
+                            "multishot receive completed without a buffer",
+                        )))
+                    }
+                },
+                // Its own cancel, or the ring running dry: it has ended.
+                Poll::Ready(Some((Err(e), _)))
+                    if matches!(e.raw_os_error(), Some(libc::ECANCELED | libc::ENOBUFS)) => {}
+                Poll::Ready(Some((Err(e), _))) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
     /// Copies the next received bytes into `dst`: `Ok(Some(n))`, with 0 at
     /// the end of the stream. `Ok(None)`: the caller must receive the next
     /// bytes with a plain receive (bulk data, or the ring had no buffer), then

@@ -482,6 +482,35 @@ impl TcpStream {
         }
     }
 
+    /// (ringgate addition) Hands the receive side over to a caller that
+    /// moves the stream's next bytes without reading them (splice(2)): ends
+    /// the multishot receive and copies into `buf` what it had received
+    /// already, in order. `Some(n)`: `n` bytes were copied (0: the end of the
+    /// stream); call again. `None`: nothing received is held in user space any
+    /// more, the next bytes stay in the socket, and reads are plain receives
+    /// until `set_multishot_recv(true)` arms the multishot receive again.
+    /// Without a multishot receive, `None` at once.
+    #[cfg(all(target_os = "linux", feature = "iouring"))]
+    pub async fn release_multishot<T: IoBufMut>(
+        &mut self,
+        mut buf: T,
+    ) -> BufResult<Option<usize>, T> {
+        let Some(multi) = self.multi.as_mut() else {
+            return (Ok(None), buf);
+        };
+        // Safety: the buffer's spare room, `bytes_total` bytes from
+        // `write_ptr`, is writable.
+        let dst = unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
+        match std::future::poll_fn(|cx| multi.poll_release(cx, dst)).await {
+            Ok(Some(n)) => {
+                // Safety: `n` bytes were copied in at `write_ptr`.
+                unsafe { buf.set_init(n) };
+                (Ok(Some(n)), buf)
+            }
+            r => (r, buf),
+        }
+    }
+
     /// (ringgate addition) See `multishot_read`.
     #[cfg(all(target_os = "linux", feature = "iouring"))]
     fn after_plain_read(&mut self, res: &io::Result<usize>) {
