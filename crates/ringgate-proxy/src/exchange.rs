@@ -23,7 +23,7 @@ use crate::io::{IoFail, consume, release_more};
 use crate::plan::{ServerPlan, TargetPlan};
 use crate::request::{Client, Outcome};
 use crate::rewrite_apply::{RequestVars, extra_lines, rewritten_target};
-use crate::splice::SpliceFail;
+use crate::splice::{SpliceFail, Waits};
 
 /// Largest response head accepted from a backend.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -608,8 +608,7 @@ impl<S: crate::io::ClientStream> Client<S> {
                 &pipe,
                 left,
                 &mut self.timer,
-                plan.keepalive_timeout,
-                rule.request_timeout,
+                Waits { read: plan.keepalive_timeout, write: rule.request_timeout },
                 &mut moved,
             )
             .await;
@@ -838,8 +837,7 @@ impl<S: crate::io::ClientStream> Client<S> {
                 &pipe,
                 remaining,
                 &mut self.timer,
-                rule.request_timeout,
-                write_timeout(rule),
+                Waits { read: rule.request_timeout, write: write_timeout(rule) },
                 &mut moved,
             )
             .await;

@@ -154,9 +154,17 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
 }
 
+/// How long [`relay`] waits, each time, for the source to have bytes
+/// (`read`) and for the destination to take them (`write`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waits {
+    pub(crate) read: Duration,
+    pub(crate) write: Duration,
+}
+
 /// Moves exactly `len` bytes from `from` to `to` through `pipe`, and never
-/// reads past them. Each wait for the source is bounded by `read_timeout`,
-/// each wait for the destination by `write_timeout`. `moved` counts the
+/// reads past them. Each wait for the source is bounded by `waits.read`,
+/// each wait for the destination by `waits.write`. `moved` counts the
 /// bytes delivered to `to` as they go, for the access log. On success the
 /// pipe is empty.
 pub(crate) async fn relay(
@@ -165,8 +173,7 @@ pub(crate) async fn relay(
     pipe: &Pipe,
     len: u64,
     timer: &mut Timer,
-    read_timeout: Duration,
-    write_timeout: Duration,
+    waits: Waits,
     moved: &mut u64,
 ) -> Result<(), SpliceFail> {
     let (src, dst) = (from.as_raw_fd(), to.as_raw_fd());
@@ -203,7 +210,7 @@ pub(crate) async fn relay(
         }
         if in_pipe == 0 {
             // Nothing to pass on: wait for the source.
-            let deadline = Instant::now() + read_timeout;
+            let deadline = Instant::now() + waits.read;
             match timer.bound(deadline, from.readable(false)).await {
                 Some(Ok(())) => continue,
                 Some(Err(e)) => return Err(SpliceFail::Source(e)),
@@ -221,7 +228,7 @@ pub(crate) async fn relay(
                     // The source may have more for the pipe meanwhile.
                     continue;
                 }
-                let deadline = Instant::now() + write_timeout;
+                let deadline = Instant::now() + waits.write;
                 match timer.bound(deadline, to.writable(false)).await {
                     Some(Ok(())) => {}
                     Some(Err(e)) => return Err(SpliceFail::Destination(e)),
@@ -319,7 +326,7 @@ mod tests {
                 }
                 got
             });
-            relay(&r, &c, &pipe, body.len() as u64, &mut timer, t, t, &mut moved).await.unwrap();
+            relay(&r, &c, &pipe, body.len() as u64, &mut timer, Waits { read: t, write: t }, &mut moved).await.unwrap();
             assert_eq!(moved, body.len() as u64);
             let got = reader.await;
             assert!(got == body, "the bytes arrive as sent");
@@ -341,7 +348,7 @@ mod tests {
             let pipe = PipePool::default().take(65536).unwrap();
             let mut moved = 0;
             let t = Duration::from_secs(5);
-            let r = relay(&r, &c, &pipe, 5000, &mut Timer::new(), t, t, &mut moved).await;
+            let r = relay(&r, &c, &pipe, 5000, &mut Timer::new(), Waits { read: t, write: t }, &mut moved).await;
             assert!(matches!(r, Err(SpliceFail::SourceClosed)), "{r:?}");
             assert_eq!(moved, 1000);
         });
@@ -359,8 +366,7 @@ mod tests {
                 &pipe,
                 10,
                 &mut Timer::new(),
-                Duration::from_millis(100),
-                Duration::from_secs(5),
+                Waits { read: Duration::from_millis(100), write: Duration::from_secs(5) },
                 &mut moved,
             )
             .await;
@@ -383,8 +389,7 @@ mod tests {
                 &pipe,
                 64 << 20,
                 &mut Timer::new(),
-                Duration::from_secs(5),
-                Duration::from_millis(200),
+                Waits { read: Duration::from_secs(5), write: Duration::from_millis(200) },
                 &mut moved,
             )
             .await;
