@@ -258,6 +258,19 @@ impl Gateway {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map(|d| d.count()).unwrap_or(0)
     }
 
+    /// How many of the open descriptors are pipe ends. A worker keeps a
+    /// bounded pool of spare splice pipes, so these are counted apart from
+    /// sockets when a test checks that descriptors come back.
+    pub fn pipe_ends(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("pipe:")))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     /// Resident memory of the process, in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();

@@ -237,17 +237,6 @@ fn more_than_the_content_length_is_not_forwarded_and_the_connection_is_discarded
     assert!(counter(&gw, "ringgate_spliced_bodies_total{direction=\"response\"}") >= 1);
 }
 
-/// Pipe descriptors the gateway holds.
-fn pipes(gw: &Gateway) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", gw.pid()))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("pipe:")))
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn leaving_mid_body_leaks_no_descriptor_or_pipe() {
     let backend = Backend::start();
@@ -258,7 +247,7 @@ fn leaving_mid_body_leaks_no_descriptor_or_pipe() {
     assert!(r.body == content(1 << 20));
     drop(c);
     std::thread::sleep(Duration::from_millis(300));
-    let (fds, pipe_fds) = (gw.fd_count(), pipes(&gw));
+    let (fds, pipe_fds) = (gw.fd_count(), gw.pipe_ends());
 
     for _ in 0..10 {
         // The backend closes half-way: the client's connection is cut too.
@@ -287,14 +276,14 @@ fn leaving_mid_body_leaks_no_descriptor_or_pipe() {
     // A pipe a failed relay may have left bytes in is closed, not kept:
     // fewer descriptors than before is fine (no spare pipe, no pooled
     // connection), more would be a leak.
-    let settled = wait_until(Duration::from_secs(10), || gw.fd_count() <= fds && pipes(&gw) <= pipe_fds);
-    assert!(settled, "descriptors {} (were {fds}), pipe ends {} (were {pipe_fds})", gw.fd_count(), pipes(&gw));
+    let settled = wait_until(Duration::from_secs(10), || gw.fd_count() <= fds && gw.pipe_ends() <= pipe_fds);
+    assert!(settled, "descriptors {} (were {fds}), pipe ends {} (were {pipe_fds})", gw.fd_count(), gw.pipe_ends());
     // And the gateway still splices, with one spare pipe again.
     let mut c = Client::connect(gw.addr("public")).expect("connect");
     let r = c.request("GET", &format!("/cl/{}", 1 << 20), &[("Host", "site")], b"").expect("response");
     assert!(r.body == content(1 << 20));
     drop(c);
-    assert!(wait_until(Duration::from_secs(5), || pipes(&gw) == pipe_fds), "pipe ends {}", pipes(&gw));
+    assert!(wait_until(Duration::from_secs(5), || gw.pipe_ends() == pipe_fds), "pipe ends {}", gw.pipe_ends());
     assert!(wait_until(Duration::from_secs(5), || gw.fd_count() <= fds), "descriptors {}", gw.fd_count());
 }
 
