@@ -94,7 +94,7 @@ async fn serve(w: Rc<Worker>, mut stream: TcpStream, mut peer: SocketAddr, socke
                 if tls.is_none() && first.first().is_some_and(u8::is_ascii_uppercase) {
                     let conn = ConnInfo::new(peer, socket, port, forwarded_for_trusted);
                     let why = "400 Bad Request: this port expects a PROXY protocol header from the load balancer in front of it";
-                    Client::new(w, stream, conn, Some(guard), first).refuse(why).await;
+                    Box::pin(Client::new(w, stream, conn, Some(guard), first).refuse_owned(why)).await;
                 }
                 return;
             }
@@ -112,7 +112,7 @@ async fn serve(w: Rc<Worker>, mut stream: TcpStream, mut peer: SocketAddr, socke
     let conn = ConnInfo::new(peer, socket, port, forwarded_for_trusted);
     if !h2c {
         w.gauges.count_connection(false);
-        Client::new(w, stream, conn, Some(guard), first).run().await;
+        Box::new(Client::new(w, stream, conn, Some(guard), first)).run().await;
         return;
     }
     // Prior knowledge: the first bytes say which protocol this is.
@@ -133,7 +133,7 @@ async fn serve(w: Rc<Worker>, mut stream: TcpStream, mut peer: SocketAddr, socke
         Box::pin(crate::h2::serve(w, io, conn, guard)).await;
     } else {
         w.gauges.count_connection(false);
-        Client::new(w, stream, conn, Some(guard), first).run().await;
+        Box::new(Client::new(w, stream, conn, Some(guard), first)).run().await;
     }
 }
 
@@ -218,7 +218,7 @@ async fn serve_tls(
             } else {
                 w.gauges.count_connection(false);
                 let rbuf = Vec::with_capacity(INITIAL_READ);
-                Client::new(w, tls_stream, conn, Some(guard), rbuf).run().await;
+                Box::new(Client::new(w, tls_stream, conn, Some(guard), rbuf)).run().await;
             }
         }
         Ok(Err(e)) => {

@@ -320,3 +320,57 @@ fn releasing_the_multishot_receive_keeps_every_byte_in_order() {
     });
     drop(writer.join());
 }
+
+/// `multishot_wait` (an idle keep-alive connection waiting without a read
+/// buffer): it returns once bytes arrive, without taking them, so the read
+/// after it gets them all; it returns on the peer's close too; and on plain
+/// receives (or without a multishot receive) it says at once that only a
+/// read can wait.
+#[test]
+fn waiting_for_input_takes_nothing_and_sees_bytes_and_the_close() {
+    let addr = serve_one(|mut s| {
+        std::thread::sleep(Duration::from_millis(200));
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+        std::thread::sleep(Duration::from_millis(200));
+        drop(s);
+    });
+    runtime().block_on(async move {
+        let mut s = TcpStream::connect_addr(addr).await.expect("connect");
+        assert!(s.set_multishot_recv(true));
+        assert!(!s.multishot_pending(), "nothing arrived yet");
+        let ready = monoio::time::timeout(Duration::from_secs(5), s.multishot_wait()).await;
+        assert!(ready.expect("input within 5 s").expect("wait"), "a multishot receive can wait");
+        assert!(s.multishot_pending(), "the bytes wait for the read");
+        let (r, buf) = s.read(Vec::with_capacity(100)).await;
+        assert_eq!(&buf[..r.expect("read")], b"GET / HTTP/1.1\r\n\r\n");
+        let closed = monoio::time::timeout(Duration::from_secs(5), s.multishot_wait()).await;
+        assert!(closed.expect("the close within 5 s").expect("wait"));
+        let (r, _) = s.read(Vec::with_capacity(16)).await;
+        assert_eq!(r.expect("read at the end"), 0);
+        assert!(!s.set_multishot_recv(false));
+        assert!(!s.multishot_wait().await.expect("wait"), "plain receives: only a read waits");
+    });
+}
+
+#[test]
+fn waiting_for_input_on_plain_receives_after_bulk_data_defers_to_the_read() {
+    let addr = serve_one(|mut s| {
+        s.write_all(&pattern(8, 256 * 1024)).expect("bulk");
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    runtime().block_on(async move {
+        let mut s = TcpStream::connect_addr(addr).await.expect("connect");
+        assert!(s.set_multishot_recv(true));
+        // The first full buffer switches the stream to plain receives.
+        let mut got = Vec::new();
+        while got.len() < 8192 {
+            let (r, buf) = s.read(Vec::with_capacity(4096)).await;
+            assert!(r.expect("read") > 0);
+            got.extend_from_slice(&buf);
+        }
+        let r = monoio::time::timeout(Duration::from_secs(5), s.multishot_wait()).await;
+        let _ = r.expect("never blocks on plain receives").expect("wait");
+        got.extend(read_bulk(&mut s, 256 * 1024 - got.len()).await);
+        assert!(got == pattern(8, 256 * 1024), "no byte lost around the wait");
+    });
+}

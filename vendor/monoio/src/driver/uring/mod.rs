@@ -670,6 +670,29 @@ impl UringInner {
             .unwrap_or(Poll::Ready(None))
     }
 
+    /// (ringgate addition) Ready once multishot operation `index` has a
+    /// completion queued or has ended, without taking anything: a reader
+    /// can wait for input holding no buffer.
+    pub(crate) fn poll_recv_multi_ready(
+        this: &Rc<UnsafeCell<UringInner>>,
+        index: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        let inner = unsafe { &mut *this.get() };
+        inner
+            .with_multi(index, |state| {
+                if !state.queue.is_empty() || !state.armed {
+                    return Poll::Ready(());
+                }
+                match &state.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => state.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            })
+            .unwrap_or(Poll::Ready(()))
+    }
+
     /// (ringgate addition) Takes the first queued completion of multishot
     /// operation `index` if it carries bytes: (length, buffer id).
     pub(crate) fn pop_recv_multi_data(

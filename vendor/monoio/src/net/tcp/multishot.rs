@@ -70,6 +70,28 @@ impl RecvMulti {
                 .is_some_and(|i| UringInner::recv_multi_queued(&self.driver, i))
     }
 
+    /// Ready(true) once a read would find something without waiting:
+    /// received bytes, the end of the stream, an error, or the operation
+    /// ended (the read arms a new one). Ready(false) at once when reads are
+    /// plain receives (a bulk transfer): only a read can wait then.
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if self.current.is_some() {
+            return Poll::Ready(Ok(true));
+        }
+        if self.plain || self.stopping {
+            return Poll::Ready(Ok(false));
+        }
+        let index = match self.index {
+            Some(i) => i,
+            None => {
+                let i = UringInner::arm_recv_multi(&self.driver, self.fd)?;
+                self.index = Some(i);
+                i
+            }
+        };
+        UringInner::poll_recv_multi_ready(&self.driver, index, cx).map(|()| Ok(true))
+    }
+
     /// Copies from the current buffer, then from further received buffers
     /// already queued, while `dst` has room: one read takes everything that
     /// has arrived, as a plain receive would, rather than 4 KiB at a time.

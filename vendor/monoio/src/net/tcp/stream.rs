@@ -511,6 +511,26 @@ impl TcpStream {
         }
     }
 
+    /// (ringgate addition) Waits, holding no buffer, until a read would
+    /// find input at once: bytes received by the multishot receive, the
+    /// peer's close, or an error. `Ok(false)` at once when there is no
+    /// multishot receive or reads are plain receives for the moment (after
+    /// bulk data): then only a read can wait. An idle keep-alive connection
+    /// can so give its read buffer back while it waits.
+    #[cfg(all(target_os = "linux", feature = "iouring"))]
+    pub async fn multishot_wait(&mut self) -> io::Result<bool> {
+        let Some(multi) = self.multi.as_mut() else {
+            return Ok(false);
+        };
+        match std::future::poll_fn(|cx| multi.poll_ready(cx)).await {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                self.multi = None;
+                Ok(false)
+            }
+            r => r,
+        }
+    }
+
     /// (ringgate addition) See `multishot_read`.
     #[cfg(all(target_os = "linux", feature = "iouring"))]
     fn after_plain_read(&mut self, res: &io::Result<usize>) {

@@ -574,7 +574,10 @@ impl Drop for TimerEntry {
     }
 }
 
-#[cfg_attr(target_arch = "x86_64", repr(align(128)))]
-#[cfg_attr(not(target_arch = "x86_64"), repr(align(64)))]
+// (ringgate addition) Not padded any more: a timer entry lives and fires on
+// its runtime's own thread, so there is no false sharing to avoid, and the
+// padding to 128-byte lines made every `Sleep` 640 bytes (a keep-alive
+// connection holds two). The wrapper stays so the code around it does not
+// change.
 #[derive(Debug, Default)]
 struct CachePadded<T>(T);
