@@ -44,6 +44,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # The package starts a system nginx on port 80; it is not ours to stop, and
 # the harness uses other ports.
-cargo build --release -q -p ringgate -p ringgate-bench --bin ringgate --bin compare --bin relay --bin tlsload
+cargo build --release -q -p ringgate -p ringgate-bench --bin ringgate --bin compare --bin relay --bin tlsload \
+  --bin idleconns
 exec target/release/compare --ringgate target/release/ringgate --relay target/release/relay \
-  --tlsload target/release/tlsload "$@"
+  --tlsload target/release/tlsload --idleconns target/release/idleconns "$@"
