@@ -50,6 +50,26 @@
 //! the plain listener without a certificate (the control) and the mTLS one
 //! with it, for every proxy in turn; a round with any error or non-200
 //! answer stops the mode with exit status 1 and no table.
+//!
+//! The `bulk` mode measures large bodies, where ringgate's zero-copy relay
+//! (`[gateway.splice]`) matters: ringgate with it on (default `min_body`)
+//! and off (`ringgate (copy)`), two processes of their own, nginx, HAProxy,
+//! and HAProxy with `option splice-request` / `option splice-response` (a
+//! process of its own): GET of a 64 KiB and a 1 MiB random body, POST of 1
+//! MiB to an upload sink (a thread of the harness on the load CPU that reads
+//! every body whole), 16 connections, ratio columns against both HAProxy
+//! rows; then a 1 GiB download and upload through the ringgate rows, sha256
+//! compared at both ends, RSS sampled every 100 ms. Each row must first
+//! return the backends' bytes exactly and deliver an upload the sink
+//! confirms (length, sha256); one that fails is not measured and the run
+//! exits with status 1. See compare/bulk.rs.
+//!
+//! The `idle` mode measures memory per idle keep-alive connection for
+//! ringgate, nginx and HAProxy in the same run: N connections (at most
+//! 9,000, fewer when RLIMIT_NOFILE's hard limit says so; the report says
+//! which and why) from idleconns (bench/src/bin/idleconns.rs), each having
+//! served one request; wrk's p99 while they are open; RSS after they close
+//! against the baseline. See compare/idle.rs.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

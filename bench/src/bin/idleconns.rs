@@ -122,7 +122,9 @@ fn main() {
     let mut conns = Vec::with_capacity(count);
     for i in 0..count {
         let opened = (|| {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let mut s =
+                TcpStream::connect_timeout(&addr, Duration::from_secs(10)).map_err(|e| format!("connect: {e}"))?;
             s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
             s.write_all(req.as_bytes()).map_err(|e| format!("send: {e}"))?;
             read_response(&mut s)?;

@@ -479,3 +479,48 @@ pub fn bulk_mode(o: &Opts, setup: &Setup, pids: &BTreeMap<&'static str, Vec<u32>
     }
     failures
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    /// A server answering GETs with `body` (of its own Content-Length) and
+    /// POSTs, after reading them, with `upload_answer`.
+    fn fake(body: Vec<u8>, upload_answer: &'static str) -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut c = Conn::from_stream_for_tests(s);
+            while let Ok(Some(h)) = c.head() {
+                c.body(&h, true, &mut |_| Ok(())).unwrap();
+                let b: &[u8] = if h.start.starts_with("GET") { &body } else { upload_answer.as_bytes() };
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len());
+                c.stream().write_all(head.as_bytes()).unwrap();
+                c.stream().write_all(b).unwrap();
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn the_pre_check_refuses_other_bytes_and_an_upload_the_sink_did_not_get_whole() {
+        let r64k = vec![1u8; 1000];
+        let m1 = vec![2u8; M1_LEN as usize];
+        let sha = "ab".repeat(32);
+        // Right bytes for /r64k and for /1m cannot both come from one
+        // body: one GET of each round fails, and the upload answer is wrong.
+        let port = fake(r64k.clone(), "5 nope\n");
+        let bad = check_row(port, &r64k, &m1, &sha);
+        assert!(bad.iter().any(|b| b.starts_with("GET /1m (#1): not the backend's bytes")), "{bad:?}");
+        assert!(bad.iter().any(|b| b.contains("the sink received \"5 nope\"")), "{bad:?}");
+        assert_eq!(bad.len(), 4, "{bad:?}");
+        // A flipped byte is found.
+        let mut flipped = r64k.clone();
+        flipped[700] ^= 1;
+        assert_eq!(first_difference(&flipped, &r64k), "first difference at byte 700");
+        assert!(first_difference(&r64k[..10], &r64k).contains("a prefix"));
+    }
+}

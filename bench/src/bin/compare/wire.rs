@@ -136,6 +136,16 @@ impl Conn {
         Conn { s, buf: Vec::new(), deadline: None }
     }
 
+    #[cfg(test)]
+    pub fn from_stream_for_tests(s: TcpStream) -> Self {
+        Self::from_stream(s, Duration::from_secs(5))
+    }
+
+    #[cfg(test)]
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.s
+    }
+
     /// Every later exchange must be over by `d` from now.
     pub fn deadline_in(&mut self, d: Duration) {
         self.deadline = Some(Instant::now() + d);
