@@ -20,6 +20,16 @@
 #                                          # the plain https listeners; load from
 #                                          # tlsload (bench/src/bin/tlsload.rs), as wrk
 #                                          # cannot present a certificate
+#   bench/compare.sh --mode bulk --rounds 3 --duration 5
+#                                          # 64 KiB / 1 MiB GETs and 1 MiB uploads, 16
+#                                          # connections: ringgate splicing and copying,
+#                                          # nginx, HAProxy, HAProxy splicing; then 1 GiB
+#                                          # down and up through ringgate (sha256, RSS);
+#                                          # writes a 1 GiB file into the run directory
+#                                          # (removed at the end)
+#   bench/compare.sh --mode idle --duration 5
+#                                          # RSS per idle keep-alive connection (about
+#                                          # 9,000, from idleconns) for each proxy
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -44,6 +54,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # The package starts a system nginx on port 80; it is not ours to stop, and
 # the harness uses other ports.
-cargo build --release -q -p ringgate -p ringgate-bench --bin ringgate --bin compare --bin relay --bin tlsload
+cargo build --release -q -p ringgate -p ringgate-bench --bin ringgate --bin compare --bin relay --bin tlsload \
+  --bin idleconns
 exec target/release/compare --ringgate target/release/ringgate --relay target/release/relay \
-  --tlsload target/release/tlsload "$@"
+  --tlsload target/release/tlsload --idleconns target/release/idleconns "$@"

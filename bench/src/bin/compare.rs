@@ -50,6 +50,26 @@
 //! the plain listener without a certificate (the control) and the mTLS one
 //! with it, for every proxy in turn; a round with any error or non-200
 //! answer stops the mode with exit status 1 and no table.
+//!
+//! The `bulk` mode measures large bodies, where ringgate's zero-copy relay
+//! (`[gateway.splice]`) matters: ringgate with it on (default `min_body`)
+//! and off (`ringgate (copy)`), two processes of their own, nginx, HAProxy,
+//! and HAProxy with `option splice-request` / `option splice-response` (a
+//! process of its own): GET of a 64 KiB and a 1 MiB random body, POST of 1
+//! MiB to an upload sink (a thread of the harness on the load CPU that reads
+//! every body whole), 16 connections, ratio columns against both HAProxy
+//! rows; then a 1 GiB download and upload through the ringgate rows, sha256
+//! compared at both ends, RSS sampled every 100 ms. Each row must first
+//! return the backends' bytes exactly and deliver an upload the sink
+//! confirms (length, sha256); one that fails is not measured and the run
+//! exits with status 1. See compare/bulk.rs.
+//!
+//! The `idle` mode measures memory per idle keep-alive connection for
+//! ringgate, nginx and HAProxy in the same run: N connections (at most
+//! 9,000, fewer when RLIMIT_NOFILE's hard limit says so; the report says
+//! which and why) from idleconns (bench/src/bin/idleconns.rs), each having
+//! served one request; wrk's p99 while they are open; RSS after they close
+//! against the baseline. See compare/idle.rs.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -58,6 +78,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "compare/bulk.rs"]
+mod bulk;
+#[path = "compare/idle.rs"]
+mod idle;
+#[path = "compare/wire.rs"]
+mod wire;
+
 #[derive(Debug, Clone)]
 struct Opts {
     ringgate: PathBuf,
@@ -65,6 +92,8 @@ struct Opts {
     relay: PathBuf,
     /// The TLS handshake load of the `mtls` mode (bench/src/bin/tlsload.rs).
     tlsload: PathBuf,
+    /// The idle connections of the `idle` mode (bench/src/bin/idleconns.rs).
+    idleconns: PathBuf,
     rounds: usize,
     duration: u32,
     modes: Vec<String>,
@@ -86,7 +115,7 @@ impl Opts {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: compare [--ringgate PATH] [--relay PATH] [--tlsload PATH] [--rounds N] [--duration SECS] [--warm-up SECS] [--mode small|c256|c1024|body64k|fast502|https|mtls|log|idle|floor|route|h2|all]... [--proxies ringgate,nginx,haproxy,relay] [--out DIR]"
+        "usage: compare [--ringgate PATH] [--relay PATH] [--tlsload PATH] [--idleconns PATH] [--rounds N] [--duration SECS] [--warm-up SECS] [--mode small|c256|c1024|body64k|fast502|https|mtls|log|idle|floor|route|h2|bulk|all]... [--proxies ringgate,nginx,haproxy,relay] [--out DIR]"
     );
     std::process::exit(2)
 }
@@ -96,6 +125,7 @@ fn parse_args() -> Opts {
         ringgate: PathBuf::from("target/release/ringgate"),
         relay: PathBuf::from("target/release/relay"),
         tlsload: PathBuf::from("target/release/tlsload"),
+        idleconns: PathBuf::from("target/release/idleconns"),
         rounds: 5,
         duration: 5,
         modes: Vec::new(),
@@ -112,6 +142,7 @@ fn parse_args() -> Opts {
             "--ringgate" => o.ringgate = val().into(),
             "--relay" => o.relay = val().into(),
             "--tlsload" => o.tlsload = val().into(),
+            "--idleconns" => o.idleconns = val().into(),
             "--rounds" => o.rounds = val().parse().unwrap_or_else(|_| usage()),
             "--duration" => o.duration = val().parse().unwrap_or_else(|_| usage()),
             "--warm-up" => o.warm_up = val().parse().unwrap_or_else(|_| usage()),
@@ -125,11 +156,13 @@ fn parse_args() -> Opts {
         }
     }
     if o.modes.is_empty() || o.modes.iter().any(|m| m == "all") {
-        o.modes =
-            ["small", "c256", "c1024", "body64k", "fast502", "https", "mtls", "log", "idle", "floor", "route", "h2"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+        o.modes = [
+            "small", "c256", "c1024", "body64k", "fast502", "https", "mtls", "log", "idle", "floor", "route", "h2",
+            "bulk",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     }
     o
 }
@@ -180,6 +213,26 @@ const H2_CHECK_REQUESTS: u64 = 100;
 /// The backends' body sizes: "hello, world\n" on `/`, 64 KiB on `BIG_PATH`.
 const SMALL_BODY_LEN: u64 = 13;
 const BIG_BODY_LEN: u64 = 64 * 1024;
+/// The bulk mode's listeners: ringgate splicing (a process of its own),
+/// ringgate copying (another), nginx, HAProxy, HAProxy splicing (another
+/// process, so its CPU is its own).
+const RINGGATE_BULK_PORT: u16 = 18181;
+const RINGGATE_COPY_PORT: u16 = 18182;
+const NGINX_BULK_PORT: u16 = 18183;
+const HAPROXY_BULK_PORT: u16 = 18184;
+const HAPROXY_SPLICE_PORT: u16 = 18185;
+const RINGGATE_BULK_ADMIN_PORT: u16 = 18196;
+const RINGGATE_COPY_ADMIN_PORT: u16 = 18195;
+/// The upload sink (bench/src/bin/compare/wire.rs), a thread of the harness
+/// pinned to the load CPU: every proxy forwards `/upload/...` to it.
+const SINK_PORT: u16 = 19105;
+/// The backends' random bodies (every mode; the bulk mode measures them):
+/// 64 KiB, 1 MiB and (bulk mode only, written then removed) 1 GiB.
+const R64K_PATH: &str = "/r64k";
+const M1_PATH: &str = "/1m";
+const G1_PATH: &str = "/1g";
+const M1_LEN: u64 = 1 << 20;
+const G1_LEN: u64 = 1 << 30;
 
 /// A process this harness started; stopped by pid on drop.
 struct Proc {
@@ -346,6 +399,19 @@ enum Load {
 /// Runs wrk against `path` on `port` and measures the CPU of `pids`
 /// meanwhile.
 fn run_wrk(o: &Opts, port: u16, path: &str, conns: u32, pids: &[u32], load: Load) -> Sample {
+    run_wrk_script(o, port, path, conns, pids, load, None)
+}
+
+/// `run_wrk` with a wrk Lua script (`-s`), e.g. the bulk mode's uploads.
+fn run_wrk_script(
+    o: &Opts,
+    port: u16,
+    path: &str,
+    conns: u32,
+    pids: &[u32],
+    load: Load,
+    script: Option<&Path>,
+) -> Sample {
     let before: Vec<(u64, u64)> = pids.iter().map(|&p| cpu_us(p)).collect();
     let scheme = if load == Load::Http { "http" } else { "https" };
     let url = format!("{scheme}://127.0.0.1:{port}{path}");
@@ -354,6 +420,9 @@ fn run_wrk(o: &Opts, port: u16, path: &str, conns: u32, pids: &[u32], load: Load
     if load == Load::HttpsHandshakes {
         // A new connection, so a full TLS handshake, per request.
         cmd.args(["-H", "Connection: close"]);
+    }
+    if let Some(script) = script {
+        cmd.arg("-s").arg(script);
     }
     let out = cmd.arg(&url).output().expect("run wrk");
     let after: Vec<(u64, u64)> = pids.iter().map(|&p| cpu_us(p)).collect();
@@ -954,6 +1023,13 @@ struct Setup {
     /// client side's.
     server_ca: PathBuf,
     clients: ClientPki,
+    /// The bulk mode's upload sink.
+    sink: Option<wire::Sink>,
+}
+
+/// The first CPU of a taskset list such as "0" or "0,2" or "0-1".
+fn first_cpu(list: &str) -> usize {
+    list.split([',', '-']).next().and_then(|c| c.trim().parse().ok()).unwrap_or(0)
 }
 
 fn backend_conf(dir: &Path, body64k: bool) -> PathBuf {
@@ -966,7 +1042,17 @@ fn backend_conf(dir: &Path, body64k: bool) -> PathBuf {
     } else {
         "location / { return 200 \"hello, world\\n\"; }".to_string()
     };
-    let big = format!("location = {BIG_PATH} {{ alias {}/index.html; }}", www.display());
+    // Random bodies (the bulk mode's), whose bytes the harness compares.
+    for (file, len, seed) in [("r64k.bin", BIG_BODY_LEN, 64), ("1m.bin", M1_LEN, 1024)] {
+        let path = www.join(file);
+        if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(len) {
+            wire::random_file(&path, len, seed).expect("random body");
+        }
+    }
+    let big = format!(
+        "location = {BIG_PATH} {{ alias {w}/index.html; }} location = {R64K_PATH} {{ alias {w}/r64k.bin; }} location = {M1_PATH} {{ alias {w}/1m.bin; }} location = {G1_PATH} {{ alias {w}/1g.bin; }}",
+        w = www.display()
+    );
     let mut servers: String = BACKEND_PORTS
         .iter()
         .map(|p| format!("  server {{ listen 127.0.0.1:{p} backlog=4096; {location} {big} }}\n"))
@@ -1065,11 +1151,15 @@ fn client_certificates(dir: &Path) -> ClientPki {
     pki
 }
 
-/// Starts the backends and the proxies; `h2` adds the h2 mode's ringgate,
-/// `mtls` ringgate's listener requiring a client certificate.
-fn start_all(o: &Opts, dir: &Path, body64k: bool, h2: bool, mtls: bool) -> Setup {
+/// Starts the backends and the proxies for `mode`: the h2 mode adds its
+/// ringgate, the mtls mode ringgate's listener requiring a client
+/// certificate, the bulk mode the upload sink, two ringgate processes
+/// (splicing, copying) and a HAProxy splicing.
+fn start_all(o: &Opts, dir: &Path, mode: &str) -> Setup {
+    let (body64k, h2, mtls, bulk) = (mode == "body64k", mode == "h2", mode == "mtls", mode == "bulk");
     let mut procs = Vec::new();
     let mut failures = Vec::new();
+    let sink = bulk.then(|| wire::Sink::start(SINK_PORT, first_cpu(&o.load_cpu)).expect("upload sink"));
     let bconf = backend_conf(dir, body64k);
     procs.push(spawn(
         "backends (nginx)",
@@ -1195,6 +1285,21 @@ max_idle_connections = 1024
     let (_, rg2_log) = start_ringgate(&mut procs, "ringgate+log", "ringgate-logged", logged);
     wait_port(RINGGATE_LOGGED_PORT, "ringgate with access log", &rg2_log);
 
+    // The bulk mode's two ringgates: zero-copy bodies on (the default
+    // min_body) and off, bodies of any size (1 GiB uploads), /upload/* to
+    // the sink.
+    if bulk {
+        for (label, stem, port, admin, splice) in [
+            ("ringgate (bulk)", "ringgate-bulk", RINGGATE_BULK_PORT, RINGGATE_BULK_ADMIN_PORT, true),
+            ("ringgate (copy)", "ringgate-copy", RINGGATE_COPY_PORT, RINGGATE_COPY_ADMIN_PORT, false),
+        ] {
+            let conf = rg_conf(admin, "off", &bulk::ringgate_listener(port, splice))
+                .replace("request_timeout = 30\n", "request_timeout = 300\n");
+            let (_, log) = start_ringgate(&mut procs, label, stem, conf);
+            wait_port(port, label, &log);
+        }
+    }
+
     // The h2 mode's ringgate: HTTP/2 over TLS, a process of its own so that a
     // ringgate without HTTP/2 fails that mode only (and loudly), not the run.
     if h2 && o.keeps("ringgate") {
@@ -1234,13 +1339,25 @@ max_idle_connections = 1024
 daemon off;
 pid {d}/proxy-nginx.pid;
 error_log {d}/proxy-nginx-error.log warn;
+worker_rlimit_nofile {nofile};
 events {{ worker_connections 16384; }}
 http {{
   access_log off;
   keepalive_requests 10000000;
   upstream backends {{ {upstream} keepalive 1024; }}
   upstream api {{ {api_upstream} keepalive 1024; }}
+  upstream sink {{ server 127.0.0.1:{SINK_PORT}; keepalive 1024; }}
   server {{ listen 127.0.0.1:{NGINX_PORT} backlog=4096; location / {{ {proxy} }} }}
+  # The bulk mode: bodies streamed both ways (no temporary files, no
+  # request buffering, any size), /upload/ to the sink.
+  server {{
+    listen 127.0.0.1:{NGINX_BULK_PORT} backlog=4096;
+    client_max_body_size 0;
+    proxy_request_buffering off;
+    proxy_max_temp_file_size 0;
+    location /upload/ {{ {proxy_sink} }}
+    location / {{ {proxy} }}
+  }}
   # The route mode: ringgate's path rules as locations (disjoint prefixes,
   # so nginx's longest-prefix choice is ringgate's first match).
   server {{
@@ -1275,7 +1392,9 @@ http {{
 }}
 "#,
             d = dir.display(),
-            client_ca = clients.ca.display()
+            client_ca = clients.ca.display(),
+            nofile = idle::nofile_limits().1,
+            proxy_sink = proxy_to("sink"),
         ),
     )
     .expect("write proxy nginx conf");
@@ -1300,8 +1419,10 @@ http {{
     std::fs::write(
         &hconf,
         format!(
-            "global\n  nbthread 1\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 30s\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:{HAPROXY_PORT}\n  default_backend be\nfrontend fe_h2\n  bind 127.0.0.1:{HAPROXY_H2_PORT} ssl crt {pem} alpn h2,http/1.1\n  default_backend be\nfrontend fe_tls\n  bind 127.0.0.1:{HAPROXY_TLS_PORT} ssl crt {pem}\n  default_backend be\nfrontend fe_mtls\n  bind 127.0.0.1:{HAPROXY_MTLS_PORT} ssl crt {pem} verify required ca-file {client_ca}\n  default_backend be\n{route}backend be\n  balance roundrobin\n{servers}backend be_api\n  balance roundrobin\n  http-response set-header X-Frame-Options DENY\n{api_servers}",
+            "global\n  nbthread 1\n  maxconn {maxconn}\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 30s\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:{HAPROXY_PORT}\n  default_backend be\nfrontend fe_h2\n  bind 127.0.0.1:{HAPROXY_H2_PORT} ssl crt {pem} alpn h2,http/1.1\n  default_backend be\nfrontend fe_tls\n  bind 127.0.0.1:{HAPROXY_TLS_PORT} ssl crt {pem}\n  default_backend be\nfrontend fe_mtls\n  bind 127.0.0.1:{HAPROXY_MTLS_PORT} ssl crt {pem} verify required ca-file {client_ca}\n  default_backend be\n{route}{bulk_fe}backend be\n  balance roundrobin\n{servers}backend be_api\n  balance roundrobin\n  http-response set-header X-Frame-Options DENY\n{api_servers}",
             route = haproxy_route(),
+            bulk_fe = bulk::haproxy_frontend("fe_bulk", HAPROXY_BULK_PORT),
+            maxconn = idle::budget().haproxy_maxconn,
             pem = cert_and_key.display(),
             client_ca = clients.ca.display(),
         ),
@@ -1314,6 +1435,13 @@ http {{
     wait_port(HAPROXY_H2_PORT, "haproxy (h2)", &hlog);
     wait_port(HAPROXY_TLS_PORT, "haproxy (https)", &hlog);
     wait_port(HAPROXY_MTLS_PORT, "haproxy (mTLS)", &hlog);
+    if bulk {
+        let conf = dir.join("haproxy-splice.cfg");
+        std::fs::write(&conf, bulk::haproxy_splice_conf(dir, &servers)).expect("write haproxy-splice.cfg");
+        let log = dir.join("haproxy-splice.log");
+        procs.push(spawn("haproxy (splice)", &o.proxy_cpu, "haproxy", &["-f", &conf.to_string_lossy()], &log));
+        wait_port(HAPROXY_SPLICE_PORT, "haproxy (splice)", &log);
+    }
 
     // The floor: byte relays that do no HTTP work at all.
     for (name, port, recv) in
@@ -1329,7 +1457,7 @@ http {{
         procs.push(spawn(name, &o.proxy_cpu, &o.relay.to_string_lossy(), &args, &log));
         wait_port(port, name, &log);
     }
-    Setup { dir: dir.to_path_buf(), procs, failures, server_ca: dir.join("ca.pem"), clients }
+    Setup { dir: dir.to_path_buf(), procs, failures, server_ca: dir.join("ca.pem"), clients, sink }
 }
 
 /// The route mode's ringgate listener: a path-based rule whose 4th path
@@ -1490,6 +1618,15 @@ fn proxy_pids(setup: &Setup) -> BTreeMap<&'static str, Vec<u32>> {
             "ringgate (h2)" => {
                 m.insert("ringgate (h2)", vec![pid]);
             }
+            "ringgate (bulk)" => {
+                m.insert("ringgate (bulk)", vec![pid]);
+            }
+            "ringgate (copy)" => {
+                m.insert("ringgate (copy)", vec![pid]);
+            }
+            "haproxy (splice)" => {
+                m.insert("haproxy (splice)", vec![pid]);
+            }
             "nginx (proxy)" => {
                 // taskset execs nginx in place; the workers are its children.
                 let kids = children_of(pid);
@@ -1522,33 +1659,50 @@ fn render(t: &Table) -> String {
 /// The table, its ratio columns comparing with the row named `versus`
 /// when given, else with the best peer.
 fn render_versus(t: &Table, versus: Option<&str>) -> String {
+    render_against(t, &[versus])
+}
+
+/// The table with a pair of ratio columns (CPU, p99) per entry of
+/// `against`: the row of that name, or (`None`) the best peer.
+fn render_against(t: &Table, against: &[Option<&str>]) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "### {}\n", t.title);
-    let vs = versus.unwrap_or("best peer");
-    let _ = writeln!(
-        o,
-        "| proxy | req/s (median) | p50 | p99 | CPU µs/req (user+sys) | user | sys | socket errors | non-2xx | CPU vs {vs} | p99 vs {vs} |"
+    let mut head = String::from(
+        "| proxy | req/s (median) | p50 | p99 | CPU µs/req (user+sys) | user | sys | socket errors | non-2xx |",
     );
-    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut rule = String::from("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for versus in against {
+        let vs = versus.unwrap_or("best peer");
+        let _ = write!(head, " CPU vs {vs} | p99 vs {vs} |");
+        rule.push_str("---:|---:|");
+    }
+    let _ = writeln!(o, "{head}\n{rule}");
     let med = |s: &[Sample], f: fn(&Sample) -> f64| median(s.iter().map(f).collect());
     let cpu = |s: &[Sample]| med(s, |x| x.user_us_per_req + x.sys_us_per_req);
-    // Peers are the other proxies; ringgate's own variants and the relays (a floor, not a proxy) are not.
-    let mut peers: Vec<&(String, Vec<Sample>)> = match versus {
-        Some(v) => t.rows.iter().filter(|(n, _)| n == v).collect(),
-        None => t.rows.iter().filter(|(n, _)| !n.starts_with("ringgate") && !n.starts_with("relay")).collect(),
-    };
-    if peers.is_empty() {
-        // A ringgate-only table (the access log's cost): compare with its first row.
-        peers = t.rows.iter().take(1).collect();
-    }
-    let best_cpu = peers.iter().map(|(_, s)| cpu(s)).fold(f64::INFINITY, f64::min);
-    let best_p99 = peers.iter().map(|(_, s)| med(s, |x| x.p99_us)).fold(f64::INFINITY, f64::min);
+    // (best CPU, best p99) of each comparison's peers.
+    let bests: Vec<(f64, f64)> = against
+        .iter()
+        .map(|versus| {
+            // Peers are the other proxies; ringgate's own variants and the relays (a floor, not a proxy) are not.
+            let mut peers: Vec<&(String, Vec<Sample>)> = match versus {
+                Some(v) => t.rows.iter().filter(|(n, _)| n == v).collect(),
+                None => t.rows.iter().filter(|(n, _)| !n.starts_with("ringgate") && !n.starts_with("relay")).collect(),
+            };
+            if peers.is_empty() {
+                // A ringgate-only table (the access log's cost): compare with its first row.
+                peers = t.rows.iter().take(1).collect();
+            }
+            let best_cpu = peers.iter().map(|(_, s)| cpu(s)).fold(f64::INFINITY, f64::min);
+            let best_p99 = peers.iter().map(|(_, s)| med(s, |x| x.p99_us)).fold(f64::INFINITY, f64::min);
+            (best_cpu, best_p99)
+        })
+        .collect();
     for (name, s) in &t.rows {
         let c = cpu(s);
         let p99 = med(s, |x| x.p99_us);
-        let _ = writeln!(
+        let _ = write!(
             o,
-            "| {name} | {:.0} | {:.0} µs | {:.0} µs | {:.2} | {:.2} | {:.2} | {} | {} | {:.2}× | {:.2}× |",
+            "| {name} | {:.0} | {:.0} µs | {:.0} µs | {:.2} | {:.2} | {:.2} | {} | {} |",
             med(s, |x| x.rps),
             med(s, |x| x.p50_us),
             p99,
@@ -1557,9 +1711,11 @@ fn render_versus(t: &Table, versus: Option<&str>) -> String {
             med(s, |x| x.sys_us_per_req),
             s.iter().map(|x| x.errors).sum::<u64>(),
             s.iter().map(|x| x.non2xx).sum::<u64>(),
-            c / best_cpu,
-            p99 / best_p99
         );
+        for (best_cpu, best_p99) in &bests {
+            let _ = write!(o, " {:.2}× | {:.2}× |", c / best_cpu, p99 / best_p99);
+        }
+        o.push('\n');
     }
     o
 }
@@ -1575,48 +1731,33 @@ fn interleaved_load(
     load: Load,
     path: &str,
 ) -> Vec<(String, Vec<Sample>)> {
+    interleaved_script(o, conns, targets, load, path, None)
+}
+
+/// `interleaved_load` with a wrk Lua script.
+fn interleaved_script(
+    o: &Opts,
+    conns: u32,
+    targets: &[(&str, u16, Vec<u32>)],
+    load: Load,
+    path: &str,
+    script: Option<&Path>,
+) -> Vec<(String, Vec<Sample>)> {
     let targets: Vec<&(&str, u16, Vec<u32>)> = targets.iter().filter(|(n, ..)| o.keeps(n)).collect();
     // Warm-up: connections, pools and caches everywhere.
     for (_, port, pids) in &targets {
         let short = Opts { duration: 1, ..o.clone() };
-        let _ = run_wrk(&short, *port, path, conns, pids, load);
+        let _ = run_wrk_script(&short, *port, path, conns, pids, load, script);
     }
     let mut rows: Vec<(String, Vec<Sample>)> = targets.iter().map(|(n, _, _)| (n.to_string(), Vec::new())).collect();
     for round in 0..o.rounds {
         for (i, (name, port, pids)) in targets.iter().enumerate() {
-            let s = run_wrk(o, *port, path, conns, pids, load);
+            let s = run_wrk_script(o, *port, path, conns, pids, load, script);
             s.report(round + 1, name, "req");
             rows[i].1.push(s);
         }
     }
     rows
-}
-
-/// Resident memory per idle keep-alive connection: opens `n` connections,
-/// each makes one request and stays open.
-fn idle_memory(pid: u32, port: u16, n: usize) -> String {
-    use std::io::{Read, Write};
-    let before = rss_kib(pid);
-    let mut conns = Vec::with_capacity(n);
-    let mut buf = [0u8; 4096];
-    for i in 0..n {
-        let mut s = match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => s,
-            Err(e) => return format!("opening connection {i} of {n} failed: {e} (raise `ulimit -n`)"),
-        };
-        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n");
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = s.read(&mut buf);
-        conns.push(s);
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    let after = rss_kib(pid);
-    let per = (after.saturating_sub(before)) as f64 * 1024.0 / n as f64;
-    drop(conns);
-    format!(
-        "ringgate RSS {before} KiB before, {after} KiB with {n} idle keep-alive client connections: {:.1} KiB per connection ({per:.0} bytes)",
-        per / 1024.0
-    )
 }
 
 fn machine() -> String {
@@ -1654,6 +1795,9 @@ fn machine() -> String {
 
 fn main() {
     let o = parse_args();
+    // The idle mode's thousands of connections: every process started
+    // from here (the proxies, idleconns) inherits the raised soft limit.
+    idle::raise_nofile();
     let mut tools = vec!["nginx", "haproxy", "taskset"];
     if o.modes.iter().any(|m| m != "h2" && m != "mtls") {
         tools.push("wrk");
@@ -1681,6 +1825,13 @@ fn main() {
         eprintln!(
             "compare: {} is missing: build it with `cargo build --release -p ringgate-bench`",
             o.tlsload.display()
+        );
+        std::process::exit(2);
+    }
+    if o.modes.iter().any(|m| m == "idle") && !o.idleconns.exists() {
+        eprintln!(
+            "compare: {} is missing: build it with `cargo build --release -p ringgate-bench`",
+            o.idleconns.display()
         );
         std::process::exit(2);
     }
@@ -1716,6 +1867,14 @@ fn main() {
         RINGGATE_MTLS_PORT,
         NGINX_MTLS_PORT,
         HAPROXY_MTLS_PORT,
+        RINGGATE_BULK_PORT,
+        RINGGATE_COPY_PORT,
+        NGINX_BULK_PORT,
+        HAPROXY_BULK_PORT,
+        HAPROXY_SPLICE_PORT,
+        RINGGATE_BULK_ADMIN_PORT,
+        RINGGATE_COPY_ADMIN_PORT,
+        SINK_PORT,
     ];
     let taken: Vec<u16> = ports.iter().copied().filter(|p| !port_free(*p)).collect();
     if !taken.is_empty() {
@@ -1741,8 +1900,7 @@ fn main() {
     // A check that failed: the run stops after that mode, exit status 1.
     let mut failed: Option<String> = None;
     for mode in &o.modes {
-        let body64k = mode == "body64k";
-        let setup = start_all(&o, &dir, body64k, mode == "h2", mode == "mtls");
+        let setup = start_all(&o, &dir, mode);
         let pids = proxy_pids(&setup);
         let all = |conns: u32| -> Vec<(&str, u16, Vec<u32>)> {
             vec![
@@ -1868,9 +2026,17 @@ fn main() {
                 None
             }
             "idle" => {
-                let line = idle_memory(pids["ringgate"][0], RINGGATE_PORT, 10_000);
-                eprintln!("  {line}");
-                let _ = writeln!(report, "### Memory per idle connection\n\n{line}\n");
+                let failures = idle::idle_mode(&o, &setup, &pids, &mut report);
+                if !failures.is_empty() {
+                    failed = Some(format!("mode idle: {}", failures.join("\n")));
+                }
+                None
+            }
+            "bulk" => {
+                let failures = bulk::bulk_mode(&o, &setup, &pids, &mut report);
+                if !failures.is_empty() {
+                    failed = Some(format!("mode bulk: checks failed:\n{}", failures.join("\n")));
+                }
                 None
             }
             other => {
@@ -1885,6 +2051,7 @@ fn main() {
             report.push('\n');
         }
         drop(setup.procs);
+        drop(setup.sink);
         let _ = setup.dir;
         if failed.is_some() {
             break;
