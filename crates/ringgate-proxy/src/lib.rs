@@ -58,3 +58,4 @@ pub use metrics::MetricsRegistry;
 pub use plan::{Plan, ServerPlan, TargetPlan};
 pub use rewrite_apply::{RequestVars, rewritten_target};
 pub use route::{HostRoutes, PathMapPlan, PathRoute, RedirectPlan, RouteAction, RulePlan, routing_path, strip_port};
+pub use runtime::set_memory_release;

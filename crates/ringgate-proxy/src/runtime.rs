@@ -2,11 +2,12 @@
 //! of `[gateway.io_uring]`, falling back when the kernel refuses them),
 //! accepts on its sockets (`accept`), and runs the housekeeping tick: a new
 //! plan and its sockets, idle pooled connections swept, the access log
-//! flushed, and on shutdown the drain.
+//! flushed, memory handed back after many connections left, and on
+//! shutdown the drain.
 
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use monoio::io::Canceller;
@@ -21,6 +22,43 @@ use crate::worker::Worker;
 /// How often a worker looks for a new plan, sweeps idle connections and
 /// flushes its access log buffer.
 const TICK: Duration = Duration::from_millis(50);
+
+/// Hands the memory this thread freed back to the operating system: the
+/// binary sets it to its allocator's collect. mimalloc keeps freed pages
+/// for reuse and purges them on later allocator activity, which a worker
+/// whose thousands of idle connections just left does not have: without
+/// this its RSS stays at the peak.
+static RELEASE_MEMORY: OnceLock<fn()> = OnceLock::new();
+
+/// Sets what a worker calls to give freed memory back (once; later calls
+/// are ignored).
+pub fn set_memory_release(release: fn()) {
+    let _ = RELEASE_MEMORY.set(release);
+}
+
+/// A worker releases memory when this many fewer connections are open than
+/// at its peak since the last release: rare (a crowd left), so the cost of
+/// a collect is never paid per request or under steady churn.
+const RELEASE_AFTER_CLOSED: usize = 512;
+
+/// Tracks a worker's open connections between memory releases.
+#[derive(Debug, Default)]
+struct MemoryWatch {
+    peak: usize,
+}
+
+impl MemoryWatch {
+    /// Whether `open` connections, after the peak seen so far, call for a
+    /// release; the peak restarts from `open` when they do.
+    fn should_release(&mut self, open: usize) -> bool {
+        self.peak = self.peak.max(open);
+        if self.peak >= open + RELEASE_AFTER_CLOSED {
+            self.peak = open;
+            return true;
+        }
+        false
+    }
+}
 
 /// Applies a new plan and its sockets if the control thread published one.
 fn refresh(w: &Rc<Worker>) {
@@ -162,6 +200,7 @@ pub(crate) fn run(
         let _ = ready.send(Ok(()));
         drop(ready);
         let mut drain_deadline: Option<Instant> = None;
+        let mut memory = MemoryWatch::default();
         loop {
             monoio::time::sleep(TICK).await;
             let now = Instant::now();
@@ -189,8 +228,33 @@ pub(crate) fn run(
                 w.gauges.idle_pooled.add(-(closed as i64));
             }
             w.flush_log(true);
+            if memory.should_release(w.open_connections())
+                && let Some(release) = RELEASE_MEMORY.get()
+            {
+                debug!(worker = id, open = w.open_connections(), "connections left: handing freed memory back");
+                release();
+            }
         }
         w.flush_log(true);
     });
     shared.running.fetch_sub(1, Ordering::AcqRel);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_released_once_a_crowd_has_left_not_under_churn() {
+        let mut m = MemoryWatch::default();
+        // Growing, then steady churn around 1,000: nothing to release.
+        for open in [10, 500, 1000, 990, 1000, 1010, 700] {
+            assert!(!m.should_release(open), "{open}");
+        }
+        // 512 fewer than the peak (1,010): release, and the peak restarts.
+        assert!(m.should_release(498));
+        assert!(!m.should_release(0), "498 to 0 is fewer than 512 since the release");
+        assert!(!m.should_release(600));
+        assert!(m.should_release(88));
+    }
 }

@@ -43,6 +43,7 @@ pub fn run_file(path: &Path) -> ExitCode {
 
 /// Serves `cfg` until told to stop; `on_ready` runs once everything listens.
 pub fn serve(cfg: Arc<Config>, on_ready: impl FnOnce(&Shared)) -> ExitCode {
+    ringgate_proxy::set_memory_release(release_memory);
     for w in &cfg.warnings {
         warn!("{w}");
     }
@@ -277,4 +278,15 @@ fn reload(gateway: &mut Gateway, prober: &Prober, cfg: &mut Arc<Config>) -> Resu
         plan.config.listeners.len(),
         plan.config.rules.len()
     ))
+}
+
+/// mimalloc's collect, forced: the calling worker's freed pages go back to
+/// the operating system now rather than on its next allocations.
+fn release_memory() {
+    // SAFETY: mi_collect takes no pointers; it only walks the calling
+    // thread's own heap.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_collect(true)
+    };
 }
