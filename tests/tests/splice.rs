@@ -38,6 +38,7 @@ fn fnv(data: &[u8]) -> u64 {
 /// - `GET /chunked/N`: the same, chunked in 10,000-byte chunks;
 /// - `GET /extra/N`: Content-Length N, then N + 100 bytes;
 /// - `GET /cut/N`: Content-Length N, then N / 2 bytes and a close;
+/// - `GET /close-idle/N`: Content-Length N, then a close 100 ms later;
 /// - `POST /upload`: answers `len hash` of the body it read.
 struct Backend {
     addr: SocketAddr,
@@ -113,6 +114,13 @@ fn serve(mut s: TcpStream) {
             let mut out = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").into_bytes();
             out.extend_from_slice(&content(n + 100));
             s.write_all(&out)
+        } else if let Some(n) = n("/close-idle/") {
+            // Keep-alive by its head, then closed while idle in the pool.
+            let mut out = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+            out.extend_from_slice(&content(n));
+            let _ = s.write_all(&out);
+            std::thread::sleep(Duration::from_millis(100));
+            return;
         } else if let Some(n) = n("/cut/") {
             let mut out = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").into_bytes();
             out.extend_from_slice(&content(n)[..n / 2]);
@@ -302,4 +310,68 @@ fn a_request_pipelined_after_a_spliced_upload_is_answered() {
     assert_eq!(r.text(), format!("300000 {:016x}", fnv(&body)));
     let r = c.read_response(false).expect("pipelined answer");
     assert!(r.body == content(50_000));
+}
+
+/// A connection that carries large bodies one after the other splices every
+/// one after the first, both ways: its receive side stays released between
+/// them, so a head is read with a plain receive and the body behind it is
+/// still in the socket (a multishot receive would have taken it). Small
+/// requests in between bring the multishot receive back and are answered.
+#[test]
+fn consecutive_large_bodies_on_one_connection_are_spliced() {
+    let backend = Backend::start();
+    let gw = gateway(&backend, SPLICE_ON, &[]);
+    let mut c = Client::connect(gw.addr("public")).expect("connect");
+    let mut first_connections = 0;
+    for i in 0..6 {
+        let n = 100_000 + i;
+        let r = c.request("GET", &format!("/cl/{n}"), &[("Host", "site")], b"").expect("response");
+        assert!(r.status == 200 && r.body == content(n), "download {i}");
+        if i == 0 {
+            // The health probe's connections, and the one serving us.
+            first_connections = backend.connections.load(Ordering::SeqCst);
+        }
+    }
+    for i in 0..6 {
+        let body = content(200_000 + i);
+        let r = c.request("POST", "/upload", &[("Host", "site")], &body).expect("response");
+        assert_eq!(r.text(), format!("{} {:016x}", body.len(), fnv(&body)), "upload {i}");
+    }
+    let bodies = |d: &str| counter(&gw, &format!("ringgate_spliced_bodies_total{{direction=\"{d}\"}}"));
+    assert!(wait_until(Duration::from_secs(5), || bodies("request") >= 5), "uploads spliced: {}", bodies("request"));
+    assert!(bodies("response") >= 5, "downloads spliced: {}", bodies("response"));
+    // Large and small, mixed, on the same connection.
+    for i in 0..4 {
+        for n in [150_000 + i, 10 + i, 0] {
+            let r = c.request("GET", &format!("/cl/{n}"), &[("Host", "site")], b"").expect("response");
+            assert!(r.body == content(n), "mixed {i} {n}");
+            let body = content(n * 2);
+            let r = c.request("POST", "/upload", &[("Host", "site")], &body).expect("response");
+            assert_eq!(r.text(), format!("{} {:016x}", body.len(), fnv(&body)), "mixed upload {i} {n}");
+        }
+    }
+    let connections = backend.connections.load(Ordering::SeqCst);
+    assert_eq!(connections, first_connections, "one backend connection served them all");
+}
+
+/// A backend that closes a pooled connection whose receive side was left
+/// released after a spliced body: the pool sees the close (a peek) and a
+/// request that cannot be retried (a POST) goes to a new connection
+/// instead of failing on the dead one.
+#[test]
+fn a_released_pooled_connection_closed_by_its_backend_is_not_reused() {
+    let backend = Backend::start();
+    let gw = gateway(&backend, SPLICE_ON, &[]);
+    let mut c = Client::connect(gw.addr("public")).expect("connect");
+    for round in 0..3 {
+        let r = c.request("GET", "/close-idle/300000", &[("Host", "site")], b"").expect("response");
+        assert!(r.body == content(300_000), "round {round}");
+        std::thread::sleep(Duration::from_millis(400));
+        let before = backend.connections.load(Ordering::SeqCst);
+        let r = c.request("POST", "/upload", &[("Host", "site")], b"abc").expect("response");
+        assert_eq!(r.status, 200, "round {round}: {}", r.text());
+        assert_eq!(r.text(), format!("3 {:016x}", fnv(b"abc")));
+        assert_eq!(backend.connections.load(Ordering::SeqCst), before + 1, "a new backend connection");
+    }
+    assert!(counter(&gw, "ringgate_spliced_bodies_total{direction=\"response\"}") >= 2);
 }

@@ -23,10 +23,13 @@ unsafe impl Split for BackendStream {}
 impl BackendStream {
     /// Whether the backend sent something (bytes, its end of the stream, an
     /// error) that was not read: on an idle pooled connection, a sign that
-    /// it is dead. Known only for plain connections with multishot receives
-    /// (see `io::prepare_stream`); false otherwise.
+    /// it is dead. Known for plain connections: from the multishot receive
+    /// without a system call (see `io::prepare_stream`), or with a peek at
+    /// the socket when its receive side was left released after a spliced
+    /// body; false for TLS.
     pub(crate) fn pending_input(&self) -> bool {
         match self {
+            BackendStream::Plain(s) if s.multishot_released() => crate::splice::input_waiting(s),
             BackendStream::Plain(s) => s.multishot_pending(),
             BackendStream::Tls(_) => false,
         }

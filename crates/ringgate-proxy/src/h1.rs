@@ -155,6 +155,16 @@ impl<S: crate::io::ClientStream> Client<S> {
     /// after bulk data) the read itself waits, with the buffer.
     async fn wait_input(&mut self, deadline: Instant) -> WaitInput {
         let Some(tcp) = self.stream.tcp() else { return WaitInput::Ready };
+        if tcp.multishot_released() {
+            // After a spliced upload the next head is read with a plain
+            // receive, so that a large body behind it stays in the socket for
+            // the pipe; once a request without one went by, the multishot
+            // receive comes back.
+            if std::mem::take(&mut self.spliced_upload) {
+                return WaitInput::Ready;
+            }
+            tcp.set_multishot_recv(true);
+        }
         if !tcp.multishot_recv() || tcp.multishot_pending() {
             return WaitInput::Ready;
         }

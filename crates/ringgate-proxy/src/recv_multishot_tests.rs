@@ -321,6 +321,66 @@ fn releasing_the_multishot_receive_keeps_every_byte_in_order() {
     drop(writer.join());
 }
 
+/// After a release, short plain reads keep the receive side released (a
+/// head read before the next spliced body must leave that body in the
+/// socket), the pool's peek sees the peer's close, and
+/// `set_multishot_recv(true)` ends it.
+#[test]
+fn a_released_receive_side_stays_released_through_short_reads() {
+    let addr = serve_one(|mut s| {
+        s.write_all(b"head").expect("write");
+        std::thread::sleep(Duration::from_millis(100));
+        // A small "head" and a large "body" behind it, in one write.
+        let mut msg = b"HEAD".to_vec();
+        msg.extend_from_slice(&pattern(9, 200_000));
+        s.write_all(&msg).expect("write");
+        std::thread::sleep(Duration::from_millis(200));
+        s.write_all(b"next").expect("write");
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    runtime().block_on(async move {
+        let mut s = connect_multishot(addr, 1).await.pop().expect("stream");
+        assert!(s.multishot_recv() && !s.multishot_released());
+        let (r, _) = s.read(Vec::with_capacity(16)).await;
+        assert_eq!(r.expect("read"), 4);
+        loop {
+            let (r, _) = s.release_multishot(Vec::with_capacity(64)).await;
+            if r.expect("release").is_none() {
+                break;
+            }
+        }
+        assert!(s.multishot_released());
+        assert!(!crate::splice::input_waiting(&s), "nothing sent yet");
+        // A short plain read, as a head read: the rest must stay in the socket.
+        let (r, buf) = s.read(Vec::with_capacity(4)).await;
+        assert_eq!(r.expect("read"), 4);
+        assert_eq!(&buf[..], b"HEAD");
+        assert!(s.multishot_released(), "still released after a short read");
+        monoio::time::sleep(Duration::from_millis(50)).await;
+        // (As much of it as the socket's receive buffer holds.)
+        let unread = crate::splice::unread_bytes(&s);
+        assert!(unread > 64 * 1024, "the body waits in the socket: {unread} bytes");
+        assert!(crate::splice::input_waiting(&s));
+        let body = read_bulk(&mut s, 200_000).await;
+        assert!(body == pattern(9, 200_000));
+        assert!(s.set_multishot_recv(true));
+        assert!(!s.multishot_released(), "armed again");
+        assert!(becomes_pending(&s).await, "the multishot receive sees the next bytes");
+        let (r, buf) = s.read(Vec::with_capacity(16)).await;
+        assert_eq!(r.expect("read"), 4);
+        assert_eq!(&buf[..], b"next");
+        // The peer's close, on a released receive side, is seen by the peek.
+        loop {
+            let (r, _) = s.release_multishot(Vec::with_capacity(64)).await;
+            if r.expect("release").is_none() {
+                break;
+            }
+        }
+        monoio::time::sleep(Duration::from_millis(400)).await;
+        assert!(crate::splice::input_waiting(&s), "the close is input");
+    });
+}
+
 /// `multishot_wait` (an idle keep-alive connection waiting without a read
 /// buffer): it returns once bytes arrive, without taking them, so the read
 /// after it gets them all; it returns on the peer's close too; and on plain

@@ -231,6 +231,9 @@ pub(crate) struct Client<S> {
     /// See [`ConnInfo::client_cert`].
     pub(crate) client_cert: Option<Rc<ringgate_tls::ClientCert>>,
     pub(crate) client_cert_required: bool,
+    /// The last request's body was spliced, and the client's receive side
+    /// is still released to the splice path (see `h1::wait_input`).
+    pub(crate) spliced_upload: bool,
     /// What the client speaks, for the access log and the metrics.
     pub(crate) protocol: ClientProtocol,
     /// Bounds the reads and writes of an exchange. Apart from `head_timer`
@@ -278,6 +281,7 @@ impl<S: crate::io::ClientStream> Client<S> {
             forwarded_for_trusted,
             client_cert,
             client_cert_required,
+            spliced_upload: false,
         }
     }
 

@@ -38,6 +38,10 @@ pub(crate) struct RecvMulti {
     stopping: bool,
     /// Reads are plain receives until one returns less than `BULK` bytes.
     plain: bool,
+    /// Released to a caller that moves the socket's bytes itself (see
+    /// `poll_release`): reads stay plain receives, whatever their length,
+    /// until `resume` arms the multishot receive again.
+    held: bool,
 }
 
 impl RecvMulti {
@@ -55,10 +59,17 @@ impl RecvMulti {
                 current: None,
                 stopping: false,
                 plain: false,
+                held: false,
             }),
             #[allow(unreachable_patterns)]
             _ => None,
         })
+    }
+
+    /// Whether the receive side was released (`poll_release`) and not
+    /// resumed since.
+    pub(crate) fn held(&self) -> bool {
+        self.held
     }
 
     /// Whether bytes, the end of the stream or an error were received and not
@@ -133,7 +144,7 @@ impl RecvMulti {
     /// connection has one. (Re-arming on any short read instead was measured
     /// to cost more: on loopback, bulk reads are often short.)
     pub(crate) fn after_plain(&mut self, n: usize) {
-        if self.plain && n < BULK {
+        if self.plain && !self.held && n < BULK {
             self.resume();
         }
     }
@@ -164,6 +175,7 @@ impl RecvMulti {
         }
         self.stopping = false;
         self.plain = false;
+        self.held = false;
         if let Ok(i) = UringInner::arm_recv_multi(&self.driver, self.fd) {
             self.index = Some(i);
         }
@@ -175,6 +187,9 @@ impl RecvMulti {
     /// into `dst` (`Ok(Some(n))`, 0 at the end of the stream), and once it
     /// has ended with nothing left, answers `Ok(None)` with reads switched to
     /// plain receives, so that nothing takes the socket's bytes any more.
+    /// They stay plain (`held`) until `resume`: a short read does not arm
+    /// the multishot receive again, so the next message's body is still in
+    /// the socket when its head has been read.
     pub(crate) fn poll_release(
         &mut self,
         cx: &mut Context<'_>,
@@ -193,6 +208,7 @@ impl RecvMulti {
             let Some(index) = self.index else {
                 self.stopping = false;
                 self.plain = true;
+                self.held = true;
                 return Poll::Ready(Ok(None));
             };
             if !self.plain {

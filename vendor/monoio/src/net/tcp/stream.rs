@@ -141,6 +141,15 @@ impl TcpStream {
         self.multi.is_some()
     }
 
+    /// (ringgate addition) Whether the multishot receive was handed over
+    /// (`release_multishot`) and not armed again since: reads are plain
+    /// receives, and the kernel keeps what they do not take in the socket,
+    /// until `set_multishot_recv(true)`.
+    #[cfg(all(target_os = "linux", feature = "iouring"))]
+    pub fn multishot_released(&self) -> bool {
+        self.multi.as_ref().is_some_and(|m| m.held())
+    }
+
     /// Open a TCP connection to a remote host.
     /// Note: This function may block the current thread while resolution is
     /// performed.
