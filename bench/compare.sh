@@ -21,12 +21,13 @@
 #                                          # tlsload (bench/src/bin/tlsload.rs), as wrk
 #                                          # cannot present a certificate
 #   bench/compare.sh --mode bulk --rounds 3 --duration 5
-#                                          # 64 KiB / 1 MiB GETs and 1 MiB uploads, 16
+#                                          # 16, 32, 64 KiB and 1 MiB GETs and 1 MiB uploads, 16
 #                                          # connections: ringgate splicing and copying,
 #                                          # nginx, HAProxy, HAProxy splicing; then 1 GiB
 #                                          # down and up through ringgate (sha256, RSS);
 #                                          # writes a 1 GiB file into the run directory
-#                                          # (removed at the end)
+#                                          # (removed at the end); --bulk-min-body 8KiB
+#                                          # moves the splicing row's threshold
 #   bench/compare.sh --mode idle --duration 5
 #                                          # RSS per idle keep-alive connection (about
 #                                          # 9,000, from idleconns) for each proxy

@@ -104,6 +104,9 @@ struct Opts {
     proxies: Vec<String>,
     /// h2load's warm-up before each measured round of the h2 mode, seconds.
     warm_up: u32,
+    /// `[gateway.splice] min_body` of the bulk mode's splicing ringgate
+    /// (its default when absent), to find the threshold by measurement.
+    bulk_min_body: Option<String>,
 }
 
 impl Opts {
@@ -115,7 +118,7 @@ impl Opts {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: compare [--ringgate PATH] [--relay PATH] [--tlsload PATH] [--idleconns PATH] [--rounds N] [--duration SECS] [--warm-up SECS] [--mode small|c256|c1024|body64k|fast502|https|mtls|log|idle|floor|route|h2|bulk|all]... [--proxies ringgate,nginx,haproxy,relay] [--out DIR]"
+        "usage: compare [--ringgate PATH] [--relay PATH] [--tlsload PATH] [--idleconns PATH] [--rounds N] [--duration SECS] [--warm-up SECS] [--mode small|c256|c1024|body64k|fast502|https|mtls|log|idle|floor|floor1024|route|h2|bulk|all]... [--proxies ringgate,nginx,haproxy,relay] [--bulk-min-body SIZE] [--out DIR]"
     );
     std::process::exit(2)
 }
@@ -134,6 +137,7 @@ fn parse_args() -> Opts {
         proxy_cpu: "1".into(),
         proxies: Vec::new(),
         warm_up: 1,
+        bulk_min_body: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -150,6 +154,7 @@ fn parse_args() -> Opts {
             "--out" => o.out = val().into(),
             "--load-cpu" => o.load_cpu = val(),
             "--proxy-cpu" => o.proxy_cpu = val(),
+            "--bulk-min-body" => o.bulk_min_body = Some(val()),
             "--proxies" => o.proxies = val().split(',').filter(|p| !p.is_empty()).map(str::to_string).collect(),
             "-h" | "--help" => usage(),
             _ => usage(),
@@ -157,7 +162,19 @@ fn parse_args() -> Opts {
     }
     if o.modes.is_empty() || o.modes.iter().any(|m| m == "all") {
         o.modes = [
-            "small", "c256", "c1024", "body64k", "fast502", "https", "mtls", "log", "idle", "floor", "route", "h2",
+            "small",
+            "c256",
+            "c1024",
+            "body64k",
+            "fast502",
+            "https",
+            "mtls",
+            "log",
+            "idle",
+            "floor",
+            "floor1024",
+            "route",
+            "h2",
             "bulk",
         ]
         .iter()
@@ -229,6 +246,9 @@ const SINK_PORT: u16 = 19105;
 /// The backends' random bodies (every mode; the bulk mode measures them):
 /// 64 KiB, 1 MiB and (bulk mode only, written then removed) 1 GiB.
 const R64K_PATH: &str = "/r64k";
+/// The bulk mode's bodies around the splice threshold.
+const R16K_PATH: &str = "/r16k";
+const R32K_PATH: &str = "/r32k";
 const M1_PATH: &str = "/1m";
 const G1_PATH: &str = "/1g";
 const M1_LEN: u64 = 1 << 20;
@@ -1043,14 +1063,19 @@ fn backend_conf(dir: &Path, body64k: bool) -> PathBuf {
         "location / { return 200 \"hello, world\\n\"; }".to_string()
     };
     // Random bodies (the bulk mode's), whose bytes the harness compares.
-    for (file, len, seed) in [("r64k.bin", BIG_BODY_LEN, 64), ("1m.bin", M1_LEN, 1024)] {
+    for (file, len, seed) in [
+        ("r16k.bin", 16 * 1024, 16),
+        ("r32k.bin", 32 * 1024, 32),
+        ("r64k.bin", BIG_BODY_LEN, 64),
+        ("1m.bin", M1_LEN, 1024),
+    ] {
         let path = www.join(file);
         if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(len) {
             wire::random_file(&path, len, seed).expect("random body");
         }
     }
     let big = format!(
-        "location = {BIG_PATH} {{ alias {w}/index.html; }} location = {R64K_PATH} {{ alias {w}/r64k.bin; }} location = {M1_PATH} {{ alias {w}/1m.bin; }} location = {G1_PATH} {{ alias {w}/1g.bin; }}",
+        "location = {BIG_PATH} {{ alias {w}/index.html; }} location = {R16K_PATH} {{ alias {w}/r16k.bin; }} location = {R32K_PATH} {{ alias {w}/r32k.bin; }} location = {R64K_PATH} {{ alias {w}/r64k.bin; }} location = {M1_PATH} {{ alias {w}/1m.bin; }} location = {G1_PATH} {{ alias {w}/1g.bin; }}",
         w = www.display()
     );
     let mut servers: String = BACKEND_PORTS
@@ -1293,7 +1318,8 @@ max_idle_connections = 1024
             ("ringgate (bulk)", "ringgate-bulk", RINGGATE_BULK_PORT, RINGGATE_BULK_ADMIN_PORT, true),
             ("ringgate (copy)", "ringgate-copy", RINGGATE_COPY_PORT, RINGGATE_COPY_ADMIN_PORT, false),
         ] {
-            let conf = rg_conf(admin, "off", &bulk::ringgate_listener(port, splice))
+            let min_body = if splice { o.bulk_min_body.as_deref() } else { None };
+            let conf = rg_conf(admin, "off", &bulk::ringgate_listener(port, splice, min_body))
                 .replace("request_timeout = 30\n", "request_timeout = 300\n");
             let (_, log) = start_ringgate(&mut procs, label, stem, conf);
             wait_port(port, label, &log);
@@ -1968,14 +1994,22 @@ fn main() {
                     rows: interleaved(&o, 64, &targets),
                 })
             }
-            "floor" => {
-                let mut targets = all(64);
+            "floor" | "floor1024" => {
+                let conns = if mode == "floor" { 64 } else { 1024 };
+                let mut targets = all(conns);
                 targets.push(("relay (plain)", RELAY_PLAIN_PORT, pids["relay (plain)"].clone()));
                 targets.push(("relay (multishot)", RELAY_MULTISHOT_PORT, pids["relay (multishot)"].clone()));
-                Some(Table {
-                    title: "The floor: byte relays on io_uring that parse nothing (bench/src/bin/relay.rs; a backend connection per client connection, plain or multishot receives) beside the proxies, small response, 64 connections (ratios compare with nginx and HAProxy)".into(),
-                    rows: interleaved(&o, 64, &targets),
-                })
+                let t = Table {
+                    title: format!(
+                        "The floor: byte relays on io_uring that parse nothing (bench/src/bin/relay.rs; a backend connection per client connection, plain or multishot receives) beside the proxies, small response, {conns} connections (ratios compare with the best of nginx and HAProxy, and with the multishot relay)"
+                    ),
+                    rows: interleaved(&o, conns, &targets),
+                };
+                let text = render_against(&t, &[None, Some("relay (multishot)")]);
+                eprintln!("{text}");
+                report.push_str(&text);
+                report.push('\n');
+                None
             }
             "route" => {
                 let targets: Vec<(&str, u16, Vec<u32>)> = vec![

@@ -3,9 +3,11 @@
 //! `min_body`), ringgate copying (`enabled = false`), nginx (bodies streamed:
 //! no request buffering, no temporary files), HAProxy, and HAProxy with
 //! `option splice-request` and `option splice-response` (a process of its
-//! own, so its CPU is its own). Loads: GET of a 64 KiB and a 1 MiB random
-//! body, and POST of a 1 MiB body to the upload sink (a thread of the
-//! harness pinned to the load CPU that reads every body whole), at
+//! own, so its CPU is its own). Loads: GET of 16, 32 and 64 KiB random
+//! bodies (around the splice threshold, which `--bulk-min-body` moves for
+//! the splicing row) and of a 1 MiB one, and POST of a 1 MiB body to the
+//! upload sink (a thread of the harness pinned to the load CPU that reads
+//! every body whole), at
 //! `BULK_CONNS` connections. Before measuring, every row must return the
 //! backends' bytes exactly (twice, on one keep-alive connection) and deliver
 //! an upload whose length and sha256 the sink confirms; a row that fails is
@@ -21,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use super::wire::{self, Conn, SINK_SHA_PREFIX};
 use super::{
-    G1_LEN, G1_PATH, HAPROXY_BULK_PORT, HAPROXY_SPLICE_PORT, Load, M1_LEN, M1_PATH, NGINX_BULK_PORT, Opts, R64K_PATH,
-    RINGGATE_BULK_ADMIN_PORT, RINGGATE_BULK_PORT, RINGGATE_COPY_ADMIN_PORT, RINGGATE_COPY_PORT, SINK_PORT, Setup,
-    Table, interleaved_script, render_against, rss_kib,
+    G1_LEN, G1_PATH, HAPROXY_BULK_PORT, HAPROXY_SPLICE_PORT, Load, M1_LEN, M1_PATH, NGINX_BULK_PORT, Opts, R16K_PATH,
+    R32K_PATH, R64K_PATH, RINGGATE_BULK_ADMIN_PORT, RINGGATE_BULK_PORT, RINGGATE_COPY_ADMIN_PORT, RINGGATE_COPY_PORT,
+    SINK_PORT, Setup, Table, interleaved_script, render_against, rss_kib,
 };
 
 /// wrk's connections in the bulk loads: 16 × 1 MiB in flight stays well
@@ -36,7 +38,8 @@ const BIG_DEADLINE: Duration = Duration::from_secs(300);
 
 /// The bulk ringgates' listener: `/upload/*` to the sink, the rest to the
 /// backends; bodies of any size, zero-copy on or off.
-pub fn ringgate_listener(port: u16, splice: bool) -> String {
+pub fn ringgate_listener(port: u16, splice: bool, min_body: Option<&str>) -> String {
+    let min_body = min_body.map(|m| format!("min_body = \"{m}\"\n")).unwrap_or_default();
     format!(
         r#"
 [gateway.limits]
@@ -44,7 +47,7 @@ max_request_body = 0
 
 [gateway.splice]
 enabled = {splice}
-
+{min_body}
 [[listener]]
 name = "bulk"
 listen = "127.0.0.1:{port}"
@@ -417,17 +420,23 @@ pub fn bulk_mode(o: &Opts, setup: &Setup, pids: &BTreeMap<&'static str, Vec<u32>
         ["haproxy", "haproxy (splice)"].into_iter().filter(|p| targets.iter().any(|t| t.0 == *p)).map(Some).collect();
     let peers = if peers.is_empty() { vec![None] } else { peers };
     let loads = [
+        ("GET, a 16 KiB random response", R16K_PATH, None),
+        ("GET, a 32 KiB random response", R32K_PATH, None),
         ("GET, a 64 KiB random response", R64K_PATH, None),
         ("GET, a 1 MiB random response", M1_PATH, None),
         ("POST, a 1 MiB request body to the upload sink (a 2 B answer)", "/upload/load", Some(lua.as_path())),
     ];
+    let min_body = match &o.bulk_min_body {
+        Some(m) => format!("min_body = \"{m}\""),
+        None => "the default min_body".to_string(),
+    };
     for (what, path, script) in loads {
         eprintln!("  bulk: {what}");
         let before: Vec<_> = admins.iter().map(|(n, a)| (*n, splice_metrics(*a))).collect();
         let rows = interleaved_script(o, BULK_CONNS, &targets, Load::Http, path, script);
         let t = Table {
             title: format!(
-                "Bulk: {what}, {BULK_CONNS} connections (ringgate: `[gateway.splice]` on with the default min_body; ringgate (copy): `enabled = false`; nginx: `proxy_request_buffering off`, `proxy_max_temp_file_size 0`; haproxy (splice): `option splice-request`, `option splice-response`)"
+                "Bulk: {what}, {BULK_CONNS} connections (ringgate: `[gateway.splice]` on with {min_body}; ringgate (copy): `enabled = false`; nginx: `proxy_request_buffering off`, `proxy_max_temp_file_size 0`; haproxy (splice): `option splice-request`, `option splice-response`)"
             ),
             rows,
         };
