@@ -840,6 +840,13 @@ impl<S: crate::io::ClientStream> Client<S> {
         let BackendStream::Plain(backend) = &mut conn.stream else { unreachable!("checked above") };
         let multishot = backend.multishot_recv();
         while remaining > 0 {
+            if obuf.len() > pipe.capacity() / 2 {
+                // Too much for the pipe's head start (a large head, or much
+                // taken by the multishot receive): it goes out as is. Checked
+                // before each release, so also after the last bytes added.
+                self.send_to_client(obuf, write_deadline(), out).await?;
+                obuf.clear();
+            }
             conn.buf.clear();
             let deadline = Instant::now() + rule.request_timeout;
             let got = match self.timer.bound(deadline, release_more(backend, &mut conn.buf, BODY_CHUNK)).await {
@@ -854,24 +861,9 @@ impl<S: crate::io::ClientStream> Client<S> {
             }
             remaining -= take as u64;
             obuf.extend_from_slice(&conn.buf[..take]);
-            if obuf.len() > pipe.capacity() / 2 {
-                // Too much for the pipe's head start: it goes out as is.
-                let client = self.stream.tcp().expect("checked above");
-                let r = self.timer.write_all_until(client, obuf, write_deadline()).await;
-                r.map_err(|_| Fail::Abort(ErrorCode::ClientClosed))?;
-                out.bytes_out += obuf.len() as u64;
-                obuf.clear();
-            }
         }
         conn.buf.clear();
         let client = self.stream.tcp().expect("checked above");
-        if remaining > 0 && obuf.len() > pipe.capacity() / 2 {
-            // A head too large for the pipe's head start goes out as is.
-            let r = self.timer.write_all_until(client, obuf, write_deadline()).await;
-            r.map_err(|_| Fail::Abort(ErrorCode::ClientClosed))?;
-            out.bytes_out += obuf.len() as u64;
-            obuf.clear();
-        }
         if remaining > 0 {
             let mut moved = 0;
             let r = crate::splice::relay(

@@ -197,9 +197,9 @@ pub(crate) struct Waits {
 /// Moves `prefill` (bytes already in user space: a message head, the start
 /// of its body), then exactly `len` bytes from `from`, to `to` through
 /// `pipe`, and never reads past them. The prefill is written into the pipe
-/// ahead of the body, so head and body leave in one splice: on loopback
-/// each send also pays for the peer's receive, and a separate send of the
-/// head measured about 10 % of a 64 KiB response. Each wait for the source
+/// ahead of the body, so head and body leave in one splice rather than a
+/// send and a splice (on loopback each send also pays for the peer's
+/// receive). Each wait for the source
 /// is bounded by `waits.read`, each wait for the destination by
 /// `waits.write`. `moved` counts the bytes delivered to `to` as they go,
 /// prefill included, for the access log. On success the pipe is empty. On
